@@ -1,0 +1,298 @@
+/* `durafs mount SOURCE MOUNTPOINT`: validates the options, checks the
+ * credentials and the bucket, builds the mount (fs/mount.c), mounts with
+ * FUSE, goes to the background once the mount answers, serves the control
+ * socket, and on unmount or SIGTERM/SIGINT stops cleanly, leaving whatever
+ * is not uploaded queued in the journal for the next mount. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "durafs/cli.h"
+#include "durafs/ctl.h"
+#include "durafs/daemon.h"
+#include "durafs/fs.h"
+#include "durafs/log.h"
+#include "durafs/mopts.h"
+#include "durafs/mount.h"
+
+#define MOUNT_TAG "mount"
+#define FUSE_MAX_THREADS 64
+#define FUSE_MAX_IDLE 8
+
+static void mount_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: durafs mount SOURCE MOUNTPOINT [-o opt,...] [--cache-dir DIR] [--foreground]\n"
+		"\n"
+		"Mount a Cloud Storage bucket (gs://BUCKET[/PREFIX]) at MOUNTPOINT. Writes land in\n"
+		"a local cache with a journal and are uploaded in the background; fsync returns\n"
+		"only once the file is committed remotely. The command returns once the mount\n"
+		"answers, or prints why it could not mount (exit 1; 2 for a bad option).\n"
+		"\n"
+		"  --cache-dir DIR   cache and journal [$XDG_CACHE_HOME/durafs/SOURCE-HASH]\n"
+		"  -f, --foreground  stay in the foreground, log to stderr\n"
+		"  -o OPTS           comma-separated options:\n");
+	mopts_help(out);
+	fprintf(out,
+		"\n"
+		"Sizes take K, M, G, T (powers of 1024); durations ms, s, m, h (bare: seconds).\n"
+		"Options of mount(8) and systemd (_netdev, noauto, nofail, x-systemd.*, ...) are\n"
+		"accepted and ignored. The endpoint follows $STORAGE_EMULATOR_HOST (then no\n"
+		"credentials are sent unless token_file or credentials is given); otherwise the\n"
+		"credentials are found as `durafs auth whoami` shows.\n");
+}
+
+/* Everything the daemon holds. */
+struct daemon {
+	struct mopts mo;
+	struct mnt m;
+	struct fs *fs;
+	struct fuse_session *se;
+	struct ctl_server *ctl;
+	int mounted;
+	int handlers;
+	int notify_fd;
+	int log_fd;                 /* the log file, also for stderr once detached */
+	char *log_path;
+};
+
+/* Control command "unmount": end the loop as SIGTERM does. */
+static int ctl_unmount(void *ud, struct err *err)
+{
+	(void)ud;
+	if (kill(getpid(), SIGTERM) < 0)
+		return err_sys(err, "unmount");
+	return 0;
+}
+
+/* "a,b\c" -> "a\,b\\c" for a fuse option value. */
+static char *opt_escape(const char *s)
+{
+	size_t n = strlen(s), i, k = 0;
+	char *r = malloc(2 * n + 1);
+
+	if (!r)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (s[i] == ',' || s[i] == '\\')
+			r[k++] = '\\';
+		r[k++] = s[i];
+	}
+	r[k] = '\0';
+	return r;
+}
+
+static int session_new(struct daemon *d, struct err *err)
+{
+	char *fsname = opt_escape(d->mo.source), *opts = NULL;
+	char *argv[4] = { NULL, NULL, NULL, NULL };
+	struct fuse_args args;
+	int rc = -1;
+
+	if (!fsname)
+		return err_set(err, ERR_NOMEM, "out of memory");
+	if (asprintf(&opts, "fsname=durafs:%s,subtype=durafs,default_permissions%s%s", fsname,
+		     d->mo.allow_other ? ",allow_other" : "", d->mo.ro ? ",ro" : "") < 0) {
+		opts = NULL;
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	argv[0] = "durafs";
+	argv[1] = "-o";
+	argv[2] = opts;
+	args.argc = 3;
+	args.argv = argv;
+	args.allocated = 0;
+	d->se = fuse_session_new(&args, fs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops),
+				 d->fs);
+	fuse_opt_free_args(&args);
+	if (!d->se) {
+		err_set(err, ERR_INVAL, "cannot create the FUSE session (see the log)");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(fsname);
+	free(opts);
+	return rc;
+}
+
+/* Open the log destination: -o log_file, or cache_dir/durafs.log unless in
+ * the foreground. */
+static int log_setup(struct daemon *d, struct err *err)
+{
+	if (d->mo.log_file)
+		d->log_path = strdup(d->mo.log_file);
+	else if (!d->mo.foreground && asprintf(&d->log_path, "%s/durafs.log", d->mo.cache_dir) < 0)
+		d->log_path = NULL;
+	if (!d->mo.foreground || d->mo.log_file) {
+		if (!d->log_path)
+			return err_set(err, ERR_NOMEM, "out of memory");
+		if (log_open(d->log_path, err) < 0)
+			return -1;
+		if (!d->mo.foreground) {
+			/* stderr of libraries (libfuse) goes to the log too */
+			d->log_fd = open(d->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+					 0600);
+			if (d->log_fd >= 0)
+				dup2(d->log_fd, STDERR_FILENO);
+		}
+	}
+	return 0;
+}
+
+/* Build everything up to a served mount. On failure *code is the exit code. */
+static int start(struct daemon *d, int *code, struct err *err)
+{
+	struct fs_config cfg;
+
+	*code = CLI_FAIL;
+	if (mnt_init(&d->m, &d->mo, err) < 0) {
+		*code = CLI_USAGE;
+		return -1;
+	}
+	if (mnt_cache_dir_create(&d->m, err) < 0)
+		return -1;
+	if (log_setup(d, err) < 0)
+		return -1;
+	log_info(MOUNT_TAG, "durafs %s mounting %s on %s (cache %s, pid %ld)", DURAFS_VERSION,
+		 d->mo.source, d->mo.mountpoint, d->mo.cache_dir, (long)getpid());
+	if (mnt_remote_open(&d->m, err) < 0) {
+		if (err && err->code == ERR_INVAL)
+			*code = CLI_USAGE;
+		return -1;
+	}
+	if (mnt_check(&d->m, err) < 0)
+		return -1;
+	if (mnt_journal_open(&d->m, 0, err) < 0)
+		return -1;
+	if (mnt_sched_start(&d->m, err) < 0)
+		return -1;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.be = d->m.be;
+	cfg.jnl = d->m.jnl;
+	cfg.sched = d->m.sched;
+	cfg.mo = &d->mo;
+	cfg.files_dir = d->m.files_dir;
+	cfg.ctl_path = d->m.ctl_path;
+	if (fs_new(&cfg, &d->fs, err) < 0)
+		return -1;
+	if (session_new(d, err) < 0)
+		return -1;
+	fs_set_session(d->fs, d->se);
+	if (fuse_set_signal_handlers(d->se) < 0)
+		return err_set(err, ERR_IO, "cannot install signal handlers");
+	d->handlers = 1;
+	d->m.fs = d->fs;
+	d->m.unmount_fn = ctl_unmount;
+	d->m.unmount_ud = d;
+	if (ctl_server_start(d->m.ctl_path, mnt_ctl_handler, &d->m, &d->ctl, err) < 0)
+		return -1;
+	if (fuse_session_mount(d->se, d->mo.mountpoint) < 0)
+		return err_set(err, ERR_IO, "cannot mount on %s (see the log)", d->mo.mountpoint);
+	d->mounted = 1;
+	return 0;
+}
+
+/* Tear down in the order the parts depend on each other; pending work
+ * stays in the journal. */
+static void stop(struct daemon *d)
+{
+	atomic_store(&d->m.stopping, 1);
+	if (d->handlers)
+		fuse_remove_signal_handlers(d->se);
+	if (d->mounted)
+		fuse_session_unmount(d->se);
+	ctl_server_free(d->ctl);
+	d->ctl = NULL;
+	if (d->se)
+		fuse_session_destroy(d->se);  /* runs the fs's destroy op if needed */
+	d->se = NULL;
+	if (d->m.sched)
+		sch_stop(d->m.sched);
+	d->m.fs = NULL;
+	fs_free(d->fs);
+	d->fs = NULL;
+	mnt_release(&d->m);
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	struct daemon d;
+	struct err e;
+	int code = CLI_FAIL, rc, i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			mount_usage(stdout);
+			return CLI_OK;
+		}
+		if (!strcmp(argv[i], "--"))
+			break;
+	}
+	memset(&d, 0, sizeof(d));
+	d.notify_fd = -1;
+	d.log_fd = -1;
+	err_clear(&e);
+	if (mopts_parse(argc, argv, &d.mo, &e) < 0) {
+		fprintf(stderr, "durafs mount: %s\n", e.msg);
+		return CLI_USAGE;
+	}
+	if (dmn_is_fuse_mount(d.mo.mountpoint)) {
+		fprintf(stderr, "durafs mount: %s is already a mount point of a FUSE filesystem "
+			"(`durafs unmount %s` first)\n", d.mo.mountpoint, d.mo.mountpoint);
+		mopts_release(&d.mo);
+		return CLI_FAIL;
+	}
+	log_set_level(d.mo.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	if (!d.mo.foreground) {
+		char hint[4200];
+
+		snprintf(hint, sizeof(hint), "%s", d.mo.log_file ? d.mo.log_file : d.mo.cache_dir);
+		if (!d.mo.log_file)
+			strncat(hint, "/durafs.log", sizeof(hint) - strlen(hint) - 1);
+		if (dmn_fork(d.mo.mountpoint, hint, &d.notify_fd, &e) < 0) {
+			fprintf(stderr, "durafs mount: %s\n", e.msg);
+			mopts_release(&d.mo);
+			return CLI_FAIL;
+		}
+	}
+	if (start(&d, &code, &e) < 0) {
+		if (d.log_path)
+			log_error(MOUNT_TAG, "%s", e.msg);
+		if (d.notify_fd >= 0)
+			dmn_notify(&d.notify_fd, 0, code, e.msg);
+		else
+			fprintf(stderr, "durafs mount: %s\n", e.msg);
+		stop(&d);
+		goto out;
+	}
+	log_info(MOUNT_TAG, "mounted %s on %s", d.mo.source, d.mo.mountpoint);
+	if (d.notify_fd >= 0) {
+		dmn_notify(&d.notify_fd, 1, 0, NULL);
+		dmn_detach(d.log_fd);
+	}
+	rc = dmn_session_loop(d.se, FUSE_MAX_THREADS, FUSE_MAX_IDLE, 1);
+	if (rc > 0)
+		log_info(MOUNT_TAG, "signal %d: unmounting %s (pending changes stay queued)", rc,
+			 d.mo.mountpoint);
+	else if (rc < 0)
+		log_error(MOUNT_TAG, "FUSE loop ended with an error: %s", strerror(-rc));
+	else
+		log_info(MOUNT_TAG, "%s was unmounted", d.mo.mountpoint);
+	stop(&d);
+	log_info(MOUNT_TAG, "stopped cleanly");
+	code = rc < 0 ? CLI_FAIL : CLI_OK;
+out:
+	log_close();
+	if (d.log_fd >= 0)
+		close(d.log_fd);
+	free(d.log_path);
+	mopts_release(&d.mo);
+	return code;
+}

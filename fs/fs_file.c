@@ -1,0 +1,1036 @@
+/* durafs filesystem core: open files and the read cache. One shared open
+ * file per inode holds the cache file; clean remote content is fetched by
+ * ranges on demand (with read-ahead, whole small files) into the sparse
+ * cache file and recorded in the journal's cache map; written content is a
+ * whole local file handed to the journal on flush/release. Eviction of
+ * clean cached data lives here too. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+#include "durafs/log.h"
+
+/* ---- plain I/O ------------------------------------------------------------- */
+
+static ssize_t pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, p + done, len - done, off + (off_t)done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	char *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, p + done, len - done, off + (off_t)done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+int fs_cache_path(struct fs *fs, const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", fs->files_dir, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+void fs_cache_name_new(char *buf, size_t len)
+{
+	static _Atomic uint64_t counter;
+	uint64_t r[2] = { 0, 0 };
+	ssize_t got = getrandom(r, sizeof(r), GRND_NONBLOCK);
+
+	if (got != (ssize_t)sizeof(r)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		r[0] = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 48);
+		r[1] = atomic_fetch_add(&counter, 1);
+	}
+	snprintf(buf, len, "c%016" PRIx64 "%016" PRIx64, r[0], r[1]);
+}
+
+/* ---- the table of open files ------------------------------------------------ */
+
+static size_t of_bucket(uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 56) & (FS_OF_BUCKETS - 1);
+}
+
+static struct fs_ofile *of_find_locked(struct fs *fs, uint64_t ino)
+{
+	struct fs_ofile *of;
+
+	for (of = fs->of[of_bucket(ino)]; of; of = of->next)
+		if (of->ino == ino)
+			return of;
+	return NULL;
+}
+
+static struct fs_ofile *of_alloc(uint64_t ino)
+{
+	struct fs_ofile *of = calloc(1, sizeof(*of));
+
+	if (!of)
+		return NULL;
+	if (pthread_mutex_init(&of->mu, NULL) != 0) {
+		free(of);
+		return NULL;
+	}
+	if (pthread_cond_init(&of->cv, NULL) != 0) {
+		pthread_mutex_destroy(&of->mu);
+		free(of);
+		return NULL;
+	}
+	of->ino = ino;
+	of->fd = -1;
+	of->refs = 1;
+	return of;
+}
+
+static void of_free(struct fs_ofile *of)
+{
+	if (of->fd >= 0)
+		close(of->fd);
+	free(of->cache_name);
+	free(of->rpath);
+	pthread_cond_destroy(&of->cv);
+	pthread_mutex_destroy(&of->mu);
+	free(of);
+}
+
+struct fs_ofile *fs_of_find(struct fs *fs, uint64_t ino)
+{
+	struct fs_ofile *of;
+
+	pthread_mutex_lock(&fs->of_lock);
+	of = fs->of_count ? of_find_locked(fs, ino) : NULL;
+	if (of)
+		of->refs++;
+	pthread_mutex_unlock(&fs->of_lock);
+	if (of) {
+		int st;
+
+		/* Never wait for an open that is still fetching. */
+		pthread_mutex_lock(&of->mu);
+		st = of->state;
+		pthread_mutex_unlock(&of->mu);
+		if (st != 1) {
+			fs_of_put(fs, of);
+			of = NULL;
+		}
+	}
+	return of;
+}
+
+void fs_of_put(struct fs *fs, struct fs_ofile *of)
+{
+	struct fs_ofile **pp;
+	int last = 0;
+
+	if (!of)
+		return;
+	pthread_mutex_lock(&fs->of_lock);
+	if (--of->refs == 0) {
+		for (pp = &fs->of[of_bucket(of->ino)]; *pp; pp = &(*pp)->next) {
+			if (*pp == of) {
+				*pp = of->next;
+				fs->of_count--;
+				break;
+			}
+		}
+		last = 1;
+	}
+	pthread_mutex_unlock(&fs->of_lock);
+	if (last)
+		of_free(of);
+}
+
+void fs_of_each_fid(struct fs *fs, uint64_t fid, void (*fn)(struct fs *, struct fs_ofile *, void *),
+		    void *ud)
+{
+	struct fs_ofile **v = NULL, *of;
+	size_t n = 0, i, b;
+
+	pthread_mutex_lock(&fs->of_lock);
+	if (fs->of_count)
+		v = calloc(fs->of_count, sizeof(*v));
+	for (b = 0; v && b < FS_OF_BUCKETS; b++) {
+		for (of = fs->of[b]; of; of = of->next) {
+			if (of->fid == fid && of->state == 1 && n < fs->of_count) {
+				of->refs++;
+				v[n++] = of;
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->of_lock);
+	for (i = 0; i < n; i++) {
+		fn(fs, v[i], ud);
+		fs_of_put(fs, v[i]);
+	}
+	free(v);
+}
+
+/* 1 when an open file uses cache file `name`; of_lock not held. */
+static int cache_name_open(struct fs *fs, const char *name)
+{
+	struct fs_ofile *of;
+	size_t b;
+	int found = 0;
+
+	pthread_mutex_lock(&fs->of_lock);
+	for (b = 0; b < FS_OF_BUCKETS && !found; b++)
+		for (of = fs->of[b]; of && !found; of = of->next)
+			found = of->cache_name && !strcmp(of->cache_name, name);
+	pthread_mutex_unlock(&fs->of_lock);
+	return found;
+}
+
+/* ---- fetching ------------------------------------------------------------- */
+
+struct fetch_ctx {
+	struct fs_ofile *of;
+	uint64_t pos;                /* file offset of the next byte */
+	int err;                     /* negative errno of a failed write */
+};
+
+static int fetch_sink(void *ud, const void *data, size_t len)
+{
+	struct fetch_ctx *c = ud;
+	ssize_t n = pwrite_full(c->of->fd, data, len, (off_t)c->pos);
+
+	if (n < 0) {
+		c->err = (int)n;
+		return 1;
+	}
+	c->pos += len;
+	pthread_mutex_lock(&c->of->mu);
+	c->of->f_done += len;
+	pthread_cond_broadcast(&c->of->cv);
+	pthread_mutex_unlock(&c->of->mu);
+	return 0;
+}
+
+/* After a remote read failed with NOTFOUND: if the file moved because of
+ * one of our own renames (content unchanged), switch to where and what the
+ * remote has now: the journal's new base after a rename of the file, or
+ * the current version at the new remote path after a rename of a directory
+ * above it (same size). Another writer's change is never followed: the
+ * read stays pinned and fails. 1 switched, 0 not. of->mu held. */
+static int of_rebase(struct fs *fs, struct fs_ofile *of)
+{
+	struct jnl_file jf;
+	struct be_version ver;
+	struct be_entry be;
+	char *rp = NULL, remote[FS_REMOTE_MAX];
+	struct err e;
+	int rc = 0;
+
+	memset(&jf, 0, sizeof(jf));
+	memset(&be, 0, sizeof(be));
+	if (jnl_file_get(fs->jnl, of->fid, &jf, NULL) < 0)
+		return 0;
+	if (!jf.path || jf.dirty || !jf.base)
+		goto out;
+	rp = fs_remote_path(fs, jf.path);
+	if (!rp)
+		goto out;
+	if (strcmp(jf.base, of->remote)) {
+		snprintf(remote, sizeof(remote), "%s", jf.base);
+	} else {
+		/* Where our rename put it: the current mapping, or (a rename
+		 * of a directory above still running) the local path. */
+		if (!strcmp(rp, of->rpath)) {
+			if (!strcmp(jf.path, of->rpath))
+				goto out;
+			free(rp);
+			rp = strdup(jf.path);
+			if (!rp)
+				goto out;
+		}
+		if (be_stat(fs->be, rp, &be, &e) < 0 || be.type != BE_FILE ||
+		    be.size != of->rsize || be_version_format(&be.ver, remote, sizeof(remote)))
+			goto out;
+		if (jnl_file_set_base(fs->jnl, of->fid, remote, &e) < 0)
+			log_debug(FS_TAG, "re-base \"%s\": %s", jf.path, e.msg);
+	}
+	if (be_version_parse(remote, &ver) < 0)
+		goto out;
+	free(of->rpath);
+	of->rpath = rp;
+	rp = NULL;
+	snprintf(of->remote, sizeof(of->remote), "%s", remote);
+	rc = 1;
+out:
+	free(rp);
+	be_entry_release(&be);
+	jnl_file_release(&jf);
+	return rc;
+}
+
+/* Fetch [start, end) of the remote content into the cache file. of->mu is
+ * held on entry and exit and no other fetch runs. 0 or a negative errno
+ * (-ENOSPC when the cache file system is full). */
+static int of_fetch(struct fs *fs, struct fs_ofile *of, uint64_t start, uint64_t end)
+{
+	struct fetch_ctx c = { of, start, 0 };
+	struct be_version ver;
+	char *rpath = NULL, remote[FS_REMOTE_MAX];
+	uint64_t got = 0;
+	struct err e;
+	int rc = 0, tries = 0;
+
+again:
+	if (be_version_parse(of->remote, &ver) < 0) {
+		log_error(FS_TAG, "bad remote version \"%s\" for cache file %s", of->remote,
+			  of->cache_name);
+		return -EIO;
+	}
+	rpath = strdup(of->rpath);
+	if (!rpath)
+		return -ENOMEM;
+	snprintf(remote, sizeof(remote), "%s", of->remote);
+	of->fetching = 1;
+	of->f_off = start;
+	of->f_end = end;
+	of->f_done = 0;
+	c.pos = start;
+	c.err = 0;
+	pthread_mutex_unlock(&of->mu);
+
+	got = 0;
+	rc = be_read(fs->be, rpath, &ver, start, end - start, fetch_sink, &c, &got, &e);
+	if (got > 0) {
+		struct err e2;
+
+		if (jnl_cache_add(fs->jnl, of->cache_name, remote, start, got, &e2) < 0)
+			log_warn(FS_TAG, "recording cached range of \"%s\": %s", rpath, e2.msg);
+		atomic_fetch_add(&fs->cache_bytes, got);
+		atomic_fetch_add(&fs->fetched_since_check, got);
+	}
+	if (rc < 0) {
+		if (c.err)
+			rc = c.err;
+		else if (e.code == ERR_NOTFOUND)
+			rc = -ENOENT;
+		else
+			rc = -EIO;
+		if (rc != -ENOSPC && rc != -ENOENT)
+			log_warn(FS_TAG, "reading \"%s\" [%" PRIu64 ", %" PRIu64 "): %s", rpath,
+				 start, end, c.err ? strerror(-c.err) : e.msg);
+	} else if (start + got < end && got == 0) {
+		/* The remote object is shorter than the size we were shown. */
+		log_warn(FS_TAG, "reading \"%s\": the remote object ended at %" PRIu64
+			 " (expected %" PRIu64 " bytes)", rpath, start + got, of->rsize);
+		rc = -EIO;
+	}
+	free(rpath);
+	rpath = NULL;
+	pthread_mutex_lock(&of->mu);
+	of->fetching = 0;
+	pthread_cond_broadcast(&of->cv);
+	if (rc == -ENOENT && tries++ == 0 && of_rebase(fs, of))
+		goto again;
+	if (rc == -ENOENT) {
+		log_warn(FS_TAG, "\"%s\": the remote version this file was opened at (%s) is "
+			 "gone", of->rpath, of->remote);
+		rc = -EIO;
+	}
+	if (atomic_load(&fs->fetched_since_check) > 64ull * 1024 * 1024 ||
+	    atomic_load(&fs->cache_bytes) > fs->mo->cache_size)
+		fs_bg_evict(fs);
+	return rc;
+}
+
+struct mem_ctx {
+	char *buf;
+	size_t len, pos;
+};
+
+static int mem_sink(void *ud, const void *data, size_t len)
+{
+	struct mem_ctx *m = ud;
+	size_t n = len < m->len - m->pos ? len : m->len - m->pos;
+
+	memcpy(m->buf + m->pos, data, n);
+	m->pos += n;
+	return 0;
+}
+
+/* The cache file system is full even after eviction: read straight from
+ * the remote into buf without caching. */
+static ssize_t read_direct(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, off_t off)
+{
+	struct be_version ver;
+	struct mem_ctx m = { buf, size, 0 };
+	char *rpath = NULL;
+	struct err e;
+	int rc;
+
+	pthread_mutex_lock(&of->mu);
+	rc = be_version_parse(of->remote, &ver);
+	rpath = strdup(of->rpath);
+	pthread_mutex_unlock(&of->mu);
+	if (rc < 0 || !rpath) {
+		free(rpath);
+		return -EIO;
+	}
+	rc = be_read(fs->be, rpath, &ver, (uint64_t)off, size, mem_sink, &m, NULL, &e);
+	if (rc < 0)
+		log_warn(FS_TAG, "reading \"%s\" (uncached): %s", rpath, e.msg);
+	free(rpath);
+	return rc < 0 ? -EIO : (ssize_t)m.pos;
+}
+
+ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, off_t off)
+{
+	char remote[FS_REMOTE_MAX];
+	uint64_t end, fend, moff, mlen;
+	struct err e;
+	int rc, evicted = 0;
+
+	pthread_mutex_lock(&of->mu);
+	fc_ra_note(&of->ra, (uint64_t)off, size, &fs->fcp);
+	for (;;) {
+		if (of->whole || of->local) {
+			pthread_mutex_unlock(&of->mu);
+			return pread_full(of->fd, buf, size, off);
+		}
+		if ((uint64_t)off >= of->rsize) {
+			pthread_mutex_unlock(&of->mu);
+			return 0;
+		}
+		end = (uint64_t)off + size < of->rsize ? (uint64_t)off + size : of->rsize;
+		if (of->fetching) {
+			if (of->f_off <= (uint64_t)off && of->f_end >= end) {
+				while (of->fetching && of->f_off + of->f_done < end)
+					pthread_cond_wait(&of->cv, &of->mu);
+				if (of->f_off <= (uint64_t)off && of->f_off + of->f_done >= end) {
+					pthread_mutex_unlock(&of->mu);
+					return pread_full(of->fd, buf, end - (uint64_t)off, off);
+				}
+				continue;
+			}
+			pthread_cond_wait(&of->cv, &of->mu);
+			continue;
+		}
+		/* Nothing in flight: what is missing? The map is read without
+		 * of->mu, under `fetching` (with an empty range, so nobody
+		 * mistakes it for a fetch that covers them). */
+		of->fetching = 1;
+		of->f_off = of->f_end = of->f_done = 0;
+		snprintf(remote, sizeof(remote), "%s", of->remote);
+		fend = fc_fetch_end(&of->ra, (uint64_t)off, size, of->rsize, &fs->fcp);
+		if (fend < end)
+			fend = end;
+		pthread_mutex_unlock(&of->mu);
+		rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, (uint64_t)off,
+				       end - (uint64_t)off, &moff, &mlen, &e);
+		/* Fetch the first missing run from moff, up to fend. */
+		if (rc == 0 && mlen)
+			rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, moff,
+					       fend - moff, &moff, &mlen, &e);
+		pthread_mutex_lock(&of->mu);
+		of->fetching = 0;
+		pthread_cond_broadcast(&of->cv);
+		if (rc < 0) {
+			pthread_mutex_unlock(&of->mu);
+			log_warn(FS_TAG, "read cache map: %s", e.msg);
+			return fs_errno(&e);
+		}
+		if (mlen == 0) {
+			pthread_mutex_unlock(&of->mu);
+			return pread_full(of->fd, buf, end - (uint64_t)off, off);
+		}
+		rc = of_fetch(fs, of, moff, moff + mlen);
+		if (rc == -ENOSPC && !evicted) {
+			pthread_mutex_unlock(&of->mu);
+			fs_cache_evict(fs, mlen + fs->mo->min_free_space);
+			evicted = 1;
+			pthread_mutex_lock(&of->mu);
+			continue;
+		}
+		if (rc == -ENOSPC) {
+			pthread_mutex_unlock(&of->mu);
+			return read_direct(fs, of, buf, end - (uint64_t)off, off);
+		}
+		if (rc < 0) {
+			pthread_mutex_unlock(&of->mu);
+			return rc;
+		}
+	}
+}
+
+/* Fetch everything still missing so the cache file holds the whole remote
+ * content (before a write). of->mu held. */
+static int of_make_whole(struct fs *fs, struct fs_ofile *of)
+{
+	uint64_t moff, mlen;
+	struct err e;
+	int rc, evicted = 0;
+
+	while (!of->whole) {
+		while (of->fetching)
+			pthread_cond_wait(&of->cv, &of->mu);
+		if (of->whole)
+			break;
+		rc = of->rsize ? jnl_cache_missing(fs->jnl, of->cache_name, of->remote, 0,
+						    of->rsize, &moff, &mlen, &e) : 0;
+		if (rc < 0)
+			return fs_errno(&e);
+		if (!of->rsize)
+			mlen = 0;
+		if (mlen == 0) {
+			if (ftruncate(of->fd, (off_t)of->rsize) < 0)
+				return -errno;
+			of->whole = 1;
+			break;
+		}
+		rc = of_fetch(fs, of, moff, moff + mlen);
+		if (rc == -ENOSPC && !evicted) {
+			pthread_mutex_unlock(&of->mu);
+			fs_cache_evict(fs, of->rsize + fs->mo->min_free_space);
+			pthread_mutex_lock(&of->mu);
+			evicted = 1;
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- opening ----------------------------------------------------------------- */
+
+/* Set up of (already in the table, state 0) for the file at path. */
+static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
+{
+	struct fs_info info;
+	struct jnl_file jf;
+	struct be_version ver;
+	struct stat st;
+	char name[64], cpath[4096];
+	const char *cache_name;
+	uint64_t fid, moff = 0, mlen = 1;
+	struct err e;
+	int rc, locked = 0, created = 0;
+
+	memset(&jf, 0, sizeof(jf));
+	if (!path)
+		return -ESTALE;
+	rc = fs_resolve(fs, path, &info);
+	if (rc < 0)
+		return rc;
+	if (info.type == JNL_DIR)
+		return -EISDIR;
+	if (info.type != JNL_FILE)
+		return -ELOOP;
+	fid = info.fid;
+	if (!fid) {
+		if (!info.remote[0]) {
+			log_error(FS_TAG, "\"%s\" has no remote version", path);
+			return -EIO;
+		}
+		fs_cache_name_new(name, sizeof(name));
+		if (jnl_file_new(fs->jnl, path, JNL_FILE, name, info.remote, info.size,
+				 info.mtime_ns, &fid, &e) < 0 && e.code != ERR_EXISTS) {
+			rc = fs_errno(&e);
+			goto out;
+		}
+	}
+	if (jnl_file_get(fs->jnl, fid, &jf, &e) < 0) {
+		rc = fs_errno(&e);
+		goto out;
+	}
+	if (!jf.path) {
+		rc = -ENOENT;
+		goto out;
+	}
+	cache_name = jf.cache_name;
+	if (!cache_name) {
+		fs_cache_name_new(name, sizeof(name));
+		if (jnl_file_set_cache(fs->jnl, fid, name, &e) < 0) {
+			rc = fs_errno(&e);
+			goto out;
+		}
+		cache_name = name;
+	}
+	of->fid = fid;
+	of->local = jf.dirty || !jf.base;
+	if (!of->local) {
+		/* The view says which remote version shows; a clean file whose
+		 * remote changed is re-based on it. */
+		snprintf(of->remote, sizeof(of->remote), "%s",
+			 info.local || !info.remote[0] ? jf.base : info.remote);
+		if (strcmp(of->remote, jf.base) &&
+		    jnl_file_set_base(fs->jnl, fid, of->remote, &e) < 0)
+			log_debug(FS_TAG, "re-base \"%s\": %s", path, e.msg);
+		if (be_version_parse(of->remote, &ver) < 0) {
+			log_error(FS_TAG, "\"%s\": bad remote version \"%s\"", path, of->remote);
+			rc = -EIO;
+			goto out;
+		}
+		of->rsize = info.size;
+		of->rpath = fs_remote_path(fs, path);
+		if (!of->rpath) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	of->mtime_ns = info.local ? jf.mtime_ns : info.mtime_ns;
+	rc = fs_cache_path(fs, cache_name, cpath, sizeof(cpath));
+	if (rc < 0)
+		goto out;
+	pthread_mutex_lock(&fs->cache_lock);
+	locked = 1;
+	of->cache_name = strdup(cache_name);
+	if (!of->cache_name) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	of->fd = open(cpath, O_RDWR | O_CLOEXEC);
+	if (of->fd < 0 && errno == ENOENT) {
+		of->fd = open(cpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		created = 1;
+	}
+	if (of->fd < 0) {
+		rc = -errno;
+		log_error(FS_TAG, "opening cache file of \"%s\": %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(of->fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (of->local) {
+		if (created && jf.size > 0) {
+			log_error(FS_TAG, "the cache file of \"%s\" (%s) is missing: its local "
+				  "content is lost", path, cache_name);
+			rc = -EIO;
+			goto out;
+		}
+		of->whole = 1;
+	} else if (of->rsize == 0) {
+		of->whole = 1;
+	} else {
+		if (jnl_cache_missing(fs->jnl, of->cache_name, of->remote, 0, of->rsize,
+				      &moff, &mlen, &e) < 0) {
+			rc = fs_errno(&e);
+			goto out;
+		}
+		if (mlen == 0 && (uint64_t)st.st_size >= of->rsize) {
+			of->whole = 1;
+		} else if (mlen == 0) {
+			/* The map says present but the file is short (deleted
+			 * behind our back): forget the map. */
+			log_warn(FS_TAG, "cache file %s shorter than its map; dropping it",
+				 cache_name);
+			if (jnl_cache_drop(fs->jnl, of->cache_name, &e) < 0) {
+				rc = fs_errno(&e);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (locked)
+		pthread_mutex_unlock(&fs->cache_lock);
+	jnl_file_release(&jf);
+	return rc;
+}
+
+int fs_of_get(struct fs *fs, uint64_t ino, const char *path, int writable, int trunc,
+	      struct fs_ofile **out)
+{
+	struct fs_ofile *of;
+	int rc, fresh = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&fs->of_lock);
+	of = of_find_locked(fs, ino);
+	if (of) {
+		of->refs++;
+	} else {
+		of = of_alloc(ino);
+		if (!of) {
+			pthread_mutex_unlock(&fs->of_lock);
+			return -ENOMEM;
+		}
+		of->next = fs->of[of_bucket(ino)];
+		fs->of[of_bucket(ino)] = of;
+		fs->of_count++;
+		fresh = 1;
+	}
+	pthread_mutex_unlock(&fs->of_lock);
+	if (fresh) {
+		rc = of_init(fs, of, path);
+		pthread_mutex_lock(&of->mu);
+		of->state = rc < 0 ? rc : 1;
+		pthread_cond_broadcast(&of->cv);
+		pthread_mutex_unlock(&of->mu);
+		if (rc < 0) {
+			fs_of_put(fs, of);
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&of->mu);
+	while (of->state == 0)
+		pthread_cond_wait(&of->cv, &of->mu);
+	rc = of->state < 0 ? of->state : 0;
+	if (rc == 0 && writable && trunc) {
+		pthread_mutex_unlock(&of->mu);
+		rc = fs_of_truncate(fs, of, 0);
+		pthread_mutex_lock(&of->mu);
+	} else if (rc == 0 && writable) {
+		rc = of_make_whole(fs, of);
+	}
+	pthread_mutex_unlock(&of->mu);
+	if (rc < 0) {
+		fs_of_put(fs, of);
+		return rc;
+	}
+	*out = of;
+	return 0;
+}
+
+int fs_of_new(struct fs *fs, uint64_t ino, uint64_t fid, int fd, const char *cache_name,
+	      int64_t mtime_ns, struct fs_ofile **out)
+{
+	struct fs_ofile *of;
+
+	*out = NULL;
+	of = of_alloc(ino);
+	if (!of) {
+		close(fd);
+		return -ENOMEM;
+	}
+	of->fd = fd;
+	of->cache_name = strdup(cache_name);
+	if (!of->cache_name) {
+		of_free(of);
+		return -ENOMEM;
+	}
+	of->fid = fid;
+	of->whole = 1;
+	of->local = 1;
+	of->modified = 1;
+	of->mtime_ns = mtime_ns;
+	of->state = 1;
+	pthread_mutex_lock(&fs->of_lock);
+	if (of_find_locked(fs, ino)) {
+		pthread_mutex_unlock(&fs->of_lock);
+		of_free(of);
+		return -EEXIST;
+	}
+	of->next = fs->of[of_bucket(ino)];
+	fs->of[of_bucket(ino)] = of;
+	fs->of_count++;
+	pthread_mutex_unlock(&fs->of_lock);
+	*out = of;
+	return 0;
+}
+
+/* ---- writing -------------------------------------------------------------------- */
+
+/* Before changing the content: the journal knows it is dirty. */
+static int of_dirty(struct fs *fs, struct fs_ofile *of)
+{
+	struct err e;
+	int first;
+
+	if (jnl_file_dirty(fs->jnl, of->fid, NULL, &e) < 0) {
+		log_warn(FS_TAG, "marking cache file %s dirty: %s", of->cache_name, e.msg);
+		return fs_errno(&e);
+	}
+	pthread_mutex_lock(&of->mu);
+	first = !of->local;
+	of->local = 1;
+	pthread_mutex_unlock(&of->mu);
+	if (first && jnl_cache_drop(fs->jnl, of->cache_name, &e) < 0)
+		log_debug(FS_TAG, "dropping the cache map of %s: %s", of->cache_name, e.msg);
+	return 0;
+}
+
+ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
+		    off_t off)
+{
+	ssize_t n;
+	int rc;
+
+	if (!of->whole)
+		return -EBADF;
+	rc = of_dirty(fs, of);
+	if (rc < 0)
+		return rc;
+	n = pwrite_full(of->fd, buf, size, off);
+	if (n == -ENOSPC || n == -EDQUOT) {
+		/* Make room by dropping clean cached data, then try once
+		 * more; a full disk stays ENOSPC for the writer. */
+		if (fs_cache_evict(fs, size + fs->mo->min_free_space) > 0)
+			n = pwrite_full(of->fd, buf, size, off);
+	}
+	pthread_mutex_lock(&of->mu);
+	of->modified = 1;
+	of->mtime_ns = fs_now_ns();
+	pthread_mutex_unlock(&of->mu);
+	return n;
+}
+
+int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
+{
+	int rc;
+
+	pthread_mutex_lock(&of->mu);
+	if (!of->whole && size > 0)
+		rc = of_make_whole(fs, of);
+	else
+		rc = 0;
+	pthread_mutex_unlock(&of->mu);
+	if (rc < 0)
+		return rc;
+	rc = of_dirty(fs, of);
+	if (rc < 0)
+		return rc;
+	if (ftruncate(of->fd, (off_t)size) < 0)
+		return -errno;
+	pthread_mutex_lock(&of->mu);
+	of->whole = 1;
+	of->modified = 1;
+	of->mtime_ns = fs_now_ns();
+	pthread_mutex_unlock(&of->mu);
+	return 0;
+}
+
+int fs_of_commit(struct fs *fs, struct fs_ofile *of, int64_t delay_ms)
+{
+	struct stat st;
+	struct err e;
+	int64_t mtime;
+	uint64_t seq;
+
+	pthread_mutex_lock(&of->mu);
+	if (!of->modified) {
+		pthread_mutex_unlock(&of->mu);
+		return 0;
+	}
+	of->modified = 0;
+	mtime = of->mtime_ns;
+	pthread_mutex_unlock(&of->mu);
+	if (fstat(of->fd, &st) < 0)
+		goto fail_errno;
+	if (jnl_write(fs->jnl, of->fid, (uint64_t)st.st_size, mtime,
+		      delay_ms >= 0 ? delay_ms : fs->mo->writeback_delay_ms, &seq, &e) < 0) {
+		log_warn(FS_TAG, "journaling cache file %s: %s (will retry)", of->cache_name,
+			 e.msg);
+		pthread_mutex_lock(&of->mu);
+		of->modified = 1;
+		pthread_mutex_unlock(&of->mu);
+		fs_bg_rewrite(fs, of->fid);
+		return fs_errno(&e);
+	}
+	return 0;
+fail_errno:
+	{
+		int saved = errno;
+
+		pthread_mutex_lock(&of->mu);
+		of->modified = 1;
+		pthread_mutex_unlock(&of->mu);
+		return -saved;
+	}
+}
+
+int fs_of_attr(struct fs_ofile *of, uint64_t *size, int64_t *mtime_ns)
+{
+	struct stat st;
+	int local;
+
+	pthread_mutex_lock(&of->mu);
+	local = of->local;
+	*mtime_ns = of->mtime_ns;
+	pthread_mutex_unlock(&of->mu);
+	if (!local || fstat(of->fd, &st) < 0)
+		return 0;
+	*size = (uint64_t)st.st_size;
+	return 1;
+}
+
+/* ---- the cache after commits and conflicts ----------------------------------------- */
+
+struct rebase_ctx {
+	const struct jnl_file *f;
+	const char *remote;
+	uint64_t size;
+	int drop;                   /* conflict: the local content is not it */
+};
+
+static void rebase_of(struct fs *fs, struct fs_ofile *of, void *ud)
+{
+	struct rebase_ctx *c = ud;
+	char *rp = fs_remote_path(fs, c->f->path);
+
+	pthread_mutex_lock(&of->mu);
+	if (!of->modified && rp) {
+		of->local = 0;
+		if (c->drop)
+			of->whole = 0;
+		snprintf(of->remote, sizeof(of->remote), "%s", c->remote);
+		of->rsize = c->size;
+		free(of->rpath);
+		of->rpath = rp;
+		rp = NULL;
+	}
+	pthread_mutex_unlock(&of->mu);
+	free(rp);
+}
+
+void fs_cache_committed(struct fs *fs, const struct jnl_file *f)
+{
+	struct rebase_ctx c = { f, f->base, 0, 0 };
+	char cpath[4096];
+	struct stat st;
+	struct err e;
+
+	if (!f->path || f->dirty || !f->base || !f->cache_name || f->type != JNL_FILE)
+		return;
+	if (fs_cache_path(fs, f->cache_name, cpath, sizeof(cpath)) < 0 ||
+	    stat(cpath, &st) < 0)
+		return;
+	c.size = (uint64_t)st.st_size;
+	if (c.size > 0) {
+		if (jnl_cache_add(fs->jnl, f->cache_name, f->base, 0, c.size, &e) < 0) {
+			log_debug(FS_TAG, "caching committed %s: %s", f->path, e.msg);
+			return;
+		}
+		atomic_fetch_add(&fs->cache_bytes, c.size);
+	}
+	fs_of_each_fid(fs, f->fid, rebase_of, &c);
+}
+
+void fs_cache_conflict(struct fs *fs, const struct jnl_file *f)
+{
+	struct rebase_ctx c = { f, f->base, 0, 1 };
+	struct be_entry be;
+	char cpath[4096], *rp = NULL;
+	struct err e;
+	int fd;
+
+	memset(&be, 0, sizeof(be));
+	if (!f->path || f->dirty || !f->base || !f->cache_name || f->type != JNL_FILE)
+		return;
+	if (jnl_cache_drop(fs->jnl, f->cache_name, &e) < 0)
+		log_debug(FS_TAG, "dropping the cache map of %s: %s", f->path, e.msg);
+	rp = fs_remote_path(fs, f->path);
+	if (rp && be_stat(fs->be, rp, &be, &e) == 0)
+		c.size = be.size;
+	free(rp);
+	be_entry_release(&be);
+	fs_of_each_fid(fs, f->fid, rebase_of, &c);
+	pthread_mutex_lock(&fs->cache_lock);
+	if (!cache_name_open(fs, f->cache_name) &&
+	    fs_cache_path(fs, f->cache_name, cpath, sizeof(cpath)) == 0) {
+		fd = open(cpath, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+	}
+	pthread_mutex_unlock(&fs->cache_lock);
+}
+
+/* ---- eviction ---------------------------------------------------------------------- */
+
+uint64_t fs_cache_evict(struct fs *fs, uint64_t need)
+{
+	struct jnl_cache_file *v = NULL;
+	struct statvfs sv;
+	uint64_t freed = 0, fs_free = UINT64_MAX, usage, cur, nfiles;
+	size_t n = 0, i, limit;
+	char cpath[4096];
+	struct err e;
+	int progress;
+
+	if (need == 0) {
+		if (jnl_cache_usage(fs->jnl, &usage, &nfiles, &e) == 0)
+			atomic_store(&fs->cache_bytes, usage);
+		usage = atomic_load(&fs->cache_bytes);
+		if (statvfs(fs->files_dir, &sv) == 0)
+			fs_free = (uint64_t)sv.f_bavail * sv.f_frsize;
+		need = fc_evict_need(usage, fs->mo->cache_size, fs_free, fs->mo->min_free_space);
+		atomic_store(&fs->fetched_since_check, 0);
+	}
+	while (freed < need) {
+		pthread_mutex_lock(&fs->of_lock);
+		limit = 64 + fs->of_count;
+		pthread_mutex_unlock(&fs->of_lock);
+		if (jnl_cache_lru(fs->jnl, limit, &v, &n, &e) < 0) {
+			log_warn(FS_TAG, "eviction: %s", e.msg);
+			break;
+		}
+		progress = 0;
+		for (i = 0; i < n && freed < need; i++) {
+			pthread_mutex_lock(&fs->cache_lock);
+			if (cache_name_open(fs, v[i].name) ||
+			    fs_cache_path(fs, v[i].name, cpath, sizeof(cpath)) < 0) {
+				pthread_mutex_unlock(&fs->cache_lock);
+				continue;
+			}
+			if (unlink(cpath) < 0 && errno != ENOENT) {
+				log_warn(FS_TAG, "evicting %s: %s", v[i].name, strerror(errno));
+				pthread_mutex_unlock(&fs->cache_lock);
+				continue;
+			}
+			if (jnl_cache_drop(fs->jnl, v[i].name, &e) < 0)
+				log_warn(FS_TAG, "evicting %s: %s", v[i].name, e.msg);
+			pthread_mutex_unlock(&fs->cache_lock);
+			freed += v[i].bytes;
+			progress++;
+		}
+		jnl_cache_files_free(v, n);
+		v = NULL;
+		if (!progress)
+			break;
+	}
+	if (freed) {
+		cur = atomic_load(&fs->cache_bytes);
+		while (!atomic_compare_exchange_weak(&fs->cache_bytes, &cur,
+						     cur > freed ? cur - freed : 0))
+			;
+		atomic_fetch_add(&fs->evicted_bytes, freed);
+		log_debug(FS_TAG, "evicted %" PRIu64 " bytes of clean cache", freed);
+	}
+	return freed;
+}

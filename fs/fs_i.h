@@ -1,0 +1,285 @@
+/* durafs filesystem core, private: the state shared by fs/fs.c (FUSE
+ * operations), fs/fs_dir.c (listings, the merged view, pending renames),
+ * fs/fs_file.c (open files, the read cache, eviction) and fs/fs_bg.c
+ * (background tasks, scheduler events). Not a public interface. */
+#ifndef DURAFS_FS_I_H
+#define DURAFS_FS_I_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "durafs/fcache.h"
+#include "durafs/fs.h"
+#include "durafs/inode.h"
+#include "durafs/view.h"
+
+#define FS_TAG "fs"
+#define FS_NAME_MAX 255
+#define FS_REMOTE_MAX 256       /* be_version_format text: "g<gen>.<mg>:<id>" */
+#define FS_ATTR_TIMEOUT 1.0     /* seconds the kernel may trust attributes */
+#define FS_ENTRY_TIMEOUT 1.0    /* ...and names (negative ones too) */
+#define FS_OF_BUCKETS 256
+
+/* What a path is in the merged view (a self-contained copy of a
+ * view_ent). */
+struct fs_info {
+	int type;                   /* enum jnl_type */
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t fid;               /* 0: untracked */
+	int local;                  /* attributes from the journal */
+	char remote[FS_REMOTE_MAX]; /* "" when none */
+};
+
+/* In-memory state of one directory's stored listing. */
+struct fs_dstate {
+	struct fs_dstate *next;     /* hash chain, protected by fs->dir_lock */
+	char *path;
+	int known;                  /* complete/fetched_ms loaded */
+	int inherited;              /* the listing was stored by an earlier
+				     * mount: once stale it still answers
+				     * while a background refresh runs (a
+				     * listing of this mount is refetched
+				     * on access after the TTL) */
+	int complete;
+	int64_t fetched_ms;
+	int fetching;               /* a foreground fetch runs; others wait
+				     * on dir_cv */
+	int collecting;             /* fetches in flight (fixups are kept) */
+	int refresh_queued;
+	/* Commits that landed while a fetch ran: re-applied after it stores
+	 * its (possibly older) listing. */
+	struct fs_fixup *fixups;
+};
+
+struct fs_fixup {
+	struct fs_fixup *next;
+	char *name;
+	int del;                    /* 1: entry removed, else e */
+	struct jnl_entry e;         /* owned strings */
+};
+
+/* One pending remote rename (the remote has `from` what we show at `to`). */
+struct fs_ren {
+	uint64_t seq;
+	uint64_t fid;
+	char *from;
+	char *to;
+};
+
+/* One open regular file: shared by every handle of the inode. */
+struct fs_ofile {
+	struct fs_ofile *next;      /* bucket chain, protected by fs->of_lock */
+	uint64_t ino;
+	unsigned refs;              /* protected by fs->of_lock */
+	pthread_mutex_t mu;         /* guards everything below */
+	pthread_cond_t cv;          /* init done, fetch progress */
+	int state;                  /* 0 initialising, 1 ready, < 0 -errno */
+	uint64_t fid;
+	int fd;                     /* the cache file, O_RDWR */
+	char *cache_name;
+	int whole;                  /* fd holds the complete current content */
+	int local;                  /* the content is local (dirty or new):
+				     * size comes from the cache file */
+	int modified;               /* written since the last jnl_write */
+	int64_t mtime_ns;
+	char remote[FS_REMOTE_MAX]; /* version being read ("" when local) */
+	char *rpath;                /* remote path to read from */
+	uint64_t rsize;             /* remote size */
+	struct fc_ra ra;
+	int fetching;               /* one fetch at a time */
+	uint64_t f_off, f_end, f_done;
+};
+
+/* A queued background task. */
+enum fs_task_kind {
+	FS_T_INVAL_INODE = 1,       /* ino */
+	FS_T_INVAL_ENTRY = 2,       /* parent ino + name */
+	FS_T_REFRESH = 3,           /* path: refetch a stale listing */
+	FS_T_EVICT = 4,             /* bring the cache within its limits */
+};
+struct fs_task {
+	struct fs_task *next;
+	int kind;
+	uint64_t ino;
+	char *name;                 /* entry name or directory path */
+};
+
+struct fs_bg_arg {
+	struct fs *fs;
+	int housekeeper;            /* runs the periodic work too */
+};
+
+struct fs {
+	struct be *be;
+	struct jnl *jnl;
+	struct sched *sched;
+	const struct mopts *mo;
+	char *files_dir;
+	char *ctl_path;
+	struct ino_table *ino;
+	struct fuse_session *_Atomic se;
+	uid_t uid;
+	gid_t gid;
+	mode_t file_mode, dir_mode;
+	int ro;
+	int64_t ttl_ms;
+	int64_t mount_ns;           /* the root's times */
+	struct fc_params fcp;
+
+	/* Namespace mutations (create, mkdir, unlink, rmdir, rename,
+	 * symlink) run one at a time: check + journal + inode update. */
+	pthread_mutex_t ns_lock;
+
+	pthread_mutex_t of_lock;
+	struct fs_ofile *of[FS_OF_BUCKETS];  /* protected by of_lock */
+	size_t of_count;                     /* protected by of_lock */
+
+	/* Held by file opens while they decide what their cache file holds,
+	 * and by eviction while it picks and deletes unused cache files. */
+	pthread_mutex_t cache_lock;
+
+	pthread_mutex_t dir_lock;
+	pthread_cond_t dir_cv;
+	struct fs_dstate **dirs;    /* hash by path, protected by dir_lock */
+	size_t dir_cap, dir_count;
+
+	pthread_mutex_t ren_lock;
+	struct fs_ren *ren;         /* seq order, protected by ren_lock */
+	size_t nren, capren;
+
+	/* Background workers. */
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_cv;
+	struct fs_task *tq_head, *tq_tail;   /* protected by bg_lock */
+	int bg_stop;                         /* protected by bg_lock */
+	int evict_queued;                    /* protected by bg_lock */
+	uint64_t *rewrite;                   /* fids whose jnl_write failed */
+	size_t nrewrite, caprewrite;         /* protected by bg_lock */
+	pthread_t bg[2];
+	struct fs_bg_arg bgarg[2];
+	int nbg;
+
+	/* Read-cache accounting (approximate between recounts). */
+	_Atomic uint64_t cache_bytes;
+	_Atomic uint64_t evicted_bytes;
+	_Atomic uint64_t fetched_since_check;
+};
+
+/* ---- fs.c ---------------------------------------------------------------- */
+int64_t fs_now_ns(void);
+int64_t fs_now_ms(void);
+/* Negative errno for a struct err at the FUSE boundary (never 0). */
+int fs_errno(const struct err *e);
+/* The stat of a view entry for inode ino (an open file's live size and
+ * mtime win). */
+void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct stat *st);
+/* Tag of the content the kernel may cache for a file (keep_cache): the
+ * remote version when the content is the remote's, else the fid. */
+uint64_t fs_content_tag(const char *remote, uint64_t fid);
+
+/* ---- fs_dir.c ------------------------------------------------------------ */
+/* Resolve a mount path through the merged view: 0 and *out, -ENOENT, or
+ * another negative errno (-EIO when a listing cannot be fetched). The root
+ * ("") is a directory. */
+int fs_resolve(struct fs *fs, const char *path, struct fs_info *out);
+/* Make sure dir's stored listing can answer (fetching it when missing or
+ * incomplete; a stale one answers and is refreshed in the background). */
+int fs_dir_ensure(struct fs *fs, const char *dir);
+/* Refetch dir's listing now (background refresh); notifies the kernel of
+ * entries that changed. */
+int fs_dir_refresh(struct fs *fs, const char *dir);
+/* Forget the in-memory state of dir and everything below it. */
+void fs_dir_drop(struct fs *fs, const char *dir);
+/* Mark dir's stored listing incomplete (next access refetches). */
+void fs_dir_invalidate(struct fs *fs, const char *dir);
+/* Record a committed remote change of dir/name in the stored listing (and
+ * for a fetch in flight). e NULL: the entry is gone. */
+void fs_dir_note(struct fs *fs, const char *dir, const char *name,
+		 const struct jnl_entry *e);
+/* The merged listing of dir: *v (malloc'd, sorted) with strings in *names
+ * (one malloc'd block); free both. */
+struct fs_dsnap_ent {
+	size_t name_off;
+	int type;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t fid;
+	int local;
+};
+int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **v, size_t *n,
+		char **names);
+/* Pending renames: add one, drop one by seq, translate a path. */
+int fs_ren_add(struct fs *fs, uint64_t seq, uint64_t fid, const char *from, const char *to);
+void fs_ren_drop(struct fs *fs, uint64_t seq);
+char *fs_remote_path(struct fs *fs, const char *path);
+/* Load the pending renames from the journal (mount). */
+int fs_ren_load(struct fs *fs);
+/* Drop renames whose op is gone from the journal (resolved). */
+void fs_ren_reconcile(struct fs *fs);
+/* Whether clean fid f still has unfinished ops (view_active_fn). */
+int fs_active(void *ud, const struct jnl_file *f);
+void fs_dirs_free(struct fs *fs);
+/* The inode the kernel knows for path: 0 and *ino, or -ENOENT. */
+int fs_path_ino(struct fs *fs, const char *path, uint64_t *ino);
+
+/* ---- fs_file.c ----------------------------------------------------------- */
+/* A handle on inode ino's open file, initialised from path on first use
+ * (path may be NULL when the file is known to be open already). writable:
+ * the content is made whole locally (fetched) before returning. trunc:
+ * O_TRUNC. 0 and *out (release with fs_of_put), or a negative errno. */
+int fs_of_get(struct fs *fs, uint64_t ino, const char *path, int writable, int trunc,
+	      struct fs_ofile **out);
+/* A new local file just created at path with fid and fd (ownership of fd
+ * moves to the open file). */
+int fs_of_new(struct fs *fs, uint64_t ino, uint64_t fid, int fd, const char *cache_name,
+	      int64_t mtime_ns, struct fs_ofile **out);
+/* The open file of ino if any, with a reference; NULL otherwise. */
+struct fs_ofile *fs_of_find(struct fs *fs, uint64_t ino);
+void fs_of_put(struct fs *fs, struct fs_ofile *of);
+/* Call every open file of fid (a reference held during fn). */
+void fs_of_each_fid(struct fs *fs, uint64_t fid, void (*fn)(struct fs *, struct fs_ofile *, void *),
+		    void *ud);
+/* Read up to size bytes at off into buf: bytes read or a negative errno. */
+ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, off_t off);
+/* Write: bytes written or a negative errno. */
+ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
+		    off_t off);
+/* Truncate to size. */
+int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size);
+/* Hand modified content to the journal (jnl_write, writeback delay or
+ * delay_ms when >= 0). 0 or a negative errno. */
+int fs_of_commit(struct fs *fs, struct fs_ofile *of, int64_t delay_ms);
+/* Live size and mtime of an open file when its content is local: 1 and
+ * the values, 0 when the attributes come from the view. */
+int fs_of_attr(struct fs_ofile *of, uint64_t *size, int64_t *mtime_ns);
+/* New cache file name (random) into buf. */
+void fs_cache_name_new(char *buf, size_t len);
+/* Evict clean cached data until `need` bytes were freed (0: as the limits
+ * require). Returns bytes freed. */
+uint64_t fs_cache_evict(struct fs *fs, uint64_t need);
+/* A fid's content now equals remote version `base`: the cache file is
+ * entered in the read-cache map (commit of an upload). */
+void fs_cache_committed(struct fs *fs, const struct jnl_file *f);
+/* A conflict left the remote version at f's path: drop the local copy of
+ * the content so reads see the remote. */
+void fs_cache_conflict(struct fs *fs, const struct jnl_file *f);
+int fs_cache_path(struct fs *fs, const char *name, char *buf, size_t len);
+
+/* ---- fs_bg.c ------------------------------------------------------------- */
+int fs_bg_start(struct fs *fs);
+void fs_bg_stop(struct fs *fs);
+void fs_bg_inval_inode(struct fs *fs, uint64_t ino);
+void fs_bg_inval_entry(struct fs *fs, uint64_t parent, const char *name);
+/* Invalidate what the kernel caches about path (entry and inode). */
+void fs_bg_inval_path(struct fs *fs, const char *path);
+void fs_bg_refresh(struct fs *fs, const char *dir);
+void fs_bg_evict(struct fs *fs);
+/* A jnl_write that failed (ENOSPC on the journal): retried later. */
+void fs_bg_rewrite(struct fs *fs, uint64_t fid);
+/* Scheduler events (sched_event_fn). */
+void fs_on_event(void *ud, const struct sched_event *ev);
+
+#endif

@@ -1,0 +1,211 @@
+/* durafs scheduler (sync/sched.c): the worker pool that takes operations
+ * from the journal and carries them out on the backend, with retries,
+ * conflict handling, and the waits behind fsync and `sync --flush`. It runs
+ * in the mount daemon, and alone for `durafs sync --flush --cache-dir`. */
+#ifndef DURAFS_SCHED_H
+#define DURAFS_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "durafs/backend.h"
+#include "durafs/err.h"
+#include "durafs/journal.h"
+
+/*
+ * What the workers do with each op kind
+ * -------------------------------------
+ * - WRITE: uploads the fid's cache file (files_dir/cache_name) to op.path,
+ *   guarded by op.base (BE_PRE_MATCH) or "must not exist" (base NULL, ""
+ *   or a zero version). Files below small_max go in one request; larger
+ *   ones through a resumable session whose URI and acknowledged offsets
+ *   are recorded in the journal (jnl_upload_begin/progress), so a stopped
+ *   or crashed upload resumes from the server's persisted offset when the
+ *   op is claimed again and the content (sess_version and checksums) is
+ *   unchanged; otherwise the session is dropped and a new one started. If
+ *   the content changes while it uploads (the fid's version moves past the
+ *   claimed one), the upload is abandoned at the next chunk and the op
+ *   requeued to send the newest content; from the op's 4th attempt on, the
+ *   upload instead finishes the snapshot it began (a file that never stops
+ *   changing is still uploaded; a torn read fails the server's checksum
+ *   check and is retried). A finished upload is completed even if the file
+ *   changed meanwhile: the server verified that it holds exactly the
+ *   checksummed snapshot, and the journal keeps the fid dirty so that its
+ *   later write op sends the rest.
+ * - MKDIR, SYMLINK: created remotely (mkdir is idempotent).
+ * - UNLINK (guarded by base; already gone = done), RMDIR (gone = done).
+ * - RENAME: a file or symlink with be_rename (source guarded by base, the
+ *   destination by base2 or "must not exist"); a directory with
+ *   be_rename_dir (idempotent: an interrupted one finishes when rerun). A
+ *   file that never reached the remote (base NULL) has nothing to move.
+ * - SETATTR (mtime): the backend interface has no metadata update yet, so
+ *   the mtime is sent by uploading the content again, only when the file
+ *   is clean and its cache file holds exactly the remote content (same
+ *   size, crc32c and md5 as a fresh stat of the remote, same version as
+ *   base). Otherwise it completes without a remote effect (debug log): a
+ *   dirty file's pending write carries its mtime.
+ *
+ * Errors
+ * ------
+ * - Transient (ERR_NET, ERR_TIMEOUT, ERR_RATE, ERR_GONE, ERR_QUOTA,
+ *   ERR_NOMEM, ERR_HTTP with a 5xx/408/429 or no status, ERR_AUTH: the
+ *   user can fix the credentials; ERR_PARSE for the first 3 attempts): the
+ *   op goes back to pending (jnl_retry_later) with an exponential, jittered
+ *   backoff per op (retry_initial_ms doubling up to retry_max_ms; ERR_AUTH
+ *   and ERR_QUOTA wait retry_max_ms). Logged once per op and error kind,
+ *   not per attempt. Such an op is never marked failed: it stays queued
+ *   until the remote takes it.
+ * - Permanent (anything else: ERR_INVAL, ERR_PERM, ERR_NOSPC, ERR_EXISTS,
+ *   a missing cache file...): jnl_fail with a message naming the path and
+ *   Google's reason, logged at error, SCHED_EV_FAILED. The op and its data
+ *   stay; jnl_retry sends it back to the queue.
+ *
+ * Conflicts
+ * ---------
+ * - A WRITE (or SYMLINK) whose guard fails, with keep-both (default): the
+ *   local version is committed beside it as `NAME.conflict-<UTC
+ *   yyyymmddThhmmssZ>` (then `-2`, `-3`... if that exists), guarded by
+ *   "must not exist", and the op is recorded with jnl_conflict(copy path,
+ *   new_base = the remote's current version): the path now shows the
+ *   remote's version, the fid is clean, and SCHED_EV_CONFLICT tells the
+ *   filesystem to drop what it caches for the path. If the remote file was
+ *   deleted instead, there is nothing to clobber: the local version is
+ *   uploaded again at its path (guard "must not exist"), with a warning.
+ *   With conflict_fail: jnl_fail with ERR_CONFLICT (the data stays in the
+ *   cache and the journal).
+ * - UNLINK, RENAME and RMDIR whose remote side changed (ERR_CONFLICT), or
+ *   RMDIR of a remote directory that has entries we do not know of
+ *   (ERR_NOTEMPTY): nothing remote is destroyed; the op is failed with
+ *   that code and a message saying the remote version was kept. Status
+ *   shows it; jnl_resolve drops it (the local change is abandoned), and
+ *   later ops of the same paths wait until then. A RENAME whose source
+ *   vanished remotely fails with ERR_NOTFOUND unless its destination
+ *   already holds the moved file (an earlier attempt of ours finished).
+ *
+ * Lifetime: sch_new -> [sch_set_event_fn] -> sch_start -> ... -> sch_stop
+ * -> sch_free. The journal and the backend must outlive the scheduler;
+ * call sch_stop before jnl_close. Every function is thread-safe.
+ *
+ * Promptness of sch_stop: idle workers notice within 1 s (they wait in
+ * jnl_claim_wait with that timeout); uploads stop at the next chunk
+ * boundary (a stopped upload costs at most the chunk in flight) and other
+ * ops finish; a worker blocked inside one HTTP request (its retries and
+ * backoff included) leaves when that returns, so the mount should give
+ * the HTTP client a stall timeout and backoff it can afford to wait for at
+ * unmount.
+ */
+
+struct sched;
+
+struct sched_opts {
+	int workers;                /* upload workers; 0: 8 (at most 256) */
+	uint64_t chunk_size;        /* resumable chunk bytes; 0: the backend's
+				     * default (GCS 16 MiB); else a multiple
+				     * of 256 KiB */
+	uint64_t small_max;         /* files smaller go in one request; 0: 8 MiB */
+	const char *files_dir;      /* directory holding the journal's cache
+				     * files (op.cache_name is relative to it);
+				     * required; copied */
+	int conflict_fail;          /* 0: keep-both (default), 1: fail the op */
+	int64_t retry_initial_ms;   /* backoff between attempts of one op; 0: 1000 */
+	int64_t retry_max_ms;       /* 0: 60000 */
+	/* Added: */
+	int64_t renew_ms;           /* renew the lease of every op in flight this
+				     * often; 0: 60000 (keep it well below the
+				     * journal's lease_ms) */
+	int64_t housekeeping_ms;    /* expire stale leases and collect unlinked
+				     * files' cache files this often; 0: 5000 */
+};
+
+/* Something the filesystem must know: a path's remote content changed under
+ * it because of us (a conflict copy was made, a conflict left the remote
+ * version in place). The callback runs on a worker thread, with no journal
+ * or scheduler lock held; it must not block for long, and may call into
+ * the journal but not sch_stop/sch_free. */
+enum sched_event_kind {
+	SCHED_EV_COMMITTED = 1,     /* an op committed (path, fid; a rename: path
+				     * is the source, path2 the destination) */
+	SCHED_EV_CONFLICT = 2,      /* path's local version went to path2; path
+				     * now shows the remote's version: drop
+				     * cached pages and data of path */
+	SCHED_EV_FAILED = 3,        /* an op failed permanently */
+};
+struct sched_event {
+	int kind;
+	int op_kind;                /* enum jnl_kind of the op (added) */
+	uint64_t seq;
+	uint64_t fid;
+	const char *path;
+	const char *path2;          /* conflict copy path, rename destination,
+				     * or NULL */
+	const struct err *err;      /* FAILED / CONFLICT cause, or NULL */
+};
+typedef void (*sched_event_fn)(void *ud, const struct sched_event *ev);
+
+/* Create a scheduler over a journal and a backend (both borrowed; they must
+ * outlive it). Nothing runs until sch_start. ERR_INVAL for bad options
+ * (no files_dir, a chunk size that is not a multiple of 256 KiB...). */
+int sch_new(struct jnl *j, struct be *b, const struct sched_opts *o,
+	    struct sched **out, struct err *err);
+/* Set (or clear, fn NULL) the event callback; takes effect for the next
+ * event. */
+void sch_set_event_fn(struct sched *s, sched_event_fn fn, void *ud);
+
+/* Start the workers (and a housekeeping thread: lease expiry and renewal,
+ * collection of unlinked files' cache files). The threads block every
+ * signal. ERR_INVAL when already running; may be called again after
+ * sch_stop. */
+int sch_start(struct sched *s, struct err *err);
+
+/* Stop: workers finish or abandon their current op, leaving it resumable
+ * (an interrupted upload keeps its session in the journal and goes back
+ * to pending), and exit; then they are joined. Does not flush. Idempotent;
+ * safe to call from several threads. */
+void sch_stop(struct sched *s);
+/* Stop if needed, then free. NULL is a no-op. */
+void sch_free(struct sched *s);
+
+/* fsync: make every op of fid appended so far claimable now (ignoring the
+ * writeback delay) and wait until they are committed. 0, or -1 with the
+ * op's error (ERR_CONFLICT, the permanent error) or ERR_TIMEOUT after
+ * timeout_ms (< 0: none). Transient failures are retried meanwhile; the
+ * ops stay queued whatever the result. */
+int sch_wait_fid(struct sched *s, uint64_t fid, int64_t timeout_ms, struct err *err);
+
+/* Progress of a flush, reported about every 200 ms and once at the end. */
+typedef void (*sched_progress_fn)(void *ud, const struct jnl_progress *p);
+
+/* `sync --flush`: the same for every op appended before the call. With
+ * JNL_WAIT_SETTLE semantics: returns when everything is committed (0) or
+ * nothing more can progress (-1 with the first failure; list the failed
+ * and conflicting ops with jnl_list_ops), or ERR_TIMEOUT after timeout_ms
+ * (< 0: none). fn may be NULL. */
+int sch_flush(struct sched *s, int64_t timeout_ms, sched_progress_fn fn, void *ud,
+	      struct err *err);
+
+/* One upload in flight, for `durafs status`. */
+struct sched_upload {
+	uint64_t seq;
+	char *path;
+	uint64_t total;
+	uint64_t persisted;
+	uint32_t attempts;
+};
+void sch_uploads_free(struct sched_upload *v, size_t n);
+/* The uploads running now, in no particular order (*v NULL when n is 0;
+ * free with sch_uploads_free). 0, or -1 (ERR_NOMEM). */
+int sch_uploads(struct sched *s, struct sched_upload **v, size_t *n, struct err *err);
+
+struct sched_stats {
+	uint64_t ops_done;
+	uint64_t bytes_uploaded;    /* content bytes of committed writes */
+	uint64_t retries;           /* transient failures retried */
+	uint64_t conflicts;
+	uint64_t failures;
+	uint64_t sessions_resumed;  /* uploads continued from a stored session */
+	uint64_t sessions_restarted;/* sessions abandoned and begun again */
+};
+/* Counters since sch_new. */
+void sch_get_stats(struct sched *s, struct sched_stats *out);
+
+#endif

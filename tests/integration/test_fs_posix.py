@@ -1,0 +1,558 @@
+"""What a user sees through a real durafs mount of an emulated bucket: POSIX
+behaviour of the filesystem core (fs/fs*.c), checked from the mount and on
+the remote. Every test mounts with `durafs mount --foreground` against a
+fresh emulator and scans the daemon's log for unexpected error lines."""
+import ctypes
+import errno
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+
+import pytest
+
+import conftest
+from gcs_util import Gcs, pattern
+
+BUCKET = "bkt"
+MiB = 1024 * 1024
+
+# Daemon log lines that fail a test unless the test allows them.
+LOG_BAD = re.compile(r"( ERROR |AddressSanitizer|UndefinedBehaviorSanitizer|runtime error|"
+                     r"Segmentation fault|\bleak)")
+
+
+def _mount_available():
+    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
+        return "no /dev/fuse or fusermount3 on this machine"
+    if not os.access(conftest.DURAFS, os.X_OK):
+        return "durafs binary not built"
+    try:
+        r = subprocess.run([conftest.DURAFS, "mount", "--help"], capture_output=True,
+                           text=True, timeout=10)
+    except OSError as e:
+        return str(e)
+    if "planned but not built" in r.stderr:
+        return "`durafs mount` is not built yet"
+    return None
+
+
+_WHY = _mount_available()
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+
+
+class Mount:
+    """One `durafs mount` daemon in the foreground, its log in the workdir."""
+
+    def __init__(self, emu, workdir, opts=(), name="m"):
+        self.emu = emu
+        self.mnt = os.path.join(workdir, name + "-mnt")
+        self.cache = os.path.join(workdir, name + "-cache")
+        self.log_path = os.path.join(workdir, name + "-durafs.log")
+        self.opts = list(opts)          # the endpoint: $STORAGE_EMULATOR_HOST
+        self.proc = None
+        self.allowed = []
+
+    def start(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        cmd = [conftest.DURAFS, "mount", "gs://" + BUCKET, self.mnt, "--cache-dir",
+               self.cache, "--foreground"]
+        if self.opts:
+            cmd += ["-o", ",".join(self.opts)]
+        env = dict(os.environ, STORAGE_EMULATOR_HOST=self.emu.url)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if os.path.ismount(self.mnt):
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("durafs mount exited %s:\n%s" % (self.proc.returncode,
+                                                                     self.log()))
+            time.sleep(0.02)
+        raise RuntimeError("mount not ready after 20 s:\n" + self.log())
+
+    def stop(self):
+        if self.proc is None:
+            return
+        for _ in range(50):
+            if not os.path.ismount(self.mnt):
+                break
+            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def allow_log(self, regex):
+        self.allowed.append(re.compile(regex))
+
+    def check_log(self):
+        bad = [line for line in self.log().splitlines()
+               if LOG_BAD.search(line) and not any(a.search(line) for a in self.allowed)]
+        assert not bad, "unexpected lines in the durafs log:\n" + "\n".join(bad[:20])
+
+
+@pytest.fixture
+def gcs(emulator_noauth):
+    g = Gcs(emulator_noauth)
+    g.mkbucket(BUCKET)
+    return g
+
+
+@pytest.fixture
+def mount_factory(emulator_noauth, gcs, workdir):
+    made = []
+
+    def factory(opts=("dir_cache_ttl=1s", "writeback_delay=100ms"), name="m"):
+        m = Mount(emulator_noauth, workdir, opts, name).start()
+        made.append(m)
+        return m
+    yield factory
+    for m in made:
+        m.stop()
+    for m in made:
+        m.check_log()
+
+
+@pytest.fixture
+def mnt(mount_factory):
+    return mount_factory()
+
+
+def wait_until(fn, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def remote(gcs, name):
+    """Bytes of object name, or None when absent."""
+    r = gcs.media(BUCKET, name)
+    if r.status == 404:
+        return None
+    assert r.status == 200, r
+    return r.body
+
+
+def remote_names(gcs, prefix=""):
+    items, _, _ = gcs.list_all(BUCKET, prefix=prefix)
+    return sorted(i["name"] for i in items)
+
+
+def write_file(path, data, fsync=True, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+    fd = os.open(path, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view[:MiB])
+            view = view[n:]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# --- data ----------------------------------------------------------------------
+
+def test_write_read_back_and_fsync_commits(mnt, gcs):
+    small = b"hello, durafs\n"
+    write_file(mnt.path("hello.txt"), small)
+    assert read_file(mnt.path("hello.txt")) == small
+    assert remote(gcs, "hello.txt") == small          # committed when fsync returned
+    big = pattern(3 * MiB + 17, seed=1)
+    write_file(mnt.path("big.bin"), big)
+    assert os.stat(mnt.path("big.bin")).st_size == len(big)
+    assert read_file(mnt.path("big.bin")) == big
+    assert remote(gcs, "big.bin") == big
+    empty = mnt.path("empty")
+    write_file(empty, b"")
+    assert remote(gcs, "empty") == b""
+    # A read sees its own writes before any upload.
+    with open(mnt.path("own"), "wb") as f:
+        f.write(b"abc")
+        f.flush()
+        with open(mnt.path("own"), "rb") as g:
+            assert g.read() == b"abc"
+
+
+def test_close_without_fsync_reaches_remote(mnt, gcs):
+    write_file(mnt.path("later.txt"), b"uploaded after close", fsync=False)
+    wait_until(lambda: remote(gcs, "later.txt") == b"uploaded after close", what="upload")
+
+
+def test_append(mnt, gcs):
+    p = mnt.path("log.txt")
+    write_file(p, b"one\n", fsync=False)
+    for line in (b"two\n", b"three\n"):
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        os.lseek(fd, 0, os.SEEK_SET)           # O_APPEND ignores the offset
+        os.write(fd, line)
+        os.close(fd)
+    assert read_file(p) == b"one\ntwo\nthree\n"
+    fd = os.open(p, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    assert remote(gcs, "log.txt") == b"one\ntwo\nthree\n"
+
+
+def test_append_to_remote_file(mnt, gcs):
+    gcs.put(BUCKET, "remote.log", b"remote-start\n")
+    time.sleep(1.2)                                     # past dir_cache_ttl
+    with open(mnt.path("remote.log"), "ab") as f:
+        f.write(b"local-tail\n")
+        f.flush()
+        os.fsync(f.fileno())
+    assert remote(gcs, "remote.log") == b"remote-start\nlocal-tail\n"
+
+
+def test_excl(mnt, gcs):
+    p = mnt.path("x")
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.close(fd)
+    with pytest.raises(FileExistsError):
+        os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    gcs.put(BUCKET, "remote-only", b"r")
+    time.sleep(1.2)
+    with pytest.raises(FileExistsError):
+        os.open(mnt.path("remote-only"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
+def test_trunc_and_truncate(mnt, gcs):
+    p = mnt.path("t")
+    write_file(p, b"0123456789")
+    fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"ab")
+    os.close(fd)
+    assert read_file(p) == b"ab"
+    os.truncate(p, 5)
+    assert read_file(p) == b"ab\0\0\0"
+    with open(p, "r+b") as f:
+        f.truncate(1)
+        f.flush()
+        os.fsync(f.fileno())
+    assert read_file(p) == b"a"
+    assert remote(gcs, "t") == b"a"
+    # Truncating a remote file by path (no open file) fetches what it keeps.
+    gcs.put(BUCKET, "r", pattern(300000, seed=2))
+    time.sleep(1.2)
+    os.truncate(mnt.path("r"), 1000)
+    assert read_file(mnt.path("r")) == pattern(300000, seed=2)[:1000]
+    fd = os.open(mnt.path("r"), os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    assert remote(gcs, "r") == pattern(300000, seed=2)[:1000]
+
+
+def test_remote_read_is_identical_and_cached(mnt, gcs, emulator_noauth):
+    data = pattern(5 * MiB + 123, seed=3)
+    gcs.put(BUCKET, "data/blob", data)
+    gcs.put(BUCKET, "data/small", b"tiny")
+    time.sleep(1.2)
+    assert sorted(os.listdir(mnt.path("data"))) == ["blob", "small"]
+    assert os.stat(mnt.path("data/blob")).st_size == len(data)
+    assert read_file(mnt.path("data/blob")) == data
+    assert read_file(mnt.path("data/small")) == b"tiny"
+    with open(mnt.path("data/blob"), "rb") as f:
+        f.seek(4 * MiB)
+        assert f.read(1000) == data[4 * MiB:4 * MiB + 1000]
+
+    def media_gets():
+        reqs = emulator_noauth.stats()["requests"]
+        return sum(sum(v.values()) for k, v in reqs.items() if "media" in k and "get" in k)
+    before = media_gets()
+    assert read_file(mnt.path("data/blob")) == data    # cached: no new download
+    assert media_gets() == before
+
+
+# --- names ----------------------------------------------------------------------
+
+def renameat2(src, dst, flags):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.renameat2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                   ctypes.c_uint]
+    AT_FDCWD = -100
+    if fn(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def test_rename(mnt, gcs):
+    write_file(mnt.path("a"), b"A")
+    write_file(mnt.path("b"), b"B")
+    with pytest.raises(OSError) as ei:
+        renameat2(mnt.path("a"), mnt.path("b"), RENAME_NOREPLACE)
+    assert ei.value.errno == errno.EEXIST
+    with pytest.raises(OSError) as ei:
+        renameat2(mnt.path("a"), mnt.path("b"), RENAME_EXCHANGE)
+    assert ei.value.errno == errno.EINVAL
+    renameat2(mnt.path("a"), mnt.path("c"), RENAME_NOREPLACE)
+    assert not os.path.exists(mnt.path("a"))
+    assert read_file(mnt.path("c")) == b"A"
+    os.rename(mnt.path("c"), mnt.path("b"))            # replaces b
+    assert read_file(mnt.path("b")) == b"A"
+    assert sorted(os.listdir(mnt.mnt)) == ["b"]
+    fd = os.open(mnt.path("b"), os.O_RDONLY)
+    os.fsync(fd)                                        # waits for b's rename too
+    os.close(fd)
+    wait_until(lambda: remote_names(gcs) == ["b"], what="remote rename")
+    assert remote(gcs, "b") == b"A"
+
+
+def test_rename_directory_with_remote_children(mnt, gcs):
+    for i in range(5):
+        gcs.put(BUCKET, "old/f%d" % i, b"content %d" % i)
+    gcs.put(BUCKET, "old/sub/deep", b"deep")
+    time.sleep(1.2)
+    assert sorted(os.listdir(mnt.path("old"))) == ["f0", "f1", "f2", "f3", "f4", "sub"]
+    os.rename(mnt.path("old"), mnt.path("new"))
+    # Visible at once, before the remote has done it.
+    assert not os.path.exists(mnt.path("old"))
+    assert sorted(os.listdir(mnt.path("new"))) == ["f0", "f1", "f2", "f3", "f4", "sub"]
+    assert read_file(mnt.path("new/f3")) == b"content 3"
+    assert read_file(mnt.path("new/sub/deep")) == b"deep"
+    want = sorted(["new/f%d" % i for i in range(5)] + ["new/sub/deep"])
+    wait_until(lambda: remote_names(gcs) == want, what="remote directory rename")
+    assert read_file(mnt.path("new/f0")) == b"content 0"
+
+
+def test_mkdir_rmdir(mnt, gcs):
+    os.mkdir(mnt.path("d"))
+    with pytest.raises(FileExistsError):
+        os.mkdir(mnt.path("d"))
+    write_file(mnt.path("d/f"), b"x")
+    with pytest.raises(OSError) as ei:
+        os.rmdir(mnt.path("d"))
+    assert ei.value.errno == errno.ENOTEMPTY
+    with pytest.raises(NotADirectoryError):
+        os.rmdir(mnt.path("d/f"))
+    with pytest.raises(IsADirectoryError):
+        os.unlink(mnt.path("d"))
+    os.unlink(mnt.path("d/f"))
+    os.rmdir(mnt.path("d"))
+    assert os.listdir(mnt.mnt) == []
+    # A remote directory with children is not empty either.
+    gcs.put(BUCKET, "rd/child", b"c")
+    time.sleep(1.2)
+    with pytest.raises(OSError) as ei:
+        os.rmdir(mnt.path("rd"))
+    assert ei.value.errno == errno.ENOTEMPTY
+    os.mkdir(mnt.path("nd"))
+    wait_until(lambda: "nd/" in remote_names(gcs), what="remote mkdir")
+
+
+def test_unlink(mnt, gcs, emulator_noauth):
+    gcs.put(BUCKET, "victim", b"v")
+    time.sleep(1.2)
+    os.unlink(mnt.path("victim"))
+    assert not os.path.exists(mnt.path("victim"))
+    with pytest.raises(FileNotFoundError):
+        os.unlink(mnt.path("victim"))
+    wait_until(lambda: remote(gcs, "victim") is None, what="remote delete")
+
+
+def test_created_then_unlinked_never_uploads(mount_factory, gcs, emulator_noauth):
+    m = mount_factory(("dir_cache_ttl=1s", "writeback_delay=30s"))
+    write_file(m.path("ephemeral"), b"never uploaded", fsync=False)
+    os.unlink(m.path("ephemeral"))
+    write_file(m.path("kept"), b"kept")                 # fsync: the queue ran
+    reqs = emulator_noauth.stats()["requests"]
+    inserts = sum(sum(v.values()) for k, v in reqs.items() if "insert" in k and "bucket" not in k)
+    assert inserts == 1
+    assert remote_names(gcs) == ["kept"]
+
+
+def test_symlink(mnt, gcs):
+    os.symlink("some/target", mnt.path("ln"))
+    assert os.readlink(mnt.path("ln")) == "some/target"
+    st = os.lstat(mnt.path("ln"))
+    assert stat.S_ISLNK(st.st_mode)
+    assert st.st_size == len("some/target")
+    write_file(mnt.path("real"), b"R")
+    os.symlink("real", mnt.path("ln2"))
+    assert read_file(mnt.path("ln2")) == b"R"
+    wait_until(lambda: "ln" in remote_names(gcs), what="remote symlink")
+    meta = gcs.meta(BUCKET, "ln").json()
+    assert meta["metadata"]["durafs-symlink-target"] == "some/target"
+
+
+def test_unsupported_node_types(mnt):
+    write_file(mnt.path("f"), b"f")
+    with pytest.raises(PermissionError):
+        os.link(mnt.path("f"), mnt.path("hard"))
+    with pytest.raises(PermissionError):
+        os.mkfifo(mnt.path("fifo"))
+    assert sorted(os.listdir(mnt.mnt)) == ["f"]
+
+
+def test_long_names(mnt):
+    long = "n" * 256
+    with pytest.raises(OSError) as ei:
+        os.open(mnt.path(long), os.O_WRONLY | os.O_CREAT, 0o644)
+    assert ei.value.errno == errno.ENAMETOOLONG
+    with pytest.raises(OSError) as ei:
+        os.stat(mnt.path(long))
+    assert ei.value.errno == errno.ENAMETOOLONG
+    ok = "n" * 255
+    write_file(mnt.path(ok), b"255", fsync=False)
+    assert read_file(mnt.path(ok)) == b"255"
+
+
+def test_chmod_chown_accepted_and_ignored(mnt):
+    write_file(mnt.path("f"), b"f", fsync=False)
+    os.chmod(mnt.path("f"), 0o600)
+    assert stat.S_IMODE(os.stat(mnt.path("f")).st_mode) == 0o644
+    os.utime(mnt.path("f"), (1000000000, 1000000000))
+    assert os.stat(mnt.path("f")).st_mtime == 1000000000
+
+
+# --- listings ----------------------------------------------------------------------
+
+def test_listing_shows_pending_creations_and_hides_deletions(mount_factory, gcs,
+                                                             emulator_noauth):
+    gcs.put(BUCKET, "dir/remote-a", b"a")
+    gcs.put(BUCKET, "dir/remote-b", b"b")
+    m = mount_factory(("dir_cache_ttl=1s", "writeback_delay=30s"))
+    m.allow_log(r"will retry|retry")
+    assert sorted(os.listdir(m.path("dir"))) == ["remote-a", "remote-b"]
+    write_file(m.path("dir/local"), b"pending", fsync=False)
+    # Deletes are not delayed: keep this one pending with a failing remote.
+    emulator_noauth.faults([{"kind": "status", "status": 503, "method": "DELETE"}])
+    os.unlink(m.path("dir/remote-a"))
+    time.sleep(1.2)                                     # a fresh listing: same view
+    assert sorted(os.listdir(m.path("dir"))) == ["local", "remote-b"]
+    assert remote_names(gcs, "dir/") == ["dir/remote-a", "dir/remote-b"]
+
+
+def test_ls_l_of_10000_remote_objects_in_pages_of_100(mount_factory, gcs, emulator_noauth):
+    names = ["big/obj-%05d" % i for i in range(10000)]
+    gcs.put_many(BUCKET, names, data=b"z")
+    emulator_noauth.faults([{"kind": "page_cap", "max": 100}])
+    m = mount_factory()
+    assert len(os.listdir(m.path("big"))) == 10000
+    out = subprocess.run(["ls", "-l", m.path("big")], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    entries = [line for line in out if not line.startswith("total")]
+    assert len(entries) == 10000
+    assert all(line.startswith("-rw-r--r--") and " 1 obj-" not in line for line in entries)
+    pages = emulator_noauth.stats()["requests"]["gcs.objects.list"]["200"]
+    assert pages >= 100
+
+
+def test_failing_page_gives_eio(mount_factory, gcs, emulator_noauth):
+    gcs.put_many(BUCKET, ["pg/f%04d" % i for i in range(1000)], data=b"p")
+    m = mount_factory()
+    m.allow_log(r"listing \"pg\" failed")
+    emulator_noauth.faults([{"kind": "page_cap", "max": 100},
+                            {"kind": "status", "status": 400, "method": "GET",
+                             "path": "/storage/v1/b/*/o", "query": "pageToken"}])
+    with pytest.raises(OSError) as ei:
+        os.listdir(m.path("pg"))
+    assert ei.value.errno == errno.EIO
+    emulator_noauth.faults([{"kind": "page_cap", "max": 100}])
+    assert len(os.listdir(m.path("pg"))) == 1000
+
+
+# --- metadata ----------------------------------------------------------------------
+
+def test_xattrs(mnt, gcs):
+    p = mnt.path("x.bin")
+    data = b"xattr content"
+    write_file(p, data)
+    assert os.getxattr(p, "user.durafs.state") == b"committed"
+    meta = gcs.meta(BUCKET, "x.bin").json()
+    assert os.getxattr(p, "user.durafs.generation") == str(meta["generation"]).encode()
+    assert os.getxattr(p, "user.durafs.md5") == hashlib.md5(data).hexdigest().encode()
+    assert set(os.listxattr(p)) == {"user.durafs.state", "user.durafs.generation",
+                                    "user.durafs.md5"}
+    assert os.getxattr(mnt.mnt, "user.durafs.ctl").decode().endswith(".sock") or \
+        os.getxattr(mnt.mnt, "user.durafs.ctl")
+    with pytest.raises(OSError) as ei:
+        os.setxattr(p, "user.durafs.state", b"clean")
+    assert ei.value.errno == errno.EPERM
+    with pytest.raises(OSError) as ei:
+        os.setxattr(p, "user.other", b"v")
+    assert ei.value.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
+    with pytest.raises(OSError) as ei:
+        os.getxattr(p, "user.nothing")
+    assert ei.value.errno == errno.ENODATA
+    gcs.put(BUCKET, "untouched", b"u")
+    time.sleep(1.2)
+    assert os.getxattr(mnt.path("untouched"), "user.durafs.state") == b"clean"
+
+
+def test_xattr_state_dirty_while_pending(mount_factory):
+    m = mount_factory(("dir_cache_ttl=1s", "writeback_delay=30s"))
+    write_file(m.path("p"), b"pending", fsync=False)
+    assert os.getxattr(m.path("p"), "user.durafs.state") == b"dirty"
+
+
+def test_statfs(mnt):
+    st = os.statvfs(mnt.mnt)
+    assert st.f_namemax == 255
+    assert st.f_bavail > 0 and st.f_blocks >= st.f_bavail
+
+
+def test_read_only_mount(mount_factory, gcs):
+    gcs.put(BUCKET, "ro.txt", b"read me")
+    m = mount_factory(("dir_cache_ttl=1s", "ro"))
+    assert read_file(m.path("ro.txt")) == b"read me"
+    for fn in (lambda: os.open(m.path("new"), os.O_WRONLY | os.O_CREAT, 0o644),
+               lambda: os.open(m.path("ro.txt"), os.O_WRONLY),
+               lambda: os.mkdir(m.path("d")),
+               lambda: os.unlink(m.path("ro.txt")),
+               lambda: os.rename(m.path("ro.txt"), m.path("x")),
+               lambda: os.symlink("t", m.path("l"))):
+        with pytest.raises(OSError) as ei:
+            fn()
+        assert ei.value.errno == errno.EROFS
+
+
+def test_conflicting_remote_writer_keeps_both(mnt, gcs):
+    write_file(mnt.path("doc"), b"v1 from the mount")
+    gcs.put(BUCKET, "doc", b"v2 from someone else")
+    mnt.allow_log(r"conflict")
+    with pytest.raises(OSError) as ei:
+        write_file(mnt.path("doc"), b"v3 from the mount")
+    assert ei.value.errno == errno.EIO
+    assert remote(gcs, "doc") == b"v2 from someone else"
+    copies = [n for n in remote_names(gcs) if n.startswith("doc.conflict-")]
+    assert len(copies) == 1
+    assert remote(gcs, copies[0]) == b"v3 from the mount"
+    wait_until(lambda: copies[0] in os.listdir(mnt.mnt), what="conflict copy listed")
+    wait_until(lambda: read_file(mnt.path("doc")) == b"v2 from someone else",
+               what="remote version shown")

@@ -1,0 +1,1143 @@
+/* Tests of the scheduler (sync/sched.c) against a real durafs-emulator
+ * (emu_harness), the real GCS backend and a real journal in a temporary
+ * cache dir: uploads of every size class, coalescing, ordered name and
+ * directory ops, resume after a stop, faults, an unreachable remote,
+ * conflicts (keep-both and fail), permanent failures and retry, setattr,
+ * cache file collection, and a prompt stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "durafs/backend.h"
+#include "durafs/gcs.h"
+#include "durafs/http.h"
+#include "durafs/journal.h"
+#include "durafs/log.h"
+#include "durafs/sched.h"
+#include "emu_harness.h"
+
+#define BUCKET "durafs-sched"
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+static struct emuh *emu;
+static struct http *http;
+static struct be *be;
+
+/* One test's world: a cache dir with files/ and journal.db, a journal, a
+ * scheduler and the events it emitted. */
+struct fx {
+	char dir[64];
+	char files[96];
+	char db[96];
+	struct jnl *j;
+	struct sched *s;
+	struct sched_opts so;
+	unsigned next_cache;
+	pthread_mutex_t mu;
+	int ev_committed, ev_conflict, ev_failed;
+	char conflict_path[4096];
+	char conflict_copy[4096];
+};
+
+static struct fx fx;
+
+/* --- helpers ------------------------------------------------------------ */
+
+#define OK(call) do { struct err e_; err_clear(&e_); \
+	if ((call) < 0) fail_msg("line %d: %s: %s (%s)", __LINE__, #call, e_.msg, \
+				 err_code_name(e_.code)); \
+	} while (0)
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void faults(const char *rules)
+{
+	struct err e;
+
+	if (emuh_faults(emu, rules, &e) < 0)
+		fail_msg("faults %s: %s", rules, e.msg);
+}
+
+static int64_t counter(const char *name)
+{
+	struct err e;
+	int64_t v = 0;
+
+	if (emuh_counter(emu, name, &v, &e) < 0)
+		fail_msg("counter %s: %s", name, e.msg);
+	return v;
+}
+
+static int64_t requests(const char *kind)
+{
+	struct err e;
+	int64_t v = 0;
+
+	if (emuh_requests(emu, kind, 0, &v, &e) < 0)
+		fail_msg("requests %s: %s", kind, e.msg);
+	return v;
+}
+
+/* Deterministic content of n bytes for seed. */
+static unsigned char *pattern(size_t n, unsigned seed)
+{
+	unsigned char *p = malloc(n ? n : 1);
+	size_t i;
+
+	assert_non_null(p);
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 11);
+	return p;
+}
+
+static void write_all(const char *path, const void *data, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	const char *p = data;
+	ssize_t w;
+
+	assert_true(fd >= 0);
+	while (n) {
+		w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		assert_true(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+	assert_int_equal(close(fd), 0);
+}
+
+static void cache_path(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", fx.files, name);
+}
+
+/* A new local file at path holding data: a cache file, a fid and a write
+ * op (delay_ms of writeback delay). Returns the fid. */
+static uint64_t new_file(const char *path, const void *data, size_t n, int64_t delay_ms)
+{
+	char name[32], cp[256];
+	uint64_t fid = 0, seq = 0;
+	int64_t mt = wall_ns();
+
+	snprintf(name, sizeof(name), "c%06u", ++fx.next_cache);
+	cache_path(name, cp, sizeof(cp));
+	write_all(cp, data, n);
+	OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
+	OK(jnl_write(fx.j, fid, n, mt, delay_ms, &seq, &e_));
+	assert_true(seq > 0);
+	return fid;
+}
+
+/* Replace fid's content as the filesystem does: dirty, write, journal. */
+static void rewrite(uint64_t fid, const void *data, size_t n, int64_t delay_ms)
+{
+	struct jnl_file f;
+	char cp[256];
+	uint64_t seq;
+
+	memset(&f, 0, sizeof(f));
+	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	OK(jnl_file_dirty(fx.j, fid, NULL, &e_));
+	cache_path(f.cache_name, cp, sizeof(cp));
+	write_all(cp, data, n);
+	OK(jnl_write(fx.j, fid, n, wall_ns(), delay_ms, &seq, &e_));
+	jnl_file_release(&f);
+}
+
+struct buf {
+	unsigned char *p;
+	size_t n, cap;
+};
+
+static int buf_sink(void *ud, const void *data, size_t len)
+{
+	struct buf *b = ud;
+
+	if (b->n + len > b->cap) {
+		b->cap = (b->n + len) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->n, data, len);
+	b->n += len;
+	return 0;
+}
+
+/* The remote holds exactly data at path. */
+static void check_remote(const char *path, const void *data, size_t n)
+{
+	struct buf got = { 0 };
+	struct err e;
+
+	if (be_read(be, path, NULL, 0, UINT64_MAX, buf_sink, &got, NULL, &e) < 0)
+		fail_msg("read %s: %s", path, e.msg);
+	if (got.n != n)
+		fail_msg("%s: remote has %zu bytes, want %zu", path, got.n, n);
+	if (n && memcmp(got.p, data, n) != 0)
+		fail_msg("%s: remote content differs", path);
+	free(got.p);
+}
+
+static int remote_exists(const char *path)
+{
+	struct be_entry ent;
+	struct err e;
+	int rc;
+
+	memset(&ent, 0, sizeof(ent));
+	rc = be_stat(be, path, &ent, &e);
+	if (rc < 0 && e.code != ERR_NOTFOUND)
+		fail_msg("stat %s: %s", path, e.msg);
+	be_entry_release(&ent);
+	return rc == 0;
+}
+
+static void on_event(void *ud, const struct sched_event *ev)
+{
+	struct fx *f = ud;
+
+	pthread_mutex_lock(&f->mu);
+	if (ev->kind == SCHED_EV_COMMITTED)
+		f->ev_committed++;
+	else if (ev->kind == SCHED_EV_FAILED)
+		f->ev_failed++;
+	else if (ev->kind == SCHED_EV_CONFLICT) {
+		f->ev_conflict++;
+		snprintf(f->conflict_path, sizeof(f->conflict_path), "%s", ev->path);
+		snprintf(f->conflict_copy, sizeof(f->conflict_copy), "%s",
+			 ev->path2 ? ev->path2 : "");
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* Events are emitted right after the journal records the result, so a
+ * waiter may see the result first: wait (2 s at most) for *count >= want. */
+static int events_at_least(int *count, int want)
+{
+	int64_t t0 = now_ms();
+	int v;
+
+	for (;;) {
+		pthread_mutex_lock(&fx.mu);
+		v = *count;
+		pthread_mutex_unlock(&fx.mu);
+		if (v >= want || now_ms() - t0 > 2000)
+			return v;
+		sleep_ms(5);
+	}
+}
+
+static void default_opts(struct sched_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->workers = 4;
+	o->chunk_size = 256 * KIB;
+	o->small_max = 256 * KIB;
+	o->files_dir = fx.files;
+	o->retry_initial_ms = 30;
+	o->retry_max_ms = 300;
+	o->housekeeping_ms = 100;
+	o->renew_ms = 500;
+}
+
+static void fx_open_journal(void)
+{
+	OK(jnl_open(fx.db, NULL, &fx.j, NULL, &e_));
+}
+
+static void fx_start(void)
+{
+	OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
+	sch_set_event_fn(fx.s, on_event, &fx);
+	OK(sch_start(fx.s, &e_));
+}
+
+static void fx_stop(void)
+{
+	sch_free(fx.s);
+	fx.s = NULL;
+}
+
+static int fx_setup(void **state)
+{
+	struct err e;
+
+	(void)state;
+	memset(&fx, 0, sizeof(fx));
+	pthread_mutex_init(&fx.mu, NULL);
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/durafs-sched-XXXXXX");
+	if (!mkdtemp(fx.dir))
+		return -1;
+	snprintf(fx.files, sizeof(fx.files), "%s/files", fx.dir);
+	snprintf(fx.db, sizeof(fx.db), "%s/journal.db", fx.dir);
+	if (mkdir(fx.files, 0700) < 0)
+		return -1;
+	if (emuh_reset(emu, &e) < 0 || emuh_gcs_bucket(emu, BUCKET, 0, &e) < 0) {
+		fprintf(stderr, "test_sched: reset: %s\n", e.msg);
+		return -1;
+	}
+	if (jnl_open(fx.db, NULL, &fx.j, NULL, &e) < 0) {
+		fprintf(stderr, "test_sched: journal: %s\n", e.msg);
+		return -1;
+	}
+	default_opts(&fx.so);
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	faults("[]");
+	sch_free(fx.s);
+	jnl_close(fx.j);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
+	if (system(cmd) != 0)
+		return -1;
+	pthread_mutex_destroy(&fx.mu);
+	return 0;
+}
+
+/* Ops of fid in the given states. */
+static size_t count_ops(unsigned mask, uint64_t fid, struct jnl_op *copy)
+{
+	struct jnl_op *v = NULL;
+	size_t n = 0, i, k = 0;
+
+	OK(jnl_list_ops(fx.j, mask, 0, &v, &n, &e_));
+	for (i = 0; i < n; i++) {
+		if (fid && v[i].fid != fid)
+			continue;
+		if (copy && k == 0) {
+			*copy = v[i];
+			memset(&v[i], 0, sizeof(v[i]));
+		}
+		k++;
+	}
+	jnl_ops_free(v, n);
+	return k;
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+static void test_bad_options(void **state)
+{
+	struct sched_opts o;
+	struct sched *s = (struct sched *)1;
+	struct err e;
+
+	(void)state;
+	default_opts(&o);
+	o.files_dir = NULL;
+	assert_int_equal(sch_new(fx.j, be, &o, &s, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	assert_null(s);
+	default_opts(&o);
+	o.chunk_size = 100000;
+	assert_int_equal(sch_new(fx.j, be, &o, &s, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	default_opts(&o);
+	o.workers = 100000;
+	assert_int_equal(sch_new(fx.j, be, &o, &s, &e), -1);
+	/* Start, start again (refused), stop twice, start again. */
+	default_opts(&o);
+	assert_int_equal(sch_new(fx.j, be, &o, &s, &e), 0);
+	assert_int_equal(sch_start(s, &e), 0);
+	assert_int_equal(sch_start(s, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	sch_stop(s);
+	sch_stop(s);
+	assert_int_equal(sch_start(s, &e), 0);
+	sch_free(s);
+}
+
+/* fsync semantics for every size class: after sch_wait_fid returns 0 the
+ * remote holds the bytes and the file is clean with the remote version. */
+static void test_sizes(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 256 * KIB - 1, 256 * KIB, 16 * MIB + 1 };
+	char path[64], want[160];
+	struct sched_stats st;
+	struct jnl_file f;
+	struct be_entry ent;
+	uint64_t fids[5], total = 0;
+	unsigned char *data[5];
+	size_t i;
+
+	(void)state;
+	fx_start();
+	for (i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "sizes/f%zu.bin", sizes[i]);
+		data[i] = pattern(sizes[i], (unsigned)i + 1);
+		fids[i] = new_file(path, data[i], sizes[i], 2000);
+		total += sizes[i];
+	}
+	for (i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "sizes/f%zu.bin", sizes[i]);
+		OK(sch_wait_fid(fx.s, fids[i], 30000, &e_));
+		check_remote(path, data[i], sizes[i]);
+		memset(&f, 0, sizeof(f));
+		memset(&ent, 0, sizeof(ent));
+		OK(jnl_file_get(fx.j, fids[i], &f, &e_));
+		OK(be_stat(be, path, &ent, &e_));
+		assert_int_equal(f.dirty, 0);
+		assert_non_null(f.base);
+		assert_int_equal(be_version_format(&ent.ver, want, sizeof(want)), 0);
+		assert_string_equal(f.base, want);
+		assert_int_equal(ent.size, sizes[i]);
+		jnl_file_release(&f);
+		be_entry_release(&ent);
+		free(data[i]);
+	}
+	/* 256 KiB and 16 MiB + 1 went through resumable sessions. */
+	assert_true(counter("gcs.upload_sessions_started") >= 2);
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.ops_done, 5);
+	assert_int_equal(st.bytes_uploaded, total);
+	assert_int_equal(st.failures, 0);
+	assert_int_equal(events_at_least(&fx.ev_committed, 5), 5);
+}
+
+/* 20 quick rewrites within the writeback delay become one upload of the
+ * last content. */
+static void test_coalescing(void **state)
+{
+	unsigned char *d = NULL;
+	uint64_t fid;
+	int i;
+
+	(void)state;
+	fx_start();
+	d = pattern(1000, 100);
+	fid = new_file("co/file.txt", d, 1000, 400);
+	free(d);
+	for (i = 1; i < 20; i++) {
+		d = pattern(1000 + (size_t)i, 100 + (unsigned)i);
+		rewrite(fid, d, 1000 + (size_t)i, 400);
+		if (i < 19)
+			free(d);
+	}
+	assert_int_equal(count_ops(JNL_MASK_ALL, fid, NULL), 1);
+	OK(sch_wait_fid(fx.s, fid, 20000, &e_));
+	check_remote("co/file.txt", d, 1019);
+	free(d);
+	assert_int_equal(requests("gcs.objects.insert.multipart") +
+			 requests("gcs.objects.insert.resumable") +
+			 requests("gcs.objects.insert.media"), 1);
+}
+
+/* Name and directory ops reach the remote in journal order; a file created
+ * and unlinked before its upload never reaches the remote. */
+static void test_ops_in_order(void **state)
+{
+	unsigned char *a = pattern(5000, 7), *x = pattern(300 * KIB, 8);
+	uint64_t fa, fx2, fd_, fs, fl, fghost, seq;
+	struct sched_stats st;
+	struct be_entry ent;
+	int64_t uploads;
+
+	(void)state;
+	fx_start();
+	OK(jnl_mkdir(fx.j, "d", wall_ns(), &fd_, &seq, &e_));
+	fa = new_file("d/a", a, 5000, 0);
+	OK(jnl_symlink(fx.j, "d/l", "b", wall_ns(), &fl, &seq, &e_));
+	OK(jnl_rename(fx.j, fa, "d/b", 0, &seq, &e_));
+	OK(jnl_mkdir(fx.j, "d/s", wall_ns(), &fs, &seq, &e_));
+	fx2 = new_file("d/s/x", x, 300 * KIB, 0);
+	OK(jnl_rename(fx.j, fs, "d/t", 0, &seq, &e_));
+	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	memset(&ent, 0, sizeof(ent));
+	OK(be_stat(be, "d", &ent, &e_));
+	assert_int_equal(ent.type, BE_DIR);
+	be_entry_release(&ent);
+	check_remote("d/b", a, 5000);
+	assert_false(remote_exists("d/a"));
+	OK(be_stat(be, "d/l", &ent, &e_));
+	assert_int_equal(ent.type, BE_SYMLINK);
+	be_entry_release(&ent);
+	check_remote("d/t/x", x, 300 * KIB);
+	assert_false(remote_exists("d/s/x"));
+	assert_false(remote_exists("d/s"));
+
+	/* A directory rename rewrites its objects (GCS): a later write of a
+	 * file below it is guarded by the new copy, not a stale version. */
+	OK(jnl_rename(fx.j, fs, "d/u", 0, &seq, &e_));
+	rewrite(fx2, a, 5000, 0);
+	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	check_remote("d/u/x", a, 5000);
+	assert_false(remote_exists("d/t/x"));
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.conflicts, 0);
+	assert_int_equal(st.failures, 0);
+
+	/* Remove it all again. */
+	OK(jnl_unlink(fx.j, fa, &seq, &e_));
+	OK(jnl_unlink(fx.j, fl, &seq, &e_));
+	OK(jnl_unlink(fx.j, fx2, &seq, &e_));
+	OK(jnl_rmdir(fx.j, fs, &seq, &e_));
+	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	assert_false(remote_exists("d/b"));
+	assert_false(remote_exists("d/l"));
+	assert_false(remote_exists("d/u/x"));
+	assert_false(remote_exists("d/u"));
+	assert_true(remote_exists("d"));
+
+	/* Created and unlinked before its upload: never sent. */
+	uploads = requests("gcs.objects.insert.multipart") +
+		  requests("gcs.objects.insert.resumable");
+	fghost = new_file("d/ghost", a, 5000, 5000);
+	OK(jnl_unlink(fx.j, fghost, &seq, &e_));
+	assert_int_equal(seq, 0);
+	OK(sch_flush(fx.s, 10000, NULL, NULL, &e_));
+	assert_false(remote_exists("d/ghost"));
+	assert_int_equal(requests("gcs.objects.insert.multipart") +
+			 requests("gcs.objects.insert.resumable"), uploads);
+	/* Its cache file is collected by the housekeeping thread. */
+	{
+		char cp[256];
+		struct jnl_file f;
+		int64_t t0 = now_ms();
+
+		memset(&f, 0, sizeof(f));
+		if (jnl_file_get(fx.j, fghost, &f, NULL) == 0) {
+			cache_path(f.cache_name, cp, sizeof(cp));
+			jnl_file_release(&f);
+		} else {
+			snprintf(cp, sizeof(cp), "%s/c%06u", fx.files, fx.next_cache);
+		}
+		while (access(cp, F_OK) == 0 && now_ms() - t0 < 5000)
+			sleep_ms(50);
+		assert_int_not_equal(access(cp, F_OK), 0);
+	}
+	free(a);
+	free(x);
+}
+
+struct prog_count {
+	int calls;
+	uint64_t last_left;
+};
+
+static void on_progress(void *ud, const struct jnl_progress *p)
+{
+	struct prog_count *c = ud;
+
+	c->calls++;
+	c->last_left = p->ops_left;
+}
+
+/* A stop mid-upload returns promptly and leaves a resumable session; a new
+ * journal and scheduler resume it from the server's offset. */
+static void test_resume_after_stop(void **state)
+{
+	const size_t n = 64 * MIB;
+	unsigned char *d = pattern(n, 77);
+	struct sched_upload *ups = NULL;
+	struct sched_stats st;
+	struct prog_count pc = { 0, 0 };
+	struct jnl_op op;
+	size_t nups = 0, i;
+	uint64_t fid, persisted = 0;
+	int64_t t0, stop_ms, recv;
+
+	(void)state;
+	fx.so.workers = 2;
+	fx.so.chunk_size = 1 * MIB;
+	fx.so.small_max = 8 * MIB;
+	/* Slow the chunks down so the upload is surely in flight. */
+	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":25}]");
+	fx_start();
+	fid = new_file("big/resume.bin", d, n, 0);
+	t0 = now_ms();
+	while (persisted < 8 * MIB && now_ms() - t0 < 30000) {
+		OK(sch_uploads(fx.s, &ups, &nups, &e_));
+		for (i = 0; i < nups; i++) {
+			assert_string_equal(ups[i].path, "big/resume.bin");
+			assert_int_equal(ups[i].total, n);
+			persisted = ups[i].persisted;
+		}
+		sch_uploads_free(ups, nups);
+		sleep_ms(5);
+	}
+	assert_true(persisted >= 8 * MIB);
+	assert_true(persisted < n);
+	t0 = now_ms();
+	sch_stop(fx.s);
+	stop_ms = now_ms() - t0;
+	print_message("    sch_stop mid-upload took %" PRId64 " ms\n", stop_ms);
+	assert_true(stop_ms < 3000);
+	fx_stop();
+	/* The op is pending with its session and offset kept. */
+	memset(&op, 0, sizeof(op));
+	assert_int_equal(count_ops(JNL_MASK(JNL_PENDING), fid, &op), 1);
+	assert_true(op.persisted >= 8 * MIB);
+	assert_int_equal(op.total, n);
+	jnl_op_release(&op);
+
+	/* A new journal handle and scheduler: the daemon restarted. */
+	jnl_close(fx.j);
+	fx.j = NULL;
+	fx_open_journal();
+	faults("[]");
+	fx_start();
+	OK(sch_flush(fx.s, 60000, on_progress, &pc, &e_));
+	assert_true(pc.calls >= 1);
+	assert_int_equal(pc.last_left, 0);
+	check_remote("big/resume.bin", d, n);
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.sessions_resumed, 1);
+	assert_true(counter("gcs.upload_sessions_resumed") >= 1);
+	assert_int_equal(counter("gcs.upload_sessions_started"), 1);
+	recv = counter("gcs.upload_bytes_received");
+	print_message("    64 MiB resumed: %" PRId64 " bytes received in all\n", recv);
+	assert_true(recv <= (int64_t)(n + 1 * MIB));
+	free(d);
+}
+
+/* 30% of every request answered 503 plus connections cut mid-body: 200
+ * files of random sizes are all committed byte-identical. */
+static void test_faults_soak(void **state)
+{
+	enum { NF = 200 };
+	unsigned char *data[NF];
+	size_t sizes[NF];
+	char path[64];
+	unsigned seed = 12345;
+	struct sched_stats st;
+	json_t *js = NULL;
+	int64_t t0;
+	int i;
+
+	(void)state;
+	fx.so.workers = 8;
+	fx.so.retry_initial_ms = 10;
+	fx.so.retry_max_ms = 100;
+	for (i = 0; i < NF; i++) {
+		sizes[i] = (size_t)(rand_r(&seed) % (i % 10 == 0 ? 900 * KIB : 40 * KIB));
+		data[i] = pattern(sizes[i], (unsigned)i + 1000);
+	}
+	faults("[{\"kind\":\"status\",\"status\":503,\"fraction\":0.3},"
+	       "{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\","
+	       "\"after_bytes\":60000,\"fraction\":0.2},"
+	       "{\"kind\":\"cut\",\"method\":\"POST\",\"path\":\"/upload/*\","
+	       "\"after_bytes\":3000,\"fraction\":0.1}]");
+	fx_start();
+	t0 = now_ms();
+	for (i = 0; i < NF; i++) {
+		snprintf(path, sizeof(path), "soak/%02d/f%03d", i % 7, i);
+		new_file(path, data[i], sizes[i], 0);
+	}
+	OK(sch_flush(fx.s, 90000, NULL, NULL, &e_));
+	print_message("    200 files under faults committed in %" PRId64 " ms\n",
+		      now_ms() - t0);
+	OK(emuh_stats(emu, &js, &e_));
+	{
+		json_t *ff = json_object_get(js, "faults_fired");
+		int64_t fired = ff ? json_integer_value(json_object_get(ff, "status")) : 0;
+
+		print_message("    faults fired: %" PRId64 " status\n", fired);
+		assert_true(fired > 50);
+	}
+	json_decref(js);
+	faults("[]");
+	for (i = 0; i < NF; i++) {
+		snprintf(path, sizeof(path), "soak/%02d/f%03d", i % 7, i);
+		check_remote(path, data[i], sizes[i]);
+		free(data[i]);
+	}
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.ops_done, NF);
+	assert_int_equal(st.failures, 0);
+	assert_int_equal(st.conflicts, 0);
+	OK(jnl_check(fx.j, &e_));
+}
+
+/* The remote goes away: fsync times out with ERR_TIMEOUT and the op stays
+ * queued; once the remote is back (same port, same data) it commits. */
+static void test_unreachable(void **state)
+{
+	unsigned char *d = pattern(100 * KIB, 5);
+	struct err e;
+	uint64_t fid;
+	int64_t t0, took;
+
+	(void)state;
+	fx_start();
+	/* The emulator dies (no reap here: emuh_restart reaps it). */
+	assert_int_equal(kill(emuh_pid(emu), SIGKILL), 0);
+	sleep_ms(100);
+	fid = new_file("away/file.bin", d, 100 * KIB, 0);
+	t0 = now_ms();
+	assert_int_equal(sch_wait_fid(fx.s, fid, 2000, &e), -1);
+	took = now_ms() - t0;
+	assert_int_equal(e.code, ERR_TIMEOUT);
+	assert_true(took >= 1900 && took < 5000);
+	assert_int_equal(count_ops(JNL_MASK(JNL_PENDING) | JNL_MASK(JNL_IN_PROGRESS), fid,
+				   NULL), 1);
+	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), fid, NULL), 0);
+	OK(emuh_restart(emu, &e_));
+	OK(sch_wait_fid(fx.s, fid, 30000, &e_));
+	check_remote("away/file.bin", d, 100 * KIB);
+	free(d);
+}
+
+/* Another writer changed the object after our base was recorded: the local
+ * version goes to a conflict copy, the remote stays, the journal shows the
+ * conflict; later writes replace the remote's version. */
+static void test_conflict_keep_both(void **state)
+{
+	static const char other[] = "written by someone else";
+	unsigned char *v1 = pattern(3000, 1), *v2 = pattern(400 * KIB, 2);
+	unsigned char *v3 = pattern(100, 3);
+	struct be_list l = { 0 };
+	struct jnl_op op;
+	struct jnl_file f;
+	struct be_entry ent;
+	struct sched_stats st;
+	char want[160], copy[4200];
+	struct err e;
+	uint64_t fid, seq;
+	size_t i, ncopies = 0;
+
+	(void)state;
+	fx_start();
+	fid = new_file("cf/doc.txt", v1, 3000, 0);
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	OK(emuh_gcs_put(emu, BUCKET, "cf/doc.txt", other, strlen(other), &e_));
+	/* A big local change (resumable path) made after that. */
+	rewrite(fid, v2, 400 * KIB, 0);
+	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
+	assert_int_equal(e.code, ERR_CONFLICT);
+	check_remote("cf/doc.txt", other, strlen(other));
+	OK(be_list(be, "cf", &l, &e_));
+	for (i = 0; i < l.n; i++)
+		if (strncmp(l.v[i].name, "doc.txt.conflict-", 17) == 0) {
+			snprintf(copy, sizeof(copy), "cf/%s", l.v[i].name);
+			ncopies++;
+		}
+	be_list_release(&l);
+	assert_int_equal(ncopies, 1);
+	check_remote(copy, v2, 400 * KIB);
+	memset(&op, 0, sizeof(op));
+	assert_int_equal(count_ops(JNL_MASK(JNL_CONFLICT), fid, &op), 1);
+	assert_string_equal(op.conflict_name, copy);
+	seq = op.seq;
+	jnl_op_release(&op);
+	assert_int_equal(events_at_least(&fx.ev_conflict, 1), 1);
+	assert_string_equal(fx.conflict_path, "cf/doc.txt");
+	assert_string_equal(fx.conflict_copy, copy);
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.conflicts, 1);
+	/* The fid now mirrors the remote's version. */
+	memset(&f, 0, sizeof(f));
+	memset(&ent, 0, sizeof(ent));
+	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	OK(be_stat(be, "cf/doc.txt", &ent, &e_));
+	assert_int_equal(be_version_format(&ent.ver, want, sizeof(want)), 0);
+	assert_string_equal(f.base, want);
+	assert_int_equal(f.dirty, 0);
+	jnl_file_release(&f);
+	be_entry_release(&ent);
+	/* Acknowledged; the next local write replaces the remote version. */
+	OK(jnl_resolve(fx.j, seq, &e_));
+	rewrite(fid, v3, 100, 0);
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	check_remote("cf/doc.txt", v3, 100);
+
+	/* An unlink whose remote changed meanwhile keeps the remote version. */
+	OK(emuh_gcs_put(emu, BUCKET, "cf/doc.txt", other, strlen(other), &e_));
+	OK(jnl_unlink(fx.j, fid, &seq, &e_));
+	assert_true(seq > 0);
+	assert_int_equal(sch_flush(fx.s, 10000, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_CONFLICT);
+	assert_non_null(strstr(e.msg, "cf/doc.txt"));
+	check_remote("cf/doc.txt", other, strlen(other));
+	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), fid, NULL), 1);
+	OK(jnl_resolve(fx.j, seq, &e_));
+	free(v1);
+	free(v2);
+	free(v3);
+}
+
+static void test_conflict_fail(void **state)
+{
+	static const char other[] = "theirs";
+	unsigned char *v1 = pattern(2000, 11), *v2 = pattern(2500, 12);
+	struct be_list l = { 0 };
+	struct jnl_op op;
+	struct err e;
+	uint64_t fid;
+	size_t i;
+
+	(void)state;
+	fx.so.conflict_fail = 1;
+	fx_start();
+	fid = new_file("cff/x.bin", v1, 2000, 0);
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	OK(emuh_gcs_put(emu, BUCKET, "cff/x.bin", other, strlen(other), &e_));
+	rewrite(fid, v2, 2500, 0);
+	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
+	assert_int_equal(e.code, ERR_CONFLICT);
+	check_remote("cff/x.bin", other, strlen(other));
+	OK(be_list(be, "cff", &l, &e_));
+	for (i = 0; i < l.n; i++)
+		assert_null(strstr(l.v[i].name, "conflict"));
+	be_list_release(&l);
+	memset(&op, 0, sizeof(op));
+	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), fid, &op), 1);
+	assert_int_equal(op.err_code, ERR_CONFLICT);
+	assert_non_null(strstr(op.err_msg, "cff/x.bin"));
+	jnl_op_release(&op);
+	assert_int_equal(events_at_least(&fx.ev_failed, 1), 1);
+	free(v1);
+	free(v2);
+}
+
+/* A permanent error (403 forbidden): the op fails, the wait returns the
+ * error, the data stays in the cache; jnl_retry then commits it. */
+static void test_permanent_then_retry(void **state)
+{
+	unsigned char *d = pattern(7000, 21), *back = NULL;
+	struct jnl_op op;
+	struct jnl_file f;
+	char cp[256];
+	struct err e;
+	uint64_t fid, seq;
+	int fd;
+
+	(void)state;
+	fx_start();
+	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"forbidden\","
+	       "\"path\":\"/upload/*\",\"count\":1}]");
+	fid = new_file("perm/file.bin", d, 7000, 0);
+	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
+	assert_int_equal(e.code, ERR_PERM);
+	assert_non_null(strstr(e.msg, "perm/file.bin"));
+	assert_non_null(strstr(e.msg, "forbidden"));
+	memset(&op, 0, sizeof(op));
+	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), fid, &op), 1);
+	seq = op.seq;
+	jnl_op_release(&op);
+	assert_false(remote_exists("perm/file.bin"));
+	/* The data is still in the cache. */
+	memset(&f, 0, sizeof(f));
+	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	assert_int_equal(f.dirty, 1);
+	cache_path(f.cache_name, cp, sizeof(cp));
+	jnl_file_release(&f);
+	back = malloc(7000);
+	assert_non_null(back);
+	fd = open(cp, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, back, 7000, 0), 7000);
+	close(fd);
+	assert_memory_equal(back, d, 7000);
+	assert_int_equal(events_at_least(&fx.ev_failed, 1), 1);
+	/* The user retries; the fault is used up. */
+	OK(jnl_retry(fx.j, seq, &e_));
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	check_remote("perm/file.bin", d, 7000);
+	free(back);
+	free(d);
+}
+
+/* A missing cache file is a permanent failure naming the path. */
+static void test_missing_cache_file(void **state)
+{
+	unsigned char *d = pattern(10, 3);
+	struct jnl_file f;
+	char cp[256];
+	struct err e;
+	uint64_t fid;
+
+	(void)state;
+	fid = new_file("gone/file", d, 10, 0);
+	memset(&f, 0, sizeof(f));
+	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	cache_path(f.cache_name, cp, sizeof(cp));
+	jnl_file_release(&f);
+	assert_int_equal(unlink(cp), 0);
+	fx_start();
+	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	assert_non_null(strstr(e.msg, "gone/file"));
+	free(d);
+}
+
+/* setattr sends the mtime by re-uploading identical content. */
+static void test_setattr(void **state)
+{
+	unsigned char *d = pattern(4000, 31);
+	int64_t mt = (int64_t)1600000000 * 1000000000;
+	struct be_entry ent;
+	uint64_t fid, seq;
+
+	(void)state;
+	fx_start();
+	fid = new_file("sa/file", d, 4000, 0);
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	OK(jnl_setattr(fx.j, fid, mt, &seq, &e_));
+	assert_true(seq > 0);
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	memset(&ent, 0, sizeof(ent));
+	OK(be_stat(be, "sa/file", &ent, &e_));
+	assert_int_equal(ent.mtime.tv_sec, 1600000000);
+	be_entry_release(&ent);
+	check_remote("sa/file", d, 4000);
+	free(d);
+	/* The same through a resumable upload. */
+	d = pattern(600 * KIB, 32);
+	fid = new_file("sa/big", d, 600 * KIB, 0);
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	OK(jnl_setattr(fx.j, fid, mt + 5000000000, &seq, &e_));
+	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	memset(&ent, 0, sizeof(ent));
+	OK(be_stat(be, "sa/big", &ent, &e_));
+	assert_int_equal(ent.mtime.tv_sec, 1600000005);
+	be_entry_release(&ent);
+	check_remote("sa/big", d, 600 * KIB);
+	free(d);
+}
+
+/* A flush reports progress and the waits honour their timeouts. */
+static void test_flush_progress(void **state)
+{
+	struct prog_count pc = { 0, 0 };
+	unsigned char *d = pattern(2 * MIB, 41);
+	int i;
+	char path[64];
+
+	(void)state;
+	fx.so.chunk_size = 256 * KIB;
+	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":40}]");
+	fx_start();
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "fp/f%d", i);
+		new_file(path, d, 2 * MIB, 60000);
+	}
+	OK(sch_flush(fx.s, 30000, on_progress, &pc, &e_));
+	assert_true(pc.calls >= 2);
+	assert_int_equal(pc.last_left, 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "fp/f%d", i);
+		check_remote(path, d, 2 * MIB);
+	}
+	free(d);
+}
+
+/* The file changes while its upload runs: the upload is abandoned at the
+ * next chunk and redone with the new content; nothing stale is committed. */
+static void test_change_during_upload(void **state)
+{
+	const size_t n = 6 * MIB;
+	unsigned char *v1 = pattern(n, 51), *v2 = pattern(n + 5, 52);
+	struct sched_upload *ups = NULL;
+	struct sched_stats st;
+	size_t nups = 0;
+	uint64_t fid, persisted = 0;
+	int64_t t0;
+
+	(void)state;
+	fx.so.chunk_size = 256 * KIB;
+	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":20}]");
+	fx_start();
+	fid = new_file("chg/file.bin", v1, n, 0);
+	t0 = now_ms();
+	while (persisted < 1 * MIB && now_ms() - t0 < 20000) {
+		OK(sch_uploads(fx.s, &ups, &nups, &e_));
+		if (nups == 1)
+			persisted = ups[0].persisted;
+		sch_uploads_free(ups, nups);
+		sleep_ms(5);
+	}
+	assert_true(persisted >= 1 * MIB && persisted < n);
+	rewrite(fid, v2, n + 5, 0);
+	faults("[]");
+	OK(sch_wait_fid(fx.s, fid, 30000, &e_));
+	check_remote("chg/file.bin", v2, n + 5);
+	sch_get_stats(fx.s, &st);
+	assert_true(st.sessions_restarted >= 1);
+	assert_int_equal(st.conflicts, 0);
+	assert_int_equal(count_ops(JNL_MASK_ALL, fid, NULL), 0);
+	free(v1);
+	free(v2);
+}
+
+/* Remote changes under name ops: nothing remote is destroyed. */
+static void test_remote_changes_kept(void **state)
+{
+	unsigned char *d = pattern(3000, 61);
+	uint64_t fdir, seq, ff;
+	struct jnl_op op;
+	struct err e;
+
+	(void)state;
+	fx_start();
+	/* rmdir of a directory that gained a child remotely. */
+	OK(jnl_mkdir(fx.j, "rm", wall_ns(), &fdir, &seq, &e_));
+	OK(sch_flush(fx.s, 10000, NULL, NULL, &e_));
+	OK(emuh_gcs_put(emu, BUCKET, "rm/theirs", "x", 1, &e_));
+	OK(jnl_rmdir(fx.j, fdir, &seq, &e_));
+	assert_int_equal(sch_flush(fx.s, 10000, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_NOTEMPTY);
+	assert_true(remote_exists("rm/theirs"));
+	OK(jnl_resolve(fx.j, seq, &e_));
+	/* rename of a file whose source was deleted remotely. */
+	ff = new_file("mv/src", d, 3000, 0);
+	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	{
+		struct be_entry ent;
+
+		memset(&ent, 0, sizeof(ent));
+		OK(be_stat(be, "mv/src", &ent, &e_));
+		OK(be_remove(be, "mv/src", &ent.ver, NULL, &e_));
+		be_entry_release(&ent);
+	}
+	OK(jnl_rename(fx.j, ff, "mv/dst", 0, &seq, &e_));
+	assert_int_equal(sch_wait_fid(fx.s, ff, 10000, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	memset(&op, 0, sizeof(op));
+	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), ff, &op), 1);
+	assert_int_equal(op.kind, JNL_OP_RENAME);
+	assert_non_null(strstr(op.err_msg, "deleted remotely"));
+	jnl_op_release(&op);
+	assert_false(remote_exists("mv/dst"));
+
+	/* A rename an earlier attempt finished (its reply lost): done, and the
+	 * file's next write is guarded by the moved copy. */
+	ff = new_file("mv2/a", d, 3000, 0);
+	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	{
+		struct be_entry ent, moved;
+		struct be_pre pre;
+
+		memset(&ent, 0, sizeof(ent));
+		memset(&moved, 0, sizeof(moved));
+		memset(&pre, 0, sizeof(pre));
+		pre.kind = BE_PRE_ABSENT;
+		OK(be_stat(be, "mv2/a", &ent, &e_));
+		OK(be_rename(be, "mv2/a", &ent.ver, "mv2/b", &pre, &moved, &e_));
+		be_entry_release(&ent);
+		be_entry_release(&moved);
+	}
+	OK(jnl_rename(fx.j, ff, "mv2/b", 0, &seq, &e_));
+	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	rewrite(ff, d, 2000, 0);
+	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	check_remote("mv2/b", d, 2000);
+	assert_false(remote_exists("mv2/a"));
+	free(d);
+}
+
+/* --- main ----------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	struct emuh_opts eo;
+	struct http_opts ho;
+	struct gcs_opts go;
+	struct err e;
+
+	(void)state;
+	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+	memset(&eo, 0, sizeof(eo));
+	eo.no_auth = 1;
+	eo.persistent = 1;
+	if (emuh_start(&eo, &emu, &e) < 0) {
+		fprintf(stderr, "test_sched: cannot start the emulator: %s\n", e.msg);
+		return -1;
+	}
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = 12;
+	ho.backoff_initial_ms = 2;
+	ho.backoff_max_ms = 40;
+	ho.backoff_jitter_ms = 5;
+	ho.connect_timeout_ms = 1000;
+	ho.low_speed_time_s = 5;
+	if (http_new(&ho, &http, &e) < 0) {
+		fprintf(stderr, "test_sched: http: %s\n", e.msg);
+		return -1;
+	}
+	memset(&go, 0, sizeof(go));
+	go.bucket = BUCKET;
+	go.endpoint = emuh_url(emu);
+	go.http = http;
+	go.retry_base_ms = 2;
+	go.chunk_max_failures = 30;
+	if (gcs_new(&go, &be, &e) < 0) {
+		fprintf(stderr, "test_sched: gcs: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	be_free(be);
+	http_free(http);
+	emuh_stop(emu);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_bad_options, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sizes, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_coalescing, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_ops_in_order, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_resume_after_stop, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_faults_soak, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_unreachable, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_conflict_keep_both, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_conflict_fail, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_permanent_then_retry, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_cache_file, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_setattr, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_flush_progress, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_change_during_upload, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_remote_changes_kept, fx_setup, fx_teardown),
+	};
+
+	return cmocka_run_group_tests_name("sched", tests, group_setup, group_teardown);
+}
