@@ -7,9 +7,13 @@
 #   make asan       everything built in build/asan with ASan+UBSan, then tested
 #   make lint       cppcheck plus the banned-function check
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
+#   make fuzz-smoke build them and run each for 10 s
 #   make demo       start the emulator and show durafs at work
 #   make bench      benchmarks (see tests/bench/)
 #   make soak       long soaks and crash loops (not part of make test)
+#   make install    install durafs, mount.durafs, man page, completion, Colab
+#                   helper, systemd unit (PREFIX, DESTDIR...: see "install")
+#   make uninstall  remove exactly what make install installed
 #   make clean
 #
 # Options (make VAR=value)
@@ -18,6 +22,7 @@
 #   PYTHON=path     Python with pytest (default: Debian's /usr/bin/python3)
 #   PYTEST_ARGS=..  extra pytest arguments, e.g. -k gcs -x
 #   V=1             echo every command
+#   PREFIX=dir      install prefix (default /usr/local); DESTDIR=dir stages it
 
 BUILD ?= build
 CC ?= cc
@@ -65,7 +70,8 @@ UNIT_EXTRA := $(wildcard tests/unit/emu_harness.c)
 DURAFS := $(BUILD)/durafs
 EMULATOR := $(BUILD)/durafs-emulator
 
-.PHONY: all deps test unit integration asan lint fuzz demo bench bench-quick soak clean check-deps
+.PHONY: all deps test unit integration asan lint fuzz fuzz-smoke demo bench bench-quick soak clean check-deps
+.PHONY: install uninstall
 all: $(DURAFS) $(EMULATOR)
 
 # --- dependencies -----------------------------------------------------------
@@ -137,6 +143,9 @@ lint: $(BUILD)/config.mk
 fuzz: $(BUILD)/config.mk
 	$(Q)sh tests/fuzz/build.sh $(BUILD)/fuzz
 
+fuzz-smoke: fuzz
+	$(Q)sh tests/fuzz/smoke.sh $(BUILD)/fuzz 10
+
 demo: all
 	$(Q)DURAFS_BUILD=$(abspath $(BUILD)) sh contrib/demo.sh
 
@@ -146,8 +155,61 @@ bench: all
 bench-quick: all
 	$(Q)DURAFS_BUILD=$(abspath $(BUILD)) sh tests/bench/run.sh --quick
 
-soak: all
+soak: all $(BUILD)/tests/test_journal_crash
+	$(Q)DURAFS_SOAK=1 $(BUILD)/tests/test_journal_crash
 	$(Q)DURAFS_BUILD=$(abspath $(BUILD)) DURAFS_SOAK=1 $(PYTHON) -m pytest -ra -q -m soak tests/integration $(PYTEST_ARGS)
+
+# --- install ------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=/staging/root]: the binary, the
+# mount(8) helper, the man page, the bash completion, the Colab helper module
+# (importable as durafs_colab) and the systemd template unit. @BINDIR@ in the
+# helper and the unit becomes $(BINDIR). make uninstall removes exactly these
+# files (same variables).
+#   SBINDIR         mount.durafs; mount(8) looks for helpers only in /sbin
+#                   (and /sbin/fs.d, /sbin/fs), so the default is /sbin
+#                   whatever PREFIX is
+#   PYTHONDIR       a directory on python3's sys.path: /usr/lib/python3/
+#                   dist-packages for PREFIX=/usr (Debian), else
+#                   PREFIX/lib/pythonX.Y/dist-packages for $(PYTHON)'s X.Y
+#   SYSTEMDUNITDIR  PREFIX/lib/systemd/system (systemd reads /usr/local/lib/
+#                   systemd/system and /usr/lib/systemd/system)
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= /sbin
+MANDIR ?= $(PREFIX)/share/man
+COMPLETIONSDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+PY_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python$(PY_VERSION)/dist-packages)
+INSTALL ?= install
+
+INSTALLED = $(DESTDIR)$(BINDIR)/durafs \
+	$(DESTDIR)$(SBINDIR)/mount.durafs \
+	$(DESTDIR)$(MANDIR)/man1/durafs.1 \
+	$(DESTDIR)$(COMPLETIONSDIR)/durafs \
+	$(DESTDIR)$(PYTHONDIR)/durafs_colab.py \
+	$(DESTDIR)$(SYSTEMDUNITDIR)/durafs@.service
+
+install: $(DURAFS)
+	$(Q)$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(COMPLETIONSDIR) $(DESTDIR)$(PYTHONDIR) $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(Q)$(INSTALL) -m 0755 $(DURAFS) $(DESTDIR)$(BINDIR)/durafs
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' contrib/mount.durafs > $(DESTDIR)$(SBINDIR)/mount.durafs.tmp
+	$(Q)chmod 0755 $(DESTDIR)$(SBINDIR)/mount.durafs.tmp
+	$(Q)mv -f $(DESTDIR)$(SBINDIR)/mount.durafs.tmp $(DESTDIR)$(SBINDIR)/mount.durafs
+	$(Q)$(INSTALL) -m 0644 contrib/durafs.1 $(DESTDIR)$(MANDIR)/man1/durafs.1
+	$(Q)$(INSTALL) -m 0644 contrib/completions/durafs.bash $(DESTDIR)$(COMPLETIONSDIR)/durafs
+	$(Q)$(INSTALL) -m 0644 contrib/colab/durafs_colab.py $(DESTDIR)$(PYTHONDIR)/durafs_colab.py
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' contrib/systemd/durafs@.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/durafs@.service.tmp
+	$(Q)chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/durafs@.service.tmp
+	$(Q)mv -f $(DESTDIR)$(SYSTEMDUNITDIR)/durafs@.service.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/durafs@.service
+	@$(if $(V),true,for f in $(INSTALLED); do echo "  INSTALL $$f"; done)
+
+uninstall:
+	@$(if $(V),true,for f in $(INSTALLED); do echo "  RM      $$f"; done)
+	$(Q)rm -f $(INSTALLED)
 
 clean:
 	rm -rf $(BUILD)

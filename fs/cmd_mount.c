@@ -5,6 +5,7 @@
  * is not uploaded queued in the journal for the next mount. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,14 +59,21 @@ struct daemon {
 	int notify_fd;
 	int log_fd;                 /* the log file, also for stderr once detached */
 	char *log_path;
+	pthread_t main_thread;      /* runs the FUSE loop */
 };
 
-/* Control command "unmount": end the loop as SIGTERM does. */
+/* Control command "unmount": end the loop as SIGTERM does. The signal goes
+ * to the main thread, which waits in the FUSE loop and is woken by it (a
+ * signal handled on another thread would only set the exit flag). */
 static int ctl_unmount(void *ud, struct err *err)
 {
-	(void)ud;
-	if (kill(getpid(), SIGTERM) < 0)
+	struct daemon *d = ud;
+	int rc = pthread_kill(d->main_thread, SIGTERM);
+
+	if (rc) {
+		errno = rc;
 		return err_sys(err, "unmount");
+	}
 	return 0;
 }
 
@@ -262,6 +270,7 @@ int cmd_mount(int argc, char **argv)
 			return CLI_FAIL;
 		}
 	}
+	d.main_thread = pthread_self();  /* after the fork: the daemon's */
 	if (start(&d, &code, &e) < 0) {
 		if (d.log_path)
 			log_error(MOUNT_TAG, "%s", e.msg);

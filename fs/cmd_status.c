@@ -76,22 +76,25 @@ static void print_human(const json_t *st)
 		printf(" (%" PRIu64 " retrying)", u(pend, "retrying_ops"));
 	printf("; %" PRIu64 " dirty file%s\n", u(pend, "dirty_files"),
 	       u(pend, "dirty_files") == 1 ? "" : "s");
-	json_array_foreach(ups, i, x) {
-		uint64_t tot = u(x, "total"), per = u(x, "persisted");
+	for (i = 0; i < json_array_size(ups); i++) {
+		const json_t *up = json_array_get(ups, i);
+		uint64_t tot = u(up, "total"), per = u(up, "persisted");
 
 		prog_fmt_bytes(per, b1, sizeof(b1));
 		prog_fmt_bytes(tot, b2, sizeof(b2));
 		printf("  uploading    %s  %s / %s (%" PRIu64 "%%), attempt %" PRIu64 "\n",
-		       s(x, "path"), b1, b2, tot ? per * 100 / tot : 100, u(x, "attempts"));
+		       s(up, "path"), b1, b2, tot ? per * 100 / tot : 100, u(up, "attempts"));
 	}
 	prog_fmt_bytes(u(com, "bytes"), b1, sizeof(b1));
 	printf("  committed    %" PRIu64 " operation%s, %s since start; %" PRIu64 " retr%s\n",
 	       u(com, "ops"), u(com, "ops") == 1 ? "" : "s", b1, u(st, "retries"),
 	       u(st, "retries") == 1 ? "y" : "ies");
 	arr = json_object_get(st, "retrying");
-	json_array_foreach(arr, i, x)
+	for (i = 0; i < json_array_size(arr); i++) {
+		x = json_array_get(arr, i);
 		printf("  retrying     %s: %s (attempt %" PRIu64 ")\n", s(x, "path"), s(x, "reason"),
 		       u(x, "attempts"));
+	}
 	arr = json_object_get(st, "failed");
 	if (json_array_size(arr)) {
 		printf("  failed       %zu\n", json_array_size(arr));

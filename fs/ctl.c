@@ -208,7 +208,7 @@ static void serve(struct ctl_conn *c)
 		int pr;
 
 		/* every complete line first */
-		while ((nl = memchr(buf, '\n', len))) {
+		while (buf && (nl = memchr(buf, '\n', len))) {
 			size_t ll = (size_t)(nl - buf);
 
 			handle_line(c, buf, ll);

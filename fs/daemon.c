@@ -24,11 +24,17 @@
 
 int dmn_is_fuse_mount(const char *path)
 {
+	char parent[4200];
 	struct statfs sf;
+	struct stat a, b;
 
-	if (statfs(path, &sf) < 0)
+	if (statfs(path, &sf) < 0 || (unsigned long)sf.f_type != FUSE_SUPER_MAGIC)
 		return 0;
-	return (unsigned long)sf.f_type == FUSE_SUPER_MAGIC;
+	/* the root of a mount, not just a directory inside a FUSE filesystem */
+	snprintf(parent, sizeof(parent), "%s/..", path);
+	if (stat(path, &a) < 0 || stat(parent, &b) < 0)
+		return 1;
+	return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
 }
 
 static ssize_t read_full(int fd, char *buf, size_t len)

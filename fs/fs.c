@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,8 @@ static void reply_entry(fuse_req_t req, struct fs *fs, uint64_t parent, const ch
 	e.ino = ino;
 	e.generation = gen;
 	fs_fill_attr(fs, ino, info, &e.attr);
-	e.attr_timeout = FS_ATTR_TIMEOUT;
-	e.entry_timeout = FS_ENTRY_TIMEOUT;
+	e.attr_timeout = fs->attr_timeout;
+	e.entry_timeout = fs->attr_timeout;
 	if (fuse_reply_entry(req, &e) != 0)
 		ino_forget(fs->ino, ino, 1);
 }
@@ -274,9 +275,14 @@ static void op_init(void *ud, struct fuse_conn_info *conn)
 	 * file does not have, so mtime/size stay ours and a close really has
 	 * everything. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	conn->max_write = 1024 * 1024;
 	if (conn->max_background < 32)
 		conn->max_background = 32;
+	log_debug(FS_TAG, "FUSE protocol %u.%u, max_readahead %u, max_write %u, capable %#x, "
+		  "want %#x", conn->proto_major, conn->proto_minor, conn->max_readahead,
+		  conn->max_write, conn->capable, conn->want);
 }
 
 static void op_destroy(void *ud)
@@ -305,7 +311,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		struct fuse_entry_param e;
 
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = FS_ENTRY_TIMEOUT;
+		e.entry_timeout = fs->attr_timeout;
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -368,15 +374,16 @@ static int stat_ino(struct fs *fs, uint64_t ino, struct stat *st)
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs *fs = get_fs(req);
 	struct stat st;
 	int rc;
 
 	(void)fi;
-	rc = stat_ino(get_fs(req), ino, &st);
+	rc = stat_ino(fs, ino, &st);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, fs->attr_timeout);
 }
 
 static int set_mtime(struct fs *fs, uint64_t ino, struct fs_fh *fh, int64_t t)
@@ -463,7 +470,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, FS_ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, fs->attr_timeout);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -979,8 +986,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	set_keep_cache(fs, ino, of, fi, 1);
 	ep.ino = ino;
 	ep.generation = gen;
-	ep.attr_timeout = FS_ATTR_TIMEOUT;
-	ep.entry_timeout = FS_ENTRY_TIMEOUT;
+	ep.attr_timeout = fs->attr_timeout;
+	ep.entry_timeout = fs->attr_timeout;
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	if (locked) {
 		pthread_mutex_unlock(&fs->ns_lock);
@@ -1015,21 +1022,27 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = get_fs(req);
 	struct fs_fh *fh = (struct fs_fh *)(uintptr_t)fi->fh;
-	char *buf;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+	char *mem = NULL;
 	ssize_t n;
 
 	(void)ino;
-	buf = malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	n = fs_of_read(fs, fh->of, size, off, &mem);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
 		return;
 	}
-	n = fs_of_read(fs, fh->of, buf, size, off);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	if (mem) {
+		fuse_reply_buf(req, mem, (size_t)n);
+		free(mem);
+		return;
+	}
+	/* Straight from the cache file (spliced when the kernel allows). */
+	bv.buf[0].size = (size_t)n;
+	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv.buf[0].fd = fh->of->fd;
+	bv.buf[0].pos = off;
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -1099,12 +1112,17 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 static void dh_free(struct fs_dh *dh)
 {
+	size_t n;
+
 	if (!dh)
 		return;
+	n = dh->n;
 	free(dh->v);
 	free(dh->names);
 	free(dh->path);
 	free(dh);
+	if (n > FS_BIG_DIR)
+		malloc_trim(0);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1181,8 +1199,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		memset(&e, 0, sizeof(e));
 		if (i < 2) {
+			uint64_t pino = INO_ROOT;
+
+			/* No lookup is counted for these (e.ino 0), but d_ino
+			 * must not be 0: libc skips such entries. */
+			if (i == 1 && ino != INO_ROOT && ino_parent(fs->ino, ino, &pino, NULL) < 0)
+				pino = INO_ROOT;
 			name = i == 0 ? "." : "..";
-			e.attr.st_ino = i == 0 ? ino : 0;
+			e.attr.st_ino = i == 0 ? ino : pino;
 			e.attr.st_mode = S_IFDIR;
 		} else {
 			const struct fs_dsnap_ent *d = &dh->v[i - 2];
@@ -1201,8 +1225,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				info.local = d->local;
 				fs_fill_attr(fs, eino, &info, &e.attr);
 				e.ino = eino;
-				e.attr_timeout = FS_ATTR_TIMEOUT;
-				e.entry_timeout = FS_ENTRY_TIMEOUT;
+				e.attr_timeout = fs->attr_timeout;
+				e.entry_timeout = fs->attr_timeout;
 			} else {
 				/* d_ino: the node's inode when the kernel knows
 				 * it, else a stable stand-in (never 0). */
@@ -1543,6 +1567,12 @@ int fs_new(const struct fs_config *cfg, struct fs **out, struct err *err)
 	fs->dir_mode = cfg->mo->dir_mode ? cfg->mo->dir_mode : 0755;
 	fs->ro = cfg->mo->ro;
 	fs->ttl_ms = cfg->mo->dir_cache_ttl_ms;
+	/* The kernel may keep names and attributes as long as we keep the
+	 * listing they come from; our own changes go through the kernel, and
+	 * remote ones found by a refetch are invalidated explicitly. */
+	fs->attr_timeout = fs->ttl_ms > 0 ? (double)fs->ttl_ms / 1000.0 : 0.0;
+	if (fs->attr_timeout > 3600.0)
+		fs->attr_timeout = 3600.0;
 	fs->mount_ns = fs_now_ns();
 	fc_params_default(&fs->fcp, cfg->mo->chunk_size);
 	if (jnl_cache_usage(fs->jnl, &usage, &nfiles, &e) == 0)

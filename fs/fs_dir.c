@@ -5,6 +5,7 @@
  * them. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,7 +400,10 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int64_t *fetche
 		}
 	}
 store:
-	if (notify && jnl_dir_get(fs->jnl, dir, &old, &nold, &of_ms, &complete, NULL) == 0)
+	/* Tell the kernel what changed (bounded: a huge directory's entries
+	 * expire with their timeouts, and open() checks the version). */
+	if (notify && bl.n <= FS_BIG_NOTIFY &&
+	    jnl_dir_get(fs->jnl, dir, &old, &nold, &of_ms, &complete, NULL) == 0)
 		notify_changes(fs, dir, old, nold, v, bl.n);
 	if (jnl_dir_put(fs->jnl, dir, v, bl.n, t0, &e) < 0) {
 		log_warn(FS_TAG, "storing the listing of \"%s\": %s", *dir ? dir : "/", e.msg);
@@ -408,6 +412,7 @@ store:
 	}
 	pthread_mutex_lock(&fs->dir_lock);
 	fix = d->fixups;
+	d->count = bl.n;
 	pthread_mutex_unlock(&fs->dir_lock);
 	/* The nodes from fix on stay allocated while collecting > 0. */
 	apply_fixups(fs, dir, fix);
@@ -427,6 +432,11 @@ out:
 		free(v[i].remote);
 	free(v);
 	jnl_entries_free(old, nold);
+	if (bl.n > FS_BIG_DIR) {
+		be_list_release(&bl);
+		/* Give the listing's memory back to the system. */
+		malloc_trim(0);
+	}
 	be_list_release(&bl);
 	jnl_file_release(&jf);
 	free(rpath);
@@ -439,7 +449,7 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 	struct jnl_entry *v = NULL;
 	size_t n = 0;
 	int64_t fetched = 0;
-	int complete = 0, rc = 0, r;
+	int complete = 0, rc = 0, r, notify;
 	struct err e;
 
 	pthread_mutex_lock(&fs->dir_lock);
@@ -460,12 +470,15 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			r = jnl_dir_get(fs->jnl, dir, &v, &n, &fetched, &complete, &e);
 			jnl_entries_free(v, n);
 			v = NULL;
+			if (n > FS_BIG_DIR)
+				malloc_trim(0);
 			pthread_mutex_lock(&fs->dir_lock);
 			if (r < 0 && e.code != ERR_NOTFOUND) {
 				rc = fs_errno(&e);
 				break;
 			}
 			if (!d->known && !d->fetching) {
+				d->count = n;
 				d->known = 1;
 				d->complete = r == 0 && complete;
 				d->fetched_ms = r == 0 ? fetched : 0;
@@ -477,8 +490,9 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			rc = 0;
 			break;
 		}
-		if (d->complete && d->inherited) {
-			/* Stored by an earlier mount: it answers at once and is
+		if (d->complete && (d->inherited || d->count > FS_BIG_DIR)) {
+			/* Stored by an earlier mount, or too big to relist
+			 * while the user waits: it answers at once and is
 			 * revalidated in the background. */
 			if (!d->refresh_queued) {
 				d->refresh_queued = 1;
@@ -487,9 +501,11 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			rc = 0;
 			break;
 		}
+		/* A refetch after the TTL tells the kernel what changed. */
+		notify = d->complete;
 		d->fetching = 1;
 		pthread_mutex_unlock(&fs->dir_lock);
-		rc = dir_fetch(fs, dir, 0, &fetched);
+		rc = dir_fetch(fs, dir, notify, &fetched);
 		pthread_mutex_lock(&fs->dir_lock);
 		d->fetching = 0;
 		if (rc == 0) {

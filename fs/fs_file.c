@@ -42,26 +42,6 @@ static ssize_t pwrite_full(int fd, const void *buf, size_t len, off_t off)
 	return (ssize_t)done;
 }
 
-static ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
-{
-	char *p = buf;
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, p + done, len - done, off + (off_t)done);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
 int fs_cache_path(struct fs *fs, const char *name, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s/%s", fs->files_dir, name);
@@ -241,7 +221,11 @@ static int fetch_sink(void *ud, const void *data, size_t len)
 	c->pos += len;
 	pthread_mutex_lock(&c->of->mu);
 	c->of->f_done += len;
-	pthread_cond_broadcast(&c->of->cv);
+	/* Wake readers only once the one needing the least has its bytes. */
+	if (c->of->f_off + c->of->f_done >= c->of->f_want) {
+		c->of->f_want = UINT64_MAX;
+		pthread_cond_broadcast(&c->of->cv);
+	}
 	pthread_mutex_unlock(&c->of->mu);
 	return 0;
 }
@@ -295,6 +279,7 @@ static int of_rebase(struct fs *fs, struct fs_ofile *of)
 	of->rpath = rp;
 	rp = NULL;
 	snprintf(of->remote, sizeof(of->remote), "%s", remote);
+	of->p_off = of->p_end = 0;
 	rc = 1;
 out:
 	free(rp);
@@ -329,6 +314,7 @@ again:
 	of->f_off = start;
 	of->f_end = end;
 	of->f_done = 0;
+	of->f_want = UINT64_MAX;
 	c.pos = start;
 	c.err = 0;
 	pthread_mutex_unlock(&of->mu);
@@ -417,32 +403,80 @@ static ssize_t read_direct(struct fs *fs, struct fs_ofile *of, char *buf, size_t
 	return rc < 0 ? -EIO : (ssize_t)m.pos;
 }
 
-ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, off_t off)
+/* Bytes of [off, off+size) a local (or whole) cache file holds. */
+static ssize_t local_span(struct fs_ofile *of, size_t size, off_t off, uint64_t limit)
+{
+	struct stat st;
+	uint64_t len;
+
+	if (limit == UINT64_MAX) {
+		if (fstat(of->fd, &st) < 0)
+			return -errno;
+		len = (uint64_t)st.st_size;
+	} else {
+		len = limit;
+	}
+	if ((uint64_t)off >= len)
+		return 0;
+	return (ssize_t)((uint64_t)off + size <= len ? size : len - (uint64_t)off);
+}
+
+/* Remember that [s, e) is present (merged with the known range when they
+ * touch). of->mu held. */
+static void note_present(struct fs_ofile *of, uint64_t s, uint64_t e)
+{
+	if (s <= of->p_end && e >= of->p_off && of->p_end > of->p_off) {
+		if (s < of->p_off)
+			of->p_off = s;
+		if (e > of->p_end)
+			of->p_end = e;
+	} else {
+		of->p_off = s;
+		of->p_end = e;
+	}
+}
+
+ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, char **mem)
 {
 	char remote[FS_REMOTE_MAX];
 	uint64_t end, fend, moff, mlen;
 	struct err e;
+	ssize_t n;
 	int rc, evicted = 0;
 
+	*mem = NULL;
 	pthread_mutex_lock(&of->mu);
 	fc_ra_note(&of->ra, (uint64_t)off, size, &fs->fcp);
 	for (;;) {
-		if (of->whole || of->local) {
+		if (of->local) {
 			pthread_mutex_unlock(&of->mu);
-			return pread_full(of->fd, buf, size, off);
+			return local_span(of, size, off, UINT64_MAX);
+		}
+		if (of->whole) {
+			n = local_span(of, size, off, of->rsize);
+			pthread_mutex_unlock(&of->mu);
+			return n;
 		}
 		if ((uint64_t)off >= of->rsize) {
 			pthread_mutex_unlock(&of->mu);
 			return 0;
 		}
 		end = (uint64_t)off + size < of->rsize ? (uint64_t)off + size : of->rsize;
+		if (of->p_off <= (uint64_t)off && of->p_end >= end) {
+			/* Known present (fetched while this file is open). */
+			pthread_mutex_unlock(&of->mu);
+			return (ssize_t)(end - (uint64_t)off);
+		}
 		if (of->fetching) {
 			if (of->f_off <= (uint64_t)off && of->f_end >= end) {
-				while (of->fetching && of->f_off + of->f_done < end)
+				while (of->fetching && of->f_off + of->f_done < end) {
+					if (end < of->f_want)
+						of->f_want = end;
 					pthread_cond_wait(&of->cv, &of->mu);
+				}
 				if (of->f_off <= (uint64_t)off && of->f_off + of->f_done >= end) {
 					pthread_mutex_unlock(&of->mu);
-					return pread_full(of->fd, buf, end - (uint64_t)off, off);
+					return (ssize_t)(end - (uint64_t)off);
 				}
 				continue;
 			}
@@ -474,10 +508,14 @@ ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, o
 			return fs_errno(&e);
 		}
 		if (mlen == 0) {
+			if (!strcmp(remote, of->remote))
+				note_present(of, (uint64_t)off, end);
 			pthread_mutex_unlock(&of->mu);
-			return pread_full(of->fd, buf, end - (uint64_t)off, off);
+			return (ssize_t)(end - (uint64_t)off);
 		}
 		rc = of_fetch(fs, of, moff, moff + mlen);
+		if (rc == 0 && !strcmp(remote, of->remote))
+			note_present(of, moff, moff + mlen);
 		if (rc == -ENOSPC && !evicted) {
 			pthread_mutex_unlock(&of->mu);
 			fs_cache_evict(fs, mlen + fs->mo->min_free_space);
@@ -487,7 +525,15 @@ ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, o
 		}
 		if (rc == -ENOSPC) {
 			pthread_mutex_unlock(&of->mu);
-			return read_direct(fs, of, buf, end - (uint64_t)off, off);
+			*mem = malloc(end - (uint64_t)off);
+			if (!*mem)
+				return -ENOMEM;
+			n = read_direct(fs, of, *mem, end - (uint64_t)off, off);
+			if (n < 0) {
+				free(*mem);
+				*mem = NULL;
+			}
+			return n;
 		}
 		if (rc < 0) {
 			pthread_mutex_unlock(&of->mu);
@@ -907,8 +953,10 @@ static void rebase_of(struct fs *fs, struct fs_ofile *of, void *ud)
 	pthread_mutex_lock(&of->mu);
 	if (!of->modified && rp) {
 		of->local = 0;
-		if (c->drop)
+		if (c->drop) {
 			of->whole = 0;
+			of->p_off = of->p_end = 0;
+		}
 		snprintf(of->remote, sizeof(of->remote), "%s", c->remote);
 		of->rsize = c->size;
 		free(of->rpath);

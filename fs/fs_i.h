@@ -18,9 +18,9 @@
 #define FS_TAG "fs"
 #define FS_NAME_MAX 255
 #define FS_REMOTE_MAX 256       /* be_version_format text: "g<gen>.<mg>:<id>" */
-#define FS_ATTR_TIMEOUT 1.0     /* seconds the kernel may trust attributes */
-#define FS_ENTRY_TIMEOUT 1.0    /* ...and names (negative ones too) */
 #define FS_OF_BUCKETS 256
+#define FS_BIG_DIR 1000         /* entries: more than one listing page */
+#define FS_BIG_NOTIFY 10000     /* refetches compare at most this many */
 
 /* What a path is in the merged view (a self-contained copy of a
  * view_ent). */
@@ -42,9 +42,11 @@ struct fs_dstate {
 				     * mount: once stale it still answers
 				     * while a background refresh runs (a
 				     * listing of this mount is refetched
-				     * on access after the TTL) */
+				     * on access after the TTL, unless it is
+				     * bigger than FS_BIG_DIR) */
 	int complete;
 	int64_t fetched_ms;
+	size_t count;               /* entries of the last listing */
 	int fetching;               /* a foreground fetch runs; others wait
 				     * on dir_cv */
 	int collecting;             /* fetches in flight (fixups are kept) */
@@ -89,8 +91,11 @@ struct fs_ofile {
 	char *rpath;                /* remote path to read from */
 	uint64_t rsize;             /* remote size */
 	struct fc_ra ra;
+	uint64_t p_off, p_end;      /* a range known present in the cache
+				     * file (no map lookup needed) */
 	int fetching;               /* one fetch at a time */
 	uint64_t f_off, f_end, f_done;
+	uint64_t f_want;            /* smallest end a waiting reader needs */
 };
 
 /* A queued background task. */
@@ -126,6 +131,7 @@ struct fs {
 	mode_t file_mode, dir_mode;
 	int ro;
 	int64_t ttl_ms;
+	double attr_timeout;        /* entry/attr timeout for the kernel (s) */
 	int64_t mount_ns;           /* the root's times */
 	struct fc_params fcp;
 
@@ -242,8 +248,10 @@ void fs_of_put(struct fs *fs, struct fs_ofile *of);
 /* Call every open file of fid (a reference held during fn). */
 void fs_of_each_fid(struct fs *fs, uint64_t fid, void (*fn)(struct fs *, struct fs_ofile *, void *),
 		    void *ud);
-/* Read up to size bytes at off into buf: bytes read or a negative errno. */
-ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, char *buf, size_t size, off_t off);
+/* Make [off, off+size) readable: returns how many bytes the read gets
+ * (0 at the end), found in the cache file at off, or (cache file system
+ * full) in a malloc'd *mem the caller frees; or a negative errno. */
+ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, char **mem);
 /* Write: bytes written or a negative errno. */
 ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
 		    off_t off);

@@ -22,7 +22,7 @@ static const struct command commands[] = {
 	  "block until every pending change is committed" },
 	{ "status", cmd_status, "status MOUNTPOINT [--json]",
 	  "pending operations, uploads, errors, conflicts" },
-	{ "trash", NULL, "trash list|purge SOURCE [options]",
+	{ "trash", cmd_trash, "trash list|purge SOURCE [options]",
 	  "list or purge the Drive trash / noncurrent GCS generations" },
 	{ "cache", NULL, "cache warm|status|drop PATH...",
 	  "manage the local read cache" },
@@ -41,8 +41,8 @@ static void usage(FILE *out)
 		     "durafs mounts Google Drive or a Cloud Storage bucket and never loses a write.\n\n"
 		     "Commands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
-		fprintf(out, "  %-62s %s%s\n", commands[i].usage, commands[i].summary,
-			commands[i].fn ? "" : " (planned)");
+		fprintf(out, "  durafs %s\n      %s%s\n", commands[i].usage, commands[i].summary,
+			commands[i].fn ? "" : " (planned, not built yet)");
 	fprintf(out, "\nRun `durafs COMMAND --help` for a command's options.\n");
 }
 

@@ -489,14 +489,12 @@ static int resolve_mountpoint(const char *arg, char **out, struct err *err)
 	char buf[PATH_MAX];
 	struct stat st;
 
-	if (!realpath(arg, buf)) {
+	if (!realpath(arg, buf) || stat(buf, &st) < 0) {
 		if (errno == ENOTCONN)
 			return err_set(err, ERR_INVAL, "mountpoint '%s': a mount whose daemon is gone "
 				       "is left there (run `durafs unmount %s`)", arg, arg);
 		return err_sys(err, "mountpoint '%s'", arg);
 	}
-	if (stat(buf, &st) < 0)
-		return err_sys(err, "mountpoint '%s'", arg);
 	if (!S_ISDIR(st.st_mode))
 		return err_set(err, ERR_INVAL, "mountpoint '%s' is not a directory", arg);
 	*out = strdup(buf);

@@ -61,9 +61,9 @@ int mcli_call(struct ctl_client *c, const json_t *req, int64_t timeout_ms, json_
 void mcli_print_failed(FILE *out, const char *indent, const json_t *failed)
 {
 	size_t i;
-	json_t *f;
 
-	json_array_foreach(failed, i, f) {
+	for (i = 0; i < json_array_size(failed); i++) {
+		const json_t *f = json_array_get(failed, i);
 		const char *path = json_string_value(json_object_get(f, "path"));
 		const char *path2 = json_string_value(json_object_get(f, "path2"));
 		const char *op = json_string_value(json_object_get(f, "op"));

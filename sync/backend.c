@@ -151,6 +151,18 @@ int be_compose(struct be *b, const char *to, const struct be_pre *to_pre,
 			       err ? err : &local);
 }
 
+int be_setattr(struct be *b, const char *path, const struct be_version *ver,
+	       const struct be_attr *attr, struct be_entry *out, struct err *err)
+{
+	struct err local;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!(b->ops->caps & BE_CAP_SETATTR) || !b->ops->setattr)
+		return err_set(err, ERR_INVAL, "%s: setattr not supported", b->ops->name);
+	return b->ops->setattr(b, path, ver, attr, out, err ? err : &local);
+}
+
 void be_free(struct be *b)
 {
 	if (b)

@@ -102,9 +102,13 @@ int drive_root(struct drive *d, char *buf, struct err *err);
 int drive_do(struct drive *d, const struct http_req *req, int write, struct http_resp *resp,
 	     struct err *err);
 
-/* The pacer (see drive_opts). */
+/* The pacer (see drive_opts). wait: before a write. hit: a request was
+ * refused by a rate limit (backoff for every write, spacing doubled).
+ * partial: some calls of a batch were refused (spacing x1.5, no backoff).
+ * ok: a request went through without a refusal (spacing -10%). */
 void drive_pace_wait(struct drive *d);
 void drive_pace_hit(struct drive *d, long retry_after_ms);
+void drive_pace_partial(struct drive *d);
 void drive_pace_ok(struct drive *d);
 
 /* 1 when e is worth another try (transport, 408, 429, 5xx, rate). */

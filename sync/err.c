@@ -84,7 +84,7 @@ int err_sys(struct err *e, const char *fmt, ...)
 
 void err_prefix(struct err *e, const char *fmt, ...)
 {
-	char pre[256], old[sizeof(e->msg)];
+	char pre[256], old[ERR_MSG_MAX];
 	va_list ap;
 
 	if (!e)

@@ -2560,6 +2560,98 @@ out:
 	return rc;
 }
 
+static int gcs_setattr(struct be *b, const char *path, const struct be_version *ver,
+		       const struct be_attr *attr, struct be_entry *out, struct err *err)
+{
+	struct gcs *g = G(b);
+	struct http_resp resp = { 0 };
+	struct gcs_obj o = { 0 };
+	struct sb u = { 0 };
+	struct err tmp;
+	char *name = NULL, *url = NULL, body[160];
+	const char *base = be_basename(path);
+	int rc = -1;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!ver || ver->gen <= 0) {
+		err_set(err, ERR_INVAL, "setattr \"%s\": the generation is required", path);
+		goto out;
+	}
+	if (!*path) {
+		err_set(err, ERR_INVAL, "setattr: not on the root");
+		goto out;
+	}
+	name = path_name(g, path, 0, err);
+	if (!name)
+		goto out;
+	if (!(attr->set & BE_ATTR_MTIME)) {
+		if (get_obj(g, name, 0, &o, err) < 0) {
+			err_prefix(err, "setattr \"%s\"", path);
+			goto out;
+		}
+		rc = out ? gcs_obj_to_entry(&o, base, strlen(base), out, err) : 0;
+		goto out;
+	}
+	snprintf(body, sizeof(body), "{\"metadata\":{\"" GCS_META_MTIME "\":\"%lld\"}}",
+		 (long long)attr->mtime.tv_sec);
+	sb_add(&u, g->api);
+	sb_add(&u, "/o/");
+	sb_enc(&u, name);
+	sb_addf(&u, "?ifGenerationMatch=%" PRId64, ver->gen);
+	if (ver->metagen > 0)
+		sb_addf(&u, "&ifMetagenerationMatch=%" PRId64, ver->metagen);
+	sb_add(&u, "&fields=");
+	sb_enc(&u, OBJ_FIELDS);
+	url = sb_take(&u, err);
+	if (!url)
+		goto out;
+	{
+		const char *hdrs[2] = { "Content-Type: application/json; charset=UTF-8", NULL };
+
+		if (call(g, "PATCH", url, hdrs, body, strlen(body), HTTP_RETRY_SAFE, &resp,
+			 err) == 0) {
+			if (gcs_parse_object(resp.body, resp.body_len, &o, err) < 0) {
+				err_prefix(err, "setattr \"%s\"", path);
+				goto out;
+			}
+			rc = out ? gcs_obj_to_entry(&o, base, strlen(base), out, err) : 0;
+			goto out;
+		}
+	}
+	if (err->code == ERR_NOTFOUND) {
+		err_set(err, ERR_NOTFOUND, "setattr \"%s\": no such object", path);
+		goto out;
+	}
+	if (err->code != ERR_CONFLICT) {
+		err_prefix(err, "setattr \"%s\"", path);
+		goto out;
+	}
+	/* 412: our own earlier attempt (same generation, our mtime), or a
+	 * change by someone else. */
+	err_clear(&tmp);
+	if (get_obj(g, name, 0, &o, &tmp) < 0) {
+		err_set(err, tmp.code == ERR_NOTFOUND ? ERR_NOTFOUND : ERR_CONFLICT,
+			"setattr \"%s\": changed remotely (%s)", path, tmp.msg);
+		goto out;
+	}
+	if (o.generation == ver->gen && o.mtime.tv_sec == attr->mtime.tv_sec) {
+		rc = out ? gcs_obj_to_entry(&o, base, strlen(base), out, err) : 0;
+		goto out;
+	}
+	err_set(err, ERR_CONFLICT, "setattr \"%s\": changed remotely (now generation %" PRId64
+		", metageneration %" PRId64 ")", path, o.generation, o.metageneration);
+	err->http_status = 412;
+	if (out)
+		gcs_obj_to_entry(&o, base, strlen(base), out, &tmp);
+out:
+	gcs_obj_release(&o);
+	http_resp_release(&resp);
+	free(name);
+	free(url);
+	return rc;
+}
+
 static void gcs_free(struct be *b)
 {
 	struct gcs *g = G(b);
@@ -2576,7 +2668,8 @@ static void gcs_free(struct be *b)
 
 static const struct be_ops gcs_ops = {
 	.name = "gcs",
-	.caps = BE_CAP_COMPOSE | BE_CAP_IDS_ARE_PATHS | BE_CAP_DIR_MARKERS | BE_CAP_VERSIONS,
+	.caps = BE_CAP_COMPOSE | BE_CAP_IDS_ARE_PATHS | BE_CAP_DIR_MARKERS | BE_CAP_VERSIONS |
+		BE_CAP_SETATTR,
 	.check = gcs_check,
 	.list = gcs_list,
 	.stat = gcs_stat,
@@ -2594,6 +2687,7 @@ static const struct be_ops gcs_ops = {
 	.remove = gcs_remove,
 	.purge = gcs_purge,
 	.compose = gcs_compose,
+	.setattr = gcs_setattr,
 	.free = gcs_free,
 };
 

@@ -149,6 +149,18 @@ enum {
 	BE_CAP_TRASH = 1 << 3,        /* delete moves to a trash (Drive) */
 	BE_CAP_VERSIONS = 1 << 4,     /* purge removes noncurrent versions */
 	BE_CAP_DIR_RENAME_ATOMIC = 1 << 5, /* rename_dir is one call (Drive) */
+	BE_CAP_SETATTR = 1 << 6,      /* setattr op available (GCS, Drive) */
+};
+
+/* What setattr changes (be_attr.set): a set of BE_ATTR_* bits, so that more
+ * metadata can be added later without changing the call. */
+enum {
+	BE_ATTR_MTIME = 1 << 0,       /* mtime (GCS: goog-reserved-file-mtime,
+				       * whole seconds; Drive: modifiedTime, ms) */
+};
+struct be_attr {
+	unsigned set;             /* BE_ATTR_* */
+	struct timespec mtime;    /* BE_ATTR_MTIME */
 };
 
 struct be;
@@ -279,6 +291,20 @@ struct be_ops {
 		       size_t n, const struct be_meta *meta, struct be_entry *out,
 		       struct err *err);
 
+	/* Optional (BE_CAP_SETATTR): change the metadata of the file or
+	 * symlink `path` without re-uploading its content (today its mtime),
+	 * if it is still `ver` (GCS: ifGenerationMatch=gen and, when metagen
+	 * > 0, ifMetagenerationMatch=metagen; Drive: id and version, checked
+	 * before the PATCH). attr->set == 0 changes nothing and reports the
+	 * current entry. On success *out (may be NULL) is the new entry: its
+	 * version changes (GCS metageneration, Drive version) and the caller
+	 * keeps it as the new base. ERR_CONFLICT with *out = the current entry
+	 * when the remote changed; ERR_NOTFOUND when it is gone. A retry after
+	 * a lost reply that finds the change already made succeeds. Retried
+	 * inside on transient failures (the guard makes it safe). */
+	int (*setattr)(struct be *b, const char *path, const struct be_version *ver,
+		       const struct be_attr *attr, struct be_entry *out, struct err *err);
+
 	/* Free the instance (no call may be running). */
 	void (*free)(struct be *b);
 };
@@ -325,6 +351,10 @@ int be_purge(struct be *b, const char *dir, be_progress_fn progress, void *ud,
 int be_compose(struct be *b, const char *to, const struct be_pre *to_pre,
 	       const char *const *srcs, const struct be_version *src_vers, size_t n,
 	       const struct be_meta *meta, struct be_entry *out, struct err *err);
+/* ERR_INVAL "not supported" when the backend lacks BE_CAP_SETATTR (test
+ * be_caps() first to choose another way). */
+int be_setattr(struct be *b, const char *path, const struct be_version *ver,
+	       const struct be_attr *attr, struct be_entry *out, struct err *err);
 /* Free b (NULL is fine). */
 void be_free(struct be *b);
 

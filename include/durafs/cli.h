@@ -22,5 +22,7 @@ int cmd_unmount(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 /* `durafs status MOUNTPOINT [--json]` (fs/cmd_status.c). */
 int cmd_status(int argc, char **argv);
+/* `durafs trash list|purge SOURCE [...]` (fs/cmd_trash.c). */
+int cmd_trash(int argc, char **argv);
 
 #endif

@@ -35,7 +35,8 @@ void dmn_detach(int log_fd);
 int dmn_session_loop(struct fuse_session *se, unsigned max_threads, unsigned max_idle,
 		     int clone_fd);
 
-/* 1 when path is the root of a FUSE mount (statfs magic). */
+/* 1 when path is the root of a FUSE mount (statfs magic, and a device
+ * other than its parent's). */
 int dmn_is_fuse_mount(const char *path);
 
 #endif

@@ -251,9 +251,12 @@ struct drive_opts {
 	 * backend waits: first until the backoff of that reply is over
 	 * (Retry-After, else pace_backoff_ms doubled per consecutive hit up to
 	 * pace_backoff_max_ms, with jitter), then writes start at most one per
-	 * interval, the interval starting at pace_interval_ms, doubling per
-	 * hit up to pace_interval_max_ms, and halving after each
-	 * pace_recover_ms without a hit (gone below pace_interval_ms). */
+	 * interval (a batch request counts as one write). The interval starts
+	 * at pace_interval_ms, doubles per refused request (x1.5 per batch of
+	 * which only some calls were refused, without the backoff) up to
+	 * pace_interval_max_ms, shrinks by 10% per request that went through
+	 * and halves after each pace_recover_ms without a refusal; below half
+	 * of pace_interval_ms it is dropped (unpaced). */
 	long pace_backoff_ms;     /* 0: 1000 */
 	long pace_backoff_max_ms; /* 0: 32000 */
 	long pace_interval_ms;    /* 0: 250 */

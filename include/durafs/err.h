@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#define ERR_MSG_MAX 512
+
 /* Error codes. Append only: never renumber, never reuse. */
 enum err_code {
 	ERR_OK = 0,
@@ -37,7 +39,7 @@ struct err {
 	int sys_errno;     /* saved errno for ERR_IO, else 0 */
 	long http_status;  /* HTTP status of the failing reply, else 0 */
 	char reason[64];   /* Google's errors[0].reason or OAuth "error" */
-	char msg[512];     /* human-readable, one line */
+	char msg[ERR_MSG_MAX]; /* human-readable, one line */
 };
 
 /* Clear *e to "no error". e may be NULL. */

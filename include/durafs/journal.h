@@ -73,9 +73,11 @@ enum jnl_state {
 /* Options of jnl_open; a zeroed struct (or NULL) gives the defaults. */
 struct jnl_opts {
 	int sync_full;          /* 1: synchronous=FULL (every commit fsyncs the
-				 * WAL; survives power loss, ~100x slower).
-				 * 0: NORMAL (survives any process crash; see
-				 * the spec for why that is what we promise) */
+				 * WAL, so journaled changes survive a power
+				 * loss too; ~10x slower, depending on the
+				 * disk). 0: NORMAL (survives any process
+				 * crash; the spec says why that is what we
+				 * promise) */
 	int64_t lease_ms;       /* claim lease; default 600000 (10 min) */
 	int64_t max_defer_ms;   /* a write op rewritten again and again is
 				 * still run at most this long after it was
@@ -246,9 +248,10 @@ int jnl_rename(struct jnl *j, uint64_t fid, const char *to, unsigned flags,
 /* Remove a file or symlink (jnl_unlink) or an empty directory (jnl_rmdir:
  * ERR_NOTEMPTY while a live file is below it). The fid loses its path and
  * its dirty flag. If nothing of the fid ever reached the remote and no op of
- * it started, all its ops are dropped and *seq is 0; else pending writes and
- * setattrs of it that no worker started are dropped and an op is appended.
- * Wrong type: ERR_INVAL. Already unlinked: ERR_NOTFOUND. */
+ * it started (nor, for a directory, any op below it), all its ops are
+ * dropped and *seq is 0; else an op is appended, and if the fid exists
+ * remotely (base set) its writes and setattrs that no worker started are
+ * dropped first. Wrong type: ERR_INVAL. Already unlinked: ERR_NOTFOUND. */
 int jnl_unlink(struct jnl *j, uint64_t fid, uint64_t *seq /* OUT */,
 	       struct err *err);
 int jnl_rmdir(struct jnl *j, uint64_t fid, uint64_t *seq /* OUT */,
@@ -321,9 +324,11 @@ void jnl_op_release(struct jnl_op *op);
 void jnl_ops_free(struct jnl_op *v, size_t n);
 
 /* Claim the next op whose dependencies are all done (spec, "Ordering") and
- * whose not_before has passed: marks it in_progress under a lease of
- * opts.lease_ms, fills *op (release it with jnl_op_release). Returns 1 when
- * an op was claimed, 0 when none is ready, -1 on error. */
+ * whose not_before has passed -- the earliest due first, then journal
+ * order: marks it in_progress under a lease of opts.lease_ms, fills *op
+ * (release it with jnl_op_release). For a write, op->version is the fid's
+ * version now: upload what the cache holds and complete with that claim.
+ * Returns 1 when an op was claimed, 0 when none is ready, -1 on error. */
 int jnl_claim_next(struct jnl *j, struct jnl_op *op /* OUT */, struct err *err);
 
 /* Like jnl_claim_next but waits up to timeout_ms (< 0: forever) for an op
@@ -335,7 +340,8 @@ int jnl_claim_wait(struct jnl *j, int64_t timeout_ms, struct jnl_op *op /* OUT *
 /* The calls below take the seq and claim token of an op the caller claimed.
  * If the claim is no longer the caller's (lease expired and the op was
  * requeued, the op was resolved) they fail with ERR_CANCELED and change
- * nothing: the caller drops its work. Each extends the lease. */
+ * nothing: the caller drops its work. jnl_renew, jnl_upload_begin and
+ * jnl_upload_progress also extend the lease. */
 
 /* Extend the lease. */
 int jnl_renew(struct jnl *j, uint64_t seq, uint64_t claim, struct err *err);

@@ -111,6 +111,7 @@ struct emu_service {
 extern const struct emu_service emu_gcs_service;
 extern const struct emu_service emu_oauth_service;
 extern const struct emu_service emu_metadata_service;
+extern const struct emu_service emu_drive_service;
 
 /* --- Additions to the contract (core) ---------------------------------- */
 

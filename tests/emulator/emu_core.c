@@ -44,7 +44,7 @@ static const struct emu_service *const emu_services[] = {
 	&emu_gcs_service,
 	&emu_oauth_service,
 	&emu_metadata_service,
-	/* &emu_drive_service,  (issue 7: Drive v3) */
+	&emu_drive_service,
 };
 #define EMU_NSERVICES (sizeof(emu_services) / sizeof(emu_services[0]))
 

@@ -900,7 +900,28 @@ static const char *const doc_exports[][8] = {
 
 /* --- rendering -------------------------------------------------------- */
 
+int dst_keys_want(const struct dst_keys *k, const char *key)
+{
+	int i;
+
+	if (!k || k->all)
+		return 1;
+	for (i = 0; i < k->n; i++)
+		if (!strcmp(k->k[i], key))
+			return 1;
+	return 0;
+}
+
+#define W(key) dst_keys_want(keys, key)
+
+static json_t *render_keys(struct dst *s, const struct dfile *f, const struct dst_keys *keys);
+
 static json_t *render(struct dst *s, const struct dfile *f)
+{
+	return render_keys(s, f, NULL);
+}
+
+static json_t *render_keys(struct dst *s, const struct dfile *f, const struct dst_keys *keys)
 {
 	char t[32], v[24];
 	int64_t tms = 0;
@@ -911,72 +932,100 @@ static json_t *render(struct dst *s, const struct dfile *f)
 	(void)s;
 	if (!j)
 		return NULL;
-	json_object_set_new(j, "kind", json_string("drive#file"));
-	json_object_set_new(j, "id", json_string(f->id));
-	json_object_set_new(j, "name", json_string(f->name));
-	json_object_set_new(j, "mimeType", json_string(f->mime));
-	if (f->pp)
+	if (W("kind"))
+		json_object_set_new(j, "kind", json_string("drive#file"));
+	if (W("id"))
+		json_object_set_new(j, "id", json_string(f->id));
+	if (W("name"))
+		json_object_set_new(j, "name", json_string(f->name));
+	if (W("mimeType"))
+		json_object_set_new(j, "mimeType", json_string(f->mime));
+	if (f->pp && W("parents"))
 		json_object_set_new(j, "parents", json_pack("[s]", f->pp->id));
-	json_object_set_new(j, "starred", json_boolean(f->starred));
-	json_object_set_new(j, "trashed", json_boolean(trashed));
-	json_object_set_new(j, "explicitlyTrashed", json_boolean(f->xtrashed));
-	if (trashed) {
+	if (W("starred"))
+		json_object_set_new(j, "starred", json_boolean(f->starred));
+	if (W("trashed"))
+		json_object_set_new(j, "trashed", json_boolean(trashed));
+	if (W("explicitlyTrashed"))
+		json_object_set_new(j, "explicitlyTrashed", json_boolean(f->xtrashed));
+	if (trashed && W("trashedTime")) {
 		dst_fmt_time(tms, t);
 		json_object_set_new(j, "trashedTime", json_string(t));
 	}
-	json_object_set_new(j, "spaces", json_pack("[s]", "drive"));
-	snprintf(v, sizeof(v), "%" PRId64, f->version);
-	json_object_set_new(j, "version", json_string(v));
-	dst_fmt_time(f->created_ms, t);
-	json_object_set_new(j, "createdTime", json_string(t));
-	dst_fmt_time(f->modified_ms, t);
-	json_object_set_new(j, "modifiedTime", json_string(t));
-	json_object_set_new(j, "modifiedByMeTime", json_string(t));
-	json_object_set_new(j, "modifiedByMe", json_true());
-	dst_fmt_time(f->viewed_ms, t);
-	json_object_set_new(j, "viewedByMeTime", json_string(t));
-	json_object_set_new(j, "viewedByMe", json_true());
-	if (f->drive_id) {
-		json_object_set_new(j, "driveId", json_string(f->drive_id));
-		json_object_set_new(j, "teamDriveId", json_string(f->drive_id));
-	} else {
-		json_object_set_new(j, "ownedByMe", json_true());
-		json_object_set_new(j, "owners", json_pack("[{s:s, s:s, s:b, s:s}]", "kind",
-							   "drive#user", "displayName",
-							   "Emulated User", "me", 1,
-							   "emailAddress", DST_USER_EMAIL));
+	if (W("spaces"))
+		json_object_set_new(j, "spaces", json_pack("[s]", "drive"));
+	if (W("version")) {
+		snprintf(v, sizeof(v), "%" PRId64, f->version);
+		json_object_set_new(j, "version", json_string(v));
 	}
-	if (f->description)
+	if (W("createdTime")) {
+		dst_fmt_time(f->created_ms, t);
+		json_object_set_new(j, "createdTime", json_string(t));
+	}
+	if (W("modifiedTime") || W("modifiedByMeTime")) {
+		dst_fmt_time(f->modified_ms, t);
+		json_object_set_new(j, "modifiedTime", json_string(t));
+		json_object_set_new(j, "modifiedByMeTime", json_string(t));
+	}
+	if (W("modifiedByMe"))
+		json_object_set_new(j, "modifiedByMe", json_true());
+	if (W("viewedByMeTime")) {
+		dst_fmt_time(f->viewed_ms, t);
+		json_object_set_new(j, "viewedByMeTime", json_string(t));
+	}
+	if (W("viewedByMe"))
+		json_object_set_new(j, "viewedByMe", json_true());
+	if (f->drive_id) {
+		if (W("driveId"))
+			json_object_set_new(j, "driveId", json_string(f->drive_id));
+		if (W("teamDriveId"))
+			json_object_set_new(j, "teamDriveId", json_string(f->drive_id));
+	} else {
+		if (W("ownedByMe"))
+			json_object_set_new(j, "ownedByMe", json_true());
+		if (W("owners"))
+			json_object_set_new(j, "owners", json_pack("[{s:s, s:s, s:b, s:s}]", "kind",
+								   "drive#user", "displayName",
+								   "Emulated User", "me", 1,
+								   "emailAddress", DST_USER_EMAIL));
+	}
+	if (f->description && W("description"))
 		json_object_set_new(j, "description", json_string(f->description));
-	if (f->orig_name)
+	if (f->orig_name && W("originalFilename"))
 		json_object_set_new(j, "originalFilename", json_string(f->orig_name));
 	if (has_content(f)) {
 		char sz[24], md5[33], sha[65];
 		const char *e;
 
 		snprintf(sz, sizeof(sz), "%" PRId64, content_size(f));
-		json_object_set_new(j, "size", json_string(sz));
-		json_object_set_new(j, "quotaBytesUsed", json_string(sz));
-		if (f->blob) {
+		if (W("size"))
+			json_object_set_new(j, "size", json_string(sz));
+		if (W("quotaBytesUsed"))
+			json_object_set_new(j, "quotaBytesUsed", json_string(sz));
+		if (f->blob && W("md5Checksum")) {
 			ck_md5_hex(f->blob->md5, md5);
-			enc_hex(f->blob->sha256, 32, sha);
 			json_object_set_new(j, "md5Checksum", json_string(md5));
+		}
+		if (f->blob && W("sha256Checksum")) {
+			enc_hex(f->blob->sha256, 32, sha);
 			json_object_set_new(j, "sha256Checksum", json_string(sha));
 		}
-		snprintf(sz, sizeof(sz), "0B%.8sr%" PRId64, f->id + 1, f->rev);
-		json_object_set_new(j, "headRevisionId", json_string(sz));
-		if ((e = ext_of(f->name, 0)))
+		if (W("headRevisionId")) {
+			snprintf(sz, sizeof(sz), "0B%.8sr%" PRId64, f->id + 1, f->rev);
+			json_object_set_new(j, "headRevisionId", json_string(sz));
+		}
+		if ((e = ext_of(f->name, 0)) && W("fileExtension"))
 			json_object_set_new(j, "fileExtension", json_string(e));
-		if ((e = ext_of(f->name, 1)))
+		if ((e = ext_of(f->name, 1)) && W("fullFileExtension"))
 			json_object_set_new(j, "fullFileExtension", json_string(e));
-	} else {
+	} else if (W("quotaBytesUsed")) {
 		json_object_set_new(j, "quotaBytesUsed", json_string("0"));
 	}
-	if (is_shortcut(f))
+	if (is_shortcut(f) && W("shortcutDetails"))
 		json_object_set_new(j, "shortcutDetails", json_pack("{s:s, s:s}",
 			"targetId", f->target_id ? f->target_id : "",
 			"targetMimeType", f->target_mime ? f->target_mime : ""));
-	if (is_doc(f)) {
+	if (is_doc(f) && W("exportLinks")) {
 		json_t *links = json_object();
 		size_t i, k;
 
@@ -995,20 +1044,25 @@ static json_t *render(struct dst *s, const struct dfile *f)
 		}
 		json_object_set_new(j, "exportLinks", links);
 	}
-	if (f->props && json_object_size(f->props))
+	if (f->props && json_object_size(f->props) && W("properties"))
 		json_object_set_new(j, "properties", json_deep_copy(f->props));
-	if (f->app_props && json_object_size(f->app_props))
+	if (f->app_props && json_object_size(f->app_props) && W("appProperties"))
 		json_object_set_new(j, "appProperties", json_deep_copy(f->app_props));
-	caps = json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}",
-			 "canEdit", 1, "canDownload", !folder, "canTrash", !f->is_root,
-			 "canUntrash", !f->is_root, "canDelete", !f->is_root,
-			 "canRename", !f->is_root, "canAddChildren", folder,
-			 "canListChildren", folder, "canRemoveChildren", folder,
-			 "canMoveItemWithinDrive", !f->is_root,
-			 "canModifyContent", has_content(f), "canReadRevisions", has_content(f));
-	json_object_set_new(j, "capabilities", caps);
+	if (W("capabilities")) {
+		caps = json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}",
+				 "canEdit", 1, "canDownload", !folder, "canTrash", !f->is_root,
+				 "canUntrash", !f->is_root, "canDelete", !f->is_root,
+				 "canRename", !f->is_root, "canAddChildren", folder,
+				 "canListChildren", folder, "canRemoveChildren", folder,
+				 "canMoveItemWithinDrive", !f->is_root,
+				 "canModifyContent", has_content(f), "canReadRevisions",
+				 has_content(f));
+		json_object_set_new(j, "capabilities", caps);
+	}
 	return j;
 }
+
+#undef W
 
 static void view_fill(struct dst *s, const struct dfile *f, struct dst_view *out)
 {
@@ -1440,6 +1494,10 @@ int dst_create(struct dst *s, const struct dst_new *n, struct dst_view *out,
 			set_err(err, 400, "badContent", NULL, "A shortcut cannot have content.");
 			goto out;
 		}
+	}
+	if (n->blob && n->blob->len && !strcmp(mime, DST_FOLDER)) {
+		set_err(err, 400, "badContent", NULL, "A folder cannot have content.");
+		goto out;
 	}
 	if (n->blob && !is_apps(mime) && !n->control &&
 	    s->quota_limit > 0 && s->usage + (int64_t)n->blob->len > s->quota_limit) {
@@ -2220,7 +2278,7 @@ static int list_sorted(struct dst *s, const struct dst_list_args *a, const struc
 		start = lo;
 	}
 	for (i = start; i < n && (long)(i - start) < a->max; i++) {
-		json_t *r = render(s, keys[i].f);
+		json_t *r = render_keys(s, keys[i].f, a->keys);
 
 		if (!r || json_array_append_new(files, r) < 0) {
 			err_nomem(err);
@@ -2278,7 +2336,7 @@ int dst_list(struct dst *s, const struct dst_list_args *a, json_t **files, char 
 
 		if (a->token) {
 			json_t *t = token_parse(a->token);
-			json_t *sv = json_object_get(t, "s");
+			json_t *sv = json_object_get(t, "q");
 
 			if (!t || !json_is_integer(sv) || json_integer_value(sv) < 0) {
 				json_decref(t);
@@ -2294,14 +2352,14 @@ int dst_list(struct dst *s, const struct dst_list_args *a, json_t **files, char 
 			if (!f || !matches(s, a, f))
 				continue;
 			if (got == a->max) {
-				*next = token_json(json_pack("{s:I}", "s", (json_int_t)src->v[i].seq));
+				*next = token_json(json_pack("{s:I}", "q", (json_int_t)src->v[i].seq));
 				if (!*next) {
 					err_nomem(err);
 					goto out;
 				}
 				break;
 			}
-			if (json_array_append_new(arr, render(s, f)) < 0) {
+			if (json_array_append_new(arr, render_keys(s, f, a->keys)) < 0) {
 				err_nomem(err);
 				goto out;
 			}
@@ -2359,6 +2417,12 @@ json_t *dst_changes_list(struct dst *s, int64_t token, long max, const char *dri
 
 		if (!c || !change_visible(c, drive_id, include_all))
 			continue;
+		if (!c->removed) {
+			struct dfile *rf = lookup(s, c->id);
+
+			if (rf && rf->is_root)
+				continue;  /* drive roots are not reported */
+		}
 		if (got == max) {
 			*more = 1;
 			*next = c->seq;
@@ -2604,6 +2668,7 @@ int dst_bulk(struct dst *s, const char *parent, long count, const char *prefix,
 	     int trashed, struct dst_err *err)
 {
 	struct dfile *p;
+	struct dst_blob *own = NULL;
 	long i;
 	int rc = -1;
 	int64_t now = dst_now_ms();
@@ -2613,6 +2678,14 @@ int dst_bulk(struct dst *s, const char *parent, long count, const char *prefix,
 	if (!p || !is_folder(p)) {
 		set_err(err, 404, "notFound", "parent", "Folder not found: %.80s.", parent);
 		goto out;
+	}
+	if (!blob && !is_apps(mime)) {
+		own = dst_blob_copy(s, "", 0);
+		if (!own) {
+			err_nomem(err);
+			goto out;
+		}
+		blob = own;
 	}
 	jbegin(s);
 	for (i = 0; i < count; i++) {
@@ -2660,6 +2733,7 @@ int dst_bulk(struct dst *s, const char *parent, long count, const char *prefix,
 	rc = 0;
 out:
 	pthread_rwlock_unlock(&s->lock);
+	dst_blob_unref(own);
 	return rc;
 }
 
@@ -3028,6 +3102,14 @@ void dst_reset(struct dst *s)
 {
 	pthread_rwlock_wrlock(&s->lock);
 	drop_all(s, 1);
+	/* nothing before a reset matters: start the journal afresh (records of
+	 * deleted blobs would only make the next start complain) */
+	pthread_mutex_lock(&s->jmu);
+	if (s->jfd >= 0 && ftruncate(s->jfd, 0) < 0 && !s->jwarned) {
+		s->jwarned = 1;
+		warn("cannot truncate the journal: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&s->jmu);
 	jwrite(s, json_pack("{s:s}", "t", "reset"));
 	if (make_root(s, NULL, dst_now_ms()))
 		touch(s, s->root);

@@ -135,6 +135,17 @@ void dst_usage(struct dst *s, struct dst_usage *u);
 void dst_set_quota(struct dst *s, int64_t limit);
 
 /* --- listing ------------------------------------------------------------ */
+/* Which keys of a file resource a listing renders (the rest would be cut by
+ * the `fields` selector anyway; rendering 1000 full resources per page is
+ * what makes listing slow). all = 1: every key. */
+#define DST_MAX_KEYS 48
+struct dst_keys {
+	int all;
+	int n;
+	char k[DST_MAX_KEYS][40];
+};
+int dst_keys_want(const struct dst_keys *k, const char *key);
+
 enum { DST_CORPUS_USER, DST_CORPUS_DRIVE, DST_CORPUS_ALL };
 struct dst_list_args {
 	const struct dq_node *q;   /* NULL: everything */
@@ -144,6 +155,7 @@ struct dst_list_args {
 	int corpus;
 	const char *drive_id;      /* DST_CORPUS_DRIVE */
 	int include_all;           /* includeItemsFromAllDrives */
+	const struct dst_keys *keys;  /* NULL: every key */
 };
 /* One page: *files a new JSON array of full resources, *next a malloc'd
  * token or NULL on the last page. -1 with *err (bad orderBy/token). */

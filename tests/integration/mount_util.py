@@ -42,6 +42,9 @@ def run_durafs(args, env=None, timeout=120, check=False, input=None):
     res = subprocess.run([conftest.DURAFS] + list(args), env=env, input=input,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          timeout=timeout * TIMEOUT_SCALE)
+    # a sanitizer report or a crash of the CLI fails the test whatever it returned
+    assert not conftest.SUSPICIOUS.search(res.stderr), \
+        "durafs %s printed:\n%s" % (" ".join(args), res.stderr[-4000:])
     if check and res.returncode != 0:
         raise AssertionError("durafs %s -> %d\nstdout: %s\nstderr: %s" % (
             " ".join(args), res.returncode, res.stdout[-2000:], res.stderr[-2000:]))
@@ -152,13 +155,15 @@ class Mount:
             self.pid = None
         return res
 
-    def kill9(self):
-        """SIGKILL the daemon, wait for it to die, remove the dead mount."""
+    def kill9(self, cleanup=True):
+        """SIGKILL the daemon, wait for it to die, and (cleanup) remove the
+        dead mount it leaves."""
         assert self.pid, "no daemon pid known"
         os.kill(self.pid, signal.SIGKILL)
         wait_until(lambda: not pid_alive(self.pid), 20, what="daemon death")
         self.pid = None
-        self.cleanup_mount()
+        if cleanup:
+            self.cleanup_mount()
 
     def cleanup_mount(self):
         """Remove whatever is mounted at the mountpoint (dead or alive)."""
@@ -255,10 +260,11 @@ class Mount:
 
 
 @pytest.fixture
-def mounts(workdir):
+def mounts(workdir, request):
     """Factory: mounts(emu, source, options=[...], ...) -> Mount, mounted
     (mount=False to get it unmounted). Every mount is torn down at the end,
-    then its log is checked."""
+    then its log is checked. With $DURAFS_TEST_LOGS=DIR the daemon logs are
+    also copied there (TEST-NAME.log) for a look after the run."""
     made = []
 
     def factory(emu, source, options=(), mount=True, **kw):
@@ -271,6 +277,14 @@ def mounts(workdir):
     yield factory
     for m in made:
         m.teardown()
+    keep = os.environ.get("DURAFS_TEST_LOGS")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        for m in made:
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+            with open(os.path.join(keep, "%s-%s" % (name, os.path.basename(m.log_path))),
+                      "w") as f:
+                f.write(m.log())
     bad = []
     for m in made:
         bad += ["%s: %s" % (os.path.basename(m.log_path), line) for line in m.bad_log_lines()]

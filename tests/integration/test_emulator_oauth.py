@@ -238,14 +238,14 @@ def test_jwt_refusals(emulator, keys, case, expect):
 def test_token_lifetime_config_and_expiry(emulator, keys):
     key, pub = keys[0]
     register_sa(emulator, pub)
-    assert emulator.control("oauth/config", {"token_lifetime": 2}) == {"token_lifetime": 2}
-    st, j = post_token(emulator, form(grant_type=JWT_GRANT,
-                                      assertion=make_jwt(key, claims(emulator))))
-    assert st == 200 and j["expires_in"] == 2
+    jwt = make_jwt(key, claims(emulator))
+    assert emulator.control("oauth/config", {"token_lifetime": 3}) == {"token_lifetime": 3}
+    st, j = post_token(emulator, form(grant_type=JWT_GRANT, assertion=jwt))
+    assert st == 200 and j["expires_in"] == 3
     assert api_ok(emulator, j["access_token"])
-    short = emulator.control("oauth/issue", {"lifetime": 1})
-    assert short["expires_in"] == 1 and api_ok(emulator, short["access_token"])
-    time.sleep(2.3)
+    short = emulator.control("oauth/issue", {"lifetime": 2})
+    assert short["expires_in"] == 2 and api_ok(emulator, short["access_token"])
+    time.sleep(3.3)
     st, _, body = emulator.request("GET", API, token=j["access_token"])
     assert st == 401 and b"authError" in body
     assert not api_ok(emulator, short["access_token"])

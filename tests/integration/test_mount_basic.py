@@ -194,6 +194,48 @@ def test_sigterm_is_a_clean_unmount(bucket, mounts):
     assert "kept.txt" in remote_objects(gcs)
 
 
+def test_control_socket_protocol(bucket, mounts):
+    """The socket the CLI uses, spoken directly: line-delimited JSON."""
+    import socket
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt", options=["writeback_delay=1h"])
+    m.write("c.txt", b"via the socket")
+    path = os.getxattr(m.mnt, "user.durafs.ctl").decode()
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    f = s.makefile("rwb")
+
+    def ask(obj):
+        f.write(json.dumps(obj).encode() + b"\n")
+        f.flush()
+        lines = []
+        while True:
+            line = json.loads(f.readline())
+            lines.append(line)
+            if "result" in line:
+                return lines
+    assert ask({"cmd": "ping"})[-1]["pid"] == m.pid
+    lines = ask({"cmd": "flush", "timeout_ms": 60000})
+    assert lines[-1] == {"result": "ok"}
+    assert lines[0]["progress"]["ops_left"] >= 1
+    assert lines[-2]["progress"]["ops_left"] == 0
+    assert "c.txt" in remote_objects(gcs)
+    st = ask({"cmd": "status"})[-1]
+    assert st["result"] == "ok" and st["status"]["pending"]["ops"] == 0
+    assert ask({"cmd": "bogus"})[-1]["result"] == "error"
+    f.write(b"not json\n")
+    f.flush()
+    assert json.loads(f.readline())["result"] == "error"
+    # "unmount" ends the daemon as SIGTERM does
+    pid = m.pid
+    assert ask({"cmd": "unmount"})[-1] == {"result": "ok"}
+    s.close()
+    wait_until(lambda: not pid_alive(pid), 30, what="daemon exit after unmount command")
+    assert not is_mounted(m.mnt)
+    m.pid = None
+
+
 # --- refusals ---------------------------------------------------------------------
 
 BAD_OPTIONS = [

@@ -96,6 +96,28 @@ def test_sync_flush_cache_dir_without_daemon(bucket, mounts):
     assert res.returncode == 1 and "no durafs journal" in res.stderr
 
 
+def test_dead_mount_is_reported_and_removed(bucket, mounts):
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt", options=["writeback_delay=1h"])
+    m.write("orphan.txt", b"left in the journal")
+    m.kill9(cleanup=False)
+    assert is_mounted(m.mnt)
+    for args in (["status", m.mnt], ["sync", "--flush", m.mnt]):
+        res = m.cli(*args)
+        assert res.returncode == 1
+        assert "daemon of this mount is gone" in res.stderr, res.stderr
+        assert "--cache-dir" in res.stderr
+    res = m.mount(check=False)
+    assert res.returncode == 2 and "durafs unmount" in res.stderr, res.stderr
+    res = m.cli("unmount", m.mnt)
+    assert res.returncode == 0, res.stderr
+    assert "is gone" in res.stderr
+    assert not is_mounted(m.mnt)
+    m.mount()
+    m.flush()
+    assert "orphan.txt" in remote_objects(gcs)
+
+
 @pytest.mark.soak
 def test_kill9_loop(bucket, mounts):
     """kill -9 at random moments of writing and uploading, many times; every

@@ -54,10 +54,8 @@ def test_remote_down_30s_during_uploads(make_emulator, mounts, workdir):
     emu.clear_faults()
     m.flush(timeout=180)
     check_remote(Gcs(emu), files)
-    # retries were logged, never as permanent failures
+    # retried, never failed permanently (and nothing above INFO in the log)
     assert m.status()["failed"] == []
-    m.allow_log(r"WARN .*(retry|retrying|transient|Connection refused|connect|unreachable|"
-                r"network|Couldn't connect)")
 
 
 @pytest.mark.parametrize("count,sizes", [(500, "small")], ids=["500files"])
@@ -73,22 +71,24 @@ def test_many_files_under_faults(bucket, mounts, count, sizes):
         size = 0 if r < 0.05 else rnd.randint(1, 8 * KiB) if r < 0.7 else \
             rnd.randint(8 * KiB, 200 * KiB) if r < 0.97 else rnd.randint(600 * KiB, 1200 * KiB)
         files["f/%03d/%d.bin" % (i % 17, i)] = blob(size, i)
+    # about one request in five fails: 503, 429, 500, or a connection cut
+    # in the middle of an upload body
     emu.faults([
-        {"kind": "status", "fraction": 0.08, "status": 503},
-        {"kind": "status", "fraction": 0.04, "status": 429},
-        {"kind": "status", "fraction": 0.03, "status": 500},
+        {"kind": "status", "fraction": 0.10, "status": 503},
+        {"kind": "status", "fraction": 0.05, "status": 429},
+        {"kind": "status", "fraction": 0.02, "status": 500},
         {"kind": "cut", "fraction": 0.05, "after_bytes": 1000, "path": "/upload/*"},
     ])
     for name, data in files.items():
         m.write(name, data)
     m.flush(timeout=600)
-    fired = emu.stats()["faults_fired"]
+    st = emu.stats()
     emu.clear_faults()
-    assert fired["status"] + fired["cut"] > 50, fired
+    fired = st["faults_fired"]["status"] + st["faults_fired"]["cut"]
+    assert fired >= 0.15 * st["requests_total"], (fired, st["requests_total"])
     check_remote(gcs, files)
     st = m.status()
     assert st["failed"] == [] and st["pending"]["ops"] == 0
-    m.allow_log(r"WARN ")
 
 
 @pytest.mark.soak
@@ -106,7 +106,6 @@ def test_many_files_under_faults_big(bucket, mounts):
     m.flush(timeout=3600)
     emu.clear_faults()
     check_remote(gcs, files)
-    m.allow_log(r"WARN ")
 
 
 def test_list_10000_objects_pages_of_100(bucket, mounts):
@@ -146,7 +145,7 @@ def test_failing_page_gives_eio(bucket, mounts):
     listed = wait_until(lambda: _try_list(m.path("d")), 30, interval=0.2,
                         what="listing after the fault")
     assert len(listed) == 1000
-    m.allow_log(r"(WARN|ERROR) .*(503|list|backendError)")
+    m.allow_log(r"WARN  fs: listing \"d\" failed: .* HTTP 503")
 
 
 def _try_list(path):
@@ -201,4 +200,3 @@ def test_full_cache_disk(bucket, tiny_cache, mounts):
     assert remote_md5_hex(objs["first.bin"]) == hashlib.md5(first).hexdigest()
     assert remote_md5_hex(objs["second.bin"]) == hashlib.md5(second).hexdigest()
     assert "huge.bin" not in objs
-    m.allow_log(r"(WARN|ERROR) .*(No space|ENOSPC|full|space)")

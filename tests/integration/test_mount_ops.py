@@ -124,4 +124,4 @@ def test_conflicting_remote_writer(bucket, mounts):
     assert res.returncode == 0 and "1 conflict acknowledged" in res.stdout
     m.flush()
     assert m.status()["conflicts"] == []
-    m.allow_log(r"(WARN|ERROR) .*conflict")
+    m.allow_log(r"WARN  sched: conflict: \"shared.txt\" changed remotely")

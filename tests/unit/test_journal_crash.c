@@ -913,7 +913,7 @@ static void test_crash_loop(void **state)
 		pid_t pid;
 		int status;
 		uint64_t cseed = rnd();
-		unsigned steps = 50 + (unsigned)rnd_n(400);
+		unsigned steps = 100 + (unsigned)rnd_n(1500);
 		/* Mostly kill within the workload; sometimes right at the
 		 * start (recovery), sometimes never. */
 		unsigned delay_us = rnd_n(10) == 0 ? (unsigned)rnd_n(3000) :

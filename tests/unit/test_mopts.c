@@ -14,6 +14,8 @@
 
 #include "durafs/mopts.h"
 
+#define END ((const char *)NULL)  /* typed sentinel of parse() */
+
 static char tmpdir[PATH_MAX];
 
 static int setup(void **state)
@@ -121,7 +123,7 @@ static void test_defaults(void **state)
 	struct err e;
 
 	(void)state;
-	assert_int_equal(parse(&o, &e, "gs://bucket-1", NULL), 0);
+	assert_int_equal(parse(&o, &e, "gs://bucket-1", END), 0);
 	assert_string_equal(o.source, "gs://bucket-1");
 	assert_string_equal(o.mountpoint, tmpdir);
 	assert_non_null(o.cache_dir);
@@ -157,7 +159,7 @@ static void test_every_option(void **state)
 			       "conflict=fail,fsync_timeout=30s,retry_max=2s,log_file=rel.log,debug,"
 			       "endpoint=http://127.0.0.1:9,token_file=/t/tok,credentials=c.json,"
 			       "no_auth",
-			       "--cache-dir", "cachedir", "--foreground", NULL), 0);
+			       "--cache-dir", "cachedir", "--foreground", END), 0);
 	assert_int_equal(o.cache_size, 1ull << 30);
 	assert_int_equal(o.min_free_space, 100ull << 20);
 	assert_int_equal(o.upload_workers, 3);
@@ -216,9 +218,9 @@ static void test_forms_and_order(void **state)
 	/* mount(8) / systemd options pass through; empty items are fine */
 	assert_int_equal(parse(&o, &e, "gs://bkt", "-o",
 			       "_netdev,noauto,nofail,x-systemd.automount,x-systemd.idle-timeout=60,"
-			       "comment=x,defaults,user,nosuid,nodev,noatime,,exec", NULL), 0);
+			       "comment=x,defaults,user,nosuid,nodev,noatime,,exec", END), 0);
 	mopts_release(&o);
-	assert_int_equal(parse(&o, &e, "drive:", NULL), 0);
+	assert_int_equal(parse(&o, &e, "drive:", END), 0);
 	mopts_release(&o);
 }
 
@@ -227,7 +229,7 @@ static void expect_bad(const char *opts, const char *needle)
 	struct mopts o;
 	struct err e;
 
-	assert_int_equal(parse(&o, &e, "gs://bkt", "-o", opts, NULL), -1);
+	assert_int_equal(parse(&o, &e, "gs://bkt", "-o", opts, END), -1);
 	assert_int_equal(e.code, ERR_INVAL);
 	if (!strstr(e.msg, needle))
 		fail_msg("'%s': message '%s' lacks '%s'", opts, e.msg, needle);
@@ -268,20 +270,20 @@ static void test_bad_command_lines(void **state)
 	char *argv[6];
 
 	(void)state;
-	assert_int_equal(parse(&o, &e, NULL, NULL), -1);  /* only the mountpoint */
+	assert_int_equal(parse(&o, &e, NULL, END), -1);  /* only the mountpoint */
 	assert_non_null(strstr(e.msg, "missing MOUNTPOINT"));
-	assert_int_equal(parse(&o, &e, "gs://UPPER", NULL), -1);
+	assert_int_equal(parse(&o, &e, "gs://UPPER", END), -1);
 	assert_non_null(strstr(e.msg, "bad source"));
-	assert_int_equal(parse(&o, &e, "s3://bkt", NULL), -1);
+	assert_int_equal(parse(&o, &e, "s3://bkt", END), -1);
 	assert_non_null(strstr(e.msg, "gs://BUCKET"));
-	assert_int_equal(parse(&o, &e, "gs://bkt", "extra", NULL), -1);
+	assert_int_equal(parse(&o, &e, "gs://bkt", "extra", END), -1);
 	assert_non_null(strstr(e.msg, "unexpected argument 'extra'"));
-	assert_int_equal(parse(&o, &e, "gs://bkt", "--bogus", NULL), -1);
+	assert_int_equal(parse(&o, &e, "gs://bkt", "--bogus", END), -1);
 	assert_non_null(strstr(e.msg, "unknown option '--bogus'"));
-	assert_int_equal(parse(&o, &e, "gs://bkt", "-o", NULL), -1);
+	assert_int_equal(parse(&o, &e, "gs://bkt", "-o", END), -1);
 	assert_non_null(strstr(e.msg, "-o needs"));
-	assert_int_equal(parse(&o, &e, "gs://bkt", "--cache-dir", NULL), -1);
-	assert_int_equal(parse(&o, &e, "gs://bkt", "--cache-dir=", NULL), -1);
+	assert_int_equal(parse(&o, &e, "gs://bkt", "--cache-dir", END), -1);
+	assert_int_equal(parse(&o, &e, "gs://bkt", "--cache-dir=", END), -1);
 	argv[0] = "mount";
 	argv[1] = "gs://bkt";
 	argv[2] = "/nonexistent/durafs/mnt";
