@@ -17,15 +17,30 @@
 #include "fs_i.h"
 #include "durafs/log.h"
 
-/* A file handle: the shared open file plus what this open may do. */
-struct fs_fh {
-	struct fs_ofile *of;
-	int writable;
-};
+/* A file handle is the shared open file's address with bit 0 set when
+ * this open may write (nothing to allocate, so nothing to leak when the
+ * kernel never releases it). */
+static uint64_t fh_make(struct fs_ofile *of, int writable)
+{
+	return (uint64_t)(uintptr_t)of | (writable ? 1u : 0u);
+}
+
+static struct fs_ofile *fh_of(const struct fuse_file_info *fi)
+{
+	return (struct fs_ofile *)(uintptr_t)(fi->fh & ~(uint64_t)1);
+}
+
+static int fh_writable(const struct fuse_file_info *fi)
+{
+	return (int)(fi->fh & 1);
+}
 
 /* A directory handle: the merged listing taken at opendir (and again at
- * offset 0 once read), so offsets stay stable while it is read. */
+ * offset 0 once read), so offsets stay stable while it is read. Handles
+ * are listed in the fs so that those the kernel never released are freed
+ * with it. */
 struct fs_dh {
+	struct fs_dh *prev, *next;  /* protected by fs->dh_lock */
 	struct fs_dsnap_ent *v;
 	size_t n;
 	char *names;
@@ -112,6 +127,8 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 			fs_of_put(fs, of);
 		}
 	}
+	if (in->type == JNL_DIR && mtime == 0)
+		mtime = fs->mount_ns;       /* a prefix directory has no time */
 	st->st_ino = (ino_t)ino;
 	switch (in->type) {
 	case JNL_DIR:
@@ -386,9 +403,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, fs->attr_timeout);
 }
 
-static int set_mtime(struct fs *fs, uint64_t ino, struct fs_fh *fh, int64_t t)
+static int set_mtime(struct fs *fs, uint64_t ino, struct fs_ofile *held, int64_t t)
 {
-	struct fs_ofile *of = fh ? fh->of : fs_of_find(fs, ino);
+	struct fs_ofile *of = held ? held : fs_of_find(fs, ino);
 	struct fs_info info;
 	struct err e;
 	char *path = NULL;
@@ -403,7 +420,7 @@ static int set_mtime(struct fs *fs, uint64_t ino, struct fs_fh *fh, int64_t t)
 			of->mtime_ns = t;
 		fid = of->fid;
 		pthread_mutex_unlock(&of->mu);
-		if (!fh)
+		if (!held)
 			fs_of_put(fs, of);
 		if (local) {
 			/* A pending commit carries it; else tell the journal. */
@@ -429,7 +446,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
-	struct fs_fh *fh = fi ? (struct fs_fh *)(uintptr_t)fi->fh : NULL;
+	struct fs_ofile *held = fi && fi->fh ? fh_of(fi) : NULL;
 	struct fs_ofile *of = NULL;
 	struct stat st;
 	char *path = NULL;
@@ -442,8 +459,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	/* chmod and chown are accepted and ignored: modes come from
 	 * file_mode/dir_mode, owners from uid/gid. atime is not kept. */
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (fh) {
-			of = fh->of;
+		if (held) {
+			of = held;
 		} else {
 			rc = path_err(ino_path(fs->ino, ino, &path));
 			if (rc == 0)
@@ -451,7 +468,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		}
 		if (rc == 0)
 			rc = fs_of_truncate(fs, of, (uint64_t)attr->st_size);
-		if (!fh && of) {
+		if (!held && of) {
 			if (rc == 0)
 				rc = fs_of_commit(fs, of, -1);
 			fs_of_put(fs, of);
@@ -463,7 +480,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		int64_t t = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? fs_now_ns()
 			: (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
 
-		rc = set_mtime(fs, ino, fh, t);
+		rc = set_mtime(fs, ino, held, t);
 	}
 	if (rc == 0)
 		rc = stat_ino(fs, ino, &st);
@@ -848,7 +865,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = get_fs(req);
 	int writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	int trunc = writable && (fi->flags & O_TRUNC);
-	struct fs_fh *fh = NULL;
 	struct fs_ofile *of = NULL;
 	char *path = NULL;
 	int rc;
@@ -862,27 +878,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fh = calloc(1, sizeof(*fh));
-	if (!fh) {
-		free(path);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	rc = fs_of_get(fs, ino, path, writable, trunc, &of);
 	free(path);
 	if (rc < 0) {
-		free(fh);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fh->of = of;
-	fh->writable = writable;
 	set_keep_cache(fs, ino, of, fi, trunc);
-	fi->fh = (uint64_t)(uintptr_t)fh;
-	if (fuse_reply_open(req, fi) != 0) {
+	fi->fh = fh_make(of, writable);
+	if (fuse_reply_open(req, fi) != 0)
 		fs_of_put(fs, of);
-		free(fh);
-	}
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -891,7 +896,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fs *fs = get_fs(req);
 	struct fuse_entry_param ep;
 	struct fs_info info;
-	struct fs_fh *fh = NULL;
 	struct fs_ofile *of = NULL;
 	char *path = NULL, cname[64], cpath[4096];
 	uint64_t ino = 0, gen, fid = 0;
@@ -906,11 +910,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (rc < 0)
 		goto out;
 	locked = 1;
-	fh = calloc(1, sizeof(*fh));
-	if (!fh) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	rc = fs_resolve(fs, path, &info);
 	if (rc == 0) {
 		/* It exists after all (another client, or the kernel's
@@ -981,14 +980,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	} else {
 		goto out;
 	}
-	fh->of = of;
-	fh->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	set_keep_cache(fs, ino, of, fi, 1);
 	ep.ino = ino;
 	ep.generation = gen;
 	ep.attr_timeout = fs->attr_timeout;
 	ep.entry_timeout = fs->attr_timeout;
-	fi->fh = (uint64_t)(uintptr_t)fh;
+	fi->fh = fh_make(of, (fi->flags & O_ACCMODE) != O_RDONLY);
 	if (locked) {
 		pthread_mutex_unlock(&fs->ns_lock);
 		locked = 0;
@@ -997,7 +994,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		/* The kernel never saw it: no lookup, no release. */
 		ino_forget(fs->ino, ino, 1);
 		fs_of_put(fs, of);
-		free(fh);
 	}
 	free(path);
 	return;
@@ -1012,7 +1008,6 @@ out:
 		fs_of_put(fs, of);
 	if (counted)
 		ino_forget(fs->ino, ino, 1);
-	free(fh);
 	free(path);
 	fuse_reply_err(req, -rc);
 }
@@ -1021,13 +1016,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
-	struct fs_fh *fh = (struct fs_fh *)(uintptr_t)fi->fh;
+	struct fs_ofile *of = fh_of(fi);
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
 	char *mem = NULL;
 	ssize_t n;
 
 	(void)ino;
-	n = fs_of_read(fs, fh->of, size, off, &mem);
+	n = fs_of_read(fs, of, size, off, &mem);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;
@@ -1040,7 +1035,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Straight from the cache file (spliced when the kernel allows). */
 	bv.buf[0].size = (size_t)n;
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = fh->of->fd;
+	bv.buf[0].fd = of->fd;
 	bv.buf[0].pos = off;
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
@@ -1049,15 +1044,16 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
-	struct fs_fh *fh = (struct fs_fh *)(uintptr_t)fi->fh;
 	ssize_t n;
 
 	(void)ino;
-	if (fs->ro || !fh->writable) {
-		fuse_reply_err(req, fs->ro ? EROFS : EBADF);
+	/* Writes from the page cache (writepage) may come through any
+	 * handle; the kernel checked the open mode already. */
+	if (fs->ro) {
+		fuse_reply_err(req, EROFS);
 		return;
 	}
-	n = fs_of_write(fs, fh->of, buf, size, off);
+	n = fs_of_write(fs, fh_of(fi), buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -1067,14 +1063,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
-	struct fs_fh *fh = (struct fs_fh *)(uintptr_t)fi->fh;
+	struct fs_ofile *of = fh_of(fi);
 	int rc = 0;
 
 	(void)ino;
-	if (fh->writable) {
-		rc = fs_of_commit(fs, fh->of, -1);
+	if (fh_writable(fi)) {
+		rc = fs_of_commit(fs, of, -1);
 		if (rc == 0 && fs->mo->sync_on_close)
-			rc = wait_fid(fs, fh->of->fid, fs->mo->fsync_timeout_ms);
+			rc = wait_fid(fs, of->fid, fs->mo->fsync_timeout_ms);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -1082,40 +1078,48 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
-	struct fs_fh *fh = (struct fs_fh *)(uintptr_t)fi->fh;
+	struct fs_ofile *of = fh_of(fi);
 
 	(void)ino;
 	/* Writes through a shared mapping may arrive after the last flush. A
 	 * failure here was logged and is retried in the background. */
-	if (fh->writable)
-		fs_of_commit(fs, fh->of, -1);
-	fs_of_put(fs, fh->of);
-	free(fh);
+	if (fh_writable(fi))
+		fs_of_commit(fs, of, -1);
+	fs_of_put(fs, of);
 	fuse_reply_err(req, 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
-	struct fs_fh *fh = (struct fs_fh *)(uintptr_t)fi->fh;
+	struct fs_ofile *of = fh_of(fi);
 	int rc;
 
 	(void)ino;
 	(void)datasync;
-	rc = fs_of_commit(fs, fh->of, 0);
+	rc = fs_of_commit(fs, of, 0);
 	if (rc == 0)
-		rc = wait_fid(fs, fh->of->fid, fs->mo->fsync_timeout_ms);
+		rc = wait_fid(fs, of->fid, fs->mo->fsync_timeout_ms);
 	fuse_reply_err(req, -rc);
 }
 
 /* ---- directories -------------------------------------------------------------- */
 
-static void dh_free(struct fs_dh *dh)
+/* Take dh out of the fs's list and free it. */
+static void dh_free(struct fs *fs, struct fs_dh *dh)
 {
 	size_t n;
 
 	if (!dh)
 		return;
+	pthread_mutex_lock(&fs->dh_lock);
+	if (dh->prev)
+		dh->prev->next = dh->next;
+	else if (fs->dh_head == dh)
+		fs->dh_head = dh->next;
+	if (dh->next)
+		dh->next->prev = dh->prev;
+	pthread_mutex_unlock(&fs->dh_lock);
 	n = dh->n;
 	free(dh->v);
 	free(dh->names);
@@ -1144,14 +1148,20 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		rc = -ENOTDIR;
 	if (rc == 0)
 		rc = fs_dir_list(fs, dh->path, &dh->v, &dh->n, &dh->names);
+	pthread_mutex_lock(&fs->dh_lock);
+	dh->next = fs->dh_head;
+	if (fs->dh_head)
+		fs->dh_head->prev = dh;
+	fs->dh_head = dh;
+	pthread_mutex_unlock(&fs->dh_lock);
 	if (rc < 0) {
-		dh_free(dh);
+		dh_free(fs, dh);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	if (fuse_reply_open(req, fi) != 0)
-		dh_free(dh);
+		dh_free(fs, dh);
 }
 
 static mode_t type_mode(int type)
@@ -1231,7 +1241,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				/* d_ino: the node's inode when the kernel knows
 				 * it, else a stable stand-in (never 0). */
 				if (ino_find(fs->ino, ino, name, &eino) < 0)
-					eino = fs_content_tag(name, ino);
+					eino = fs_content_tag(name, ino) | (1ull << 63);
 				e.attr.st_ino = (ino_t)eino;
 				e.attr.st_mode = type_mode(d->type);
 			}
@@ -1268,7 +1278,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	dh_free((struct fs_dh *)(uintptr_t)fi->fh);
+	dh_free(get_fs(req), (struct fs_dh *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1556,7 +1566,8 @@ int fs_new(const struct fs_config *cfg, struct fs **out, struct err *err)
 	if (pthread_mutex_init(&fs->ns_lock, NULL) || pthread_mutex_init(&fs->of_lock, NULL) ||
 	    pthread_mutex_init(&fs->cache_lock, NULL) || pthread_mutex_init(&fs->dir_lock, NULL) ||
 	    pthread_cond_init(&fs->dir_cv, NULL) || pthread_mutex_init(&fs->ren_lock, NULL) ||
-	    pthread_mutex_init(&fs->bg_lock, NULL) || pthread_cond_init(&fs->bg_cv, NULL)) {
+	    pthread_mutex_init(&fs->bg_lock, NULL) || pthread_cond_init(&fs->bg_cv, NULL) ||
+	    pthread_mutex_init(&fs->dh_lock, NULL)) {
 		err_set(err, ERR_NOMEM, "fs: cannot initialise locks");
 		goto out;
 	}
@@ -1636,6 +1647,8 @@ void fs_free(struct fs *fs)
 			free(of);
 		}
 	}
+	while (fs->dh_head)
+		dh_free(fs, fs->dh_head);
 	fs_dirs_free(fs);
 	for (i = 0; i < fs->nren; i++) {
 		free(fs->ren[i].from);
@@ -1652,6 +1665,7 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->ren_lock);
 	pthread_mutex_destroy(&fs->bg_lock);
 	pthread_cond_destroy(&fs->bg_cv);
+	pthread_mutex_destroy(&fs->dh_lock);
 	free(fs->files_dir);
 	free(fs->ctl_path);
 	free(fs);

@@ -267,7 +267,7 @@ static void apply_fixups(struct fs *fs, const char *dir, struct fs_fixup *f)
 /* Add to bl (the listing of where the remote had dir) the entries already
  * at dir itself, for a directory rename in progress. 1 when dir exists
  * remotely, 0 when not, or a negative errno. */
-static int add_moved(struct fs *fs, const char *dir, struct be_list *bl)
+static int add_moved(struct fs *fs, const char *dir, int bg, struct be_list *bl)
 {
 	struct be_list nl;
 	const struct be_entry **extra = NULL;
@@ -280,7 +280,8 @@ static int add_moved(struct fs *fs, const char *dir, struct be_list *bl)
 	if (be_list(fs->be, dir, &nl, &e) < 0) {
 		if (e.code == ERR_NOTFOUND)
 			return 0;
-		log_warn(FS_TAG, "listing \"%s\" failed: %s", dir, e.msg);
+		log_msg(bg ? LOG_LVL_INFO : LOG_LVL_WARN, FS_TAG, "listing \"%s\" failed: %s",
+			dir, e.msg);
 		return -EIO;
 	}
 	rc = 1;
@@ -318,7 +319,7 @@ out:
 /* Fetch dir's listing from the remote and store it. notify: compare with
  * the stored one and invalidate the kernel's view of changed names.
  * *fetched gets the time it was taken. 0 or a negative errno. */
-static int dir_fetch(struct fs *fs, const char *dir, int notify, int64_t *fetched)
+static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t *fetched)
 {
 	struct be_list bl;
 	struct jnl_entry *v = NULL, *old = NULL;
@@ -359,7 +360,11 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int64_t *fetche
 	}
 	if (be_list(fs->be, rpath, &bl, &e) < 0) {
 		if (e.code != ERR_NOTFOUND) {
-			log_warn(FS_TAG, "listing \"%s\" failed: %s", *dir ? dir : "/", e.msg);
+			/* A failed refresh is no error for the user: the stored
+			 * listing keeps answering. */
+			log_msg(bg ? LOG_LVL_INFO : LOG_LVL_WARN, FS_TAG,
+				"listing \"%s\" failed%s: %s", *dir ? dir : "/",
+				bg ? " (the stored listing still answers)" : "", e.msg);
 			rc = -EIO;
 			goto out;
 		}
@@ -368,7 +373,7 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int64_t *fetche
 	if (strcmp(rpath, dir)) {
 		/* A rename of this directory (or above) is pending and may be
 		 * under way: what it already moved is at the new place. */
-		rc = add_moved(fs, dir, &bl);
+		rc = add_moved(fs, dir, bg, &bl);
 		if (rc < 0)
 			goto out;
 		found |= rc;
@@ -505,7 +510,7 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 		notify = d->complete;
 		d->fetching = 1;
 		pthread_mutex_unlock(&fs->dir_lock);
-		rc = dir_fetch(fs, dir, notify, &fetched);
+		rc = dir_fetch(fs, dir, notify, 0, &fetched);
 		pthread_mutex_lock(&fs->dir_lock);
 		d->fetching = 0;
 		if (rc == 0) {
@@ -542,7 +547,7 @@ int fs_dir_refresh(struct fs *fs, const char *dir)
 	}
 	pthread_mutex_unlock(&fs->dir_lock);
 	/* Lookups keep answering from the stored listing meanwhile. */
-	rc = dir_fetch(fs, dir, 1, &fetched);
+	rc = dir_fetch(fs, dir, 1, 1, &fetched);
 	pthread_mutex_lock(&fs->dir_lock);
 	d->refresh_queued = 0;
 	if (rc == 0) {

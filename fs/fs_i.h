@@ -168,6 +168,10 @@ struct fs {
 	struct fs_bg_arg bgarg[2];
 	int nbg;
 
+	/* Open directory handles (struct fs_dh in fs.c). */
+	pthread_mutex_t dh_lock;
+	struct fs_dh *dh_head;               /* protected by dh_lock */
+
 	/* Read-cache accounting (approximate between recounts). */
 	_Atomic uint64_t cache_bytes;
 	_Atomic uint64_t evicted_bytes;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "durafs/backend.h"
 #include "durafs/view.h"
 
 /* Two remote versions name the same thing; NULL and "" both mean "none". */
@@ -15,6 +16,17 @@ static int remote_eq(const char *a, const char *b)
 	if (!b)
 		b = "";
 	return !strcmp(a, b);
+}
+
+/* 1 when remote version a is a later version of the same remote object
+ * than b (versions grow: GCS generations, Drive version numbers). */
+static int newer(const char *a, const char *b)
+{
+	struct be_version va, vb;
+
+	if (!a || !b || be_version_parse(a, &va) < 0 || be_version_parse(b, &vb) < 0)
+		return 0;
+	return !strcmp(va.id, vb.id) && va.gen > vb.gen;
 }
 
 static const char *last_component(const char *path)
@@ -71,9 +83,11 @@ int view_pick(const struct jnl_entry *l, const struct jnl_file *jf, int removed,
 		}
 		if (!l)
 			return 0;
-		if (remote_eq(l->remote, NULL) && l->type == jf->type) {
+		if ((remote_eq(l->remote, NULL) || newer(jf->base, l->remote)) &&
+		    l->type == jf->type) {
 			/* A placeholder the mount wrote for its own change
-			 * before the remote version was known. */
+			 * before the remote version was known, or a listing
+			 * older than our own commit. */
 			from_journal(jf, out);
 			out->flags = 0;
 			return 1;

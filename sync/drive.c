@@ -146,23 +146,6 @@ void drive_pace_hit(struct drive *d, long retry_after_ms)
 		  d->pace_cur);
 }
 
-void drive_pace_partial(struct drive *d)
-{
-	int64_t now;
-
-	pthread_mutex_lock(&d->pace_mu);
-	now = drive_now_ms();
-	d->pstats.rate_hits++;
-	pace_decay(d, now);
-	if (d->pace_cur == 0)
-		d->pace_cur = d->pace_interval;
-	else
-		d->pace_cur = d->pace_cur * 3 / 2 > d->pace_interval_max ? d->pace_interval_max
-									   : d->pace_cur * 3 / 2;
-	d->pace_changed = now;
-	pthread_mutex_unlock(&d->pace_mu);
-}
-
 void drive_pace_ok(struct drive *d)
 {
 	pthread_mutex_lock(&d->pace_mu);

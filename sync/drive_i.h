@@ -104,11 +104,10 @@ int drive_do(struct drive *d, const struct http_req *req, int write, struct http
 
 /* The pacer (see drive_opts). wait: before a write. hit: a request was
  * refused by a rate limit (backoff for every write, spacing doubled).
- * partial: some calls of a batch were refused (spacing x1.5, no backoff).
- * ok: a request went through without a refusal (spacing -10%). */
+ * ok: a request went through without a refusal (spacing -10%). Batches
+ * whose calls are partly refused pace themselves (drive_trash.c). */
 void drive_pace_wait(struct drive *d);
 void drive_pace_hit(struct drive *d, long retry_after_ms);
-void drive_pace_partial(struct drive *d);
 void drive_pace_ok(struct drive *d);
 
 /* 1 when e is worth another try (transport, 408, 429, 5xx, rate). */

@@ -91,6 +91,18 @@ struct del {
 	long *last_status;
 	char (*last_reason)[64];
 	size_t left;              /* items not final */
+	size_t k;                 /* calls per batch now: shrinks to what the
+				   * server let through when some calls are
+				   * rate-limited, grows back on clean replies */
+	size_t k_limit;           /* largest batch the server took whole so
+				   * far (its burst), creeping up by one per
+				   * 10 clean batches at the limit */
+	unsigned clean_at_limit;
+	size_t k_safe;            /* largest batch that went through clean */
+	double rate;              /* calls/s we allow ourselves; 0 = unpaced */
+	int64_t next_ms;          /* monotonic: the next batch starts then */
+	int64_t start_ms;
+	uint64_t accepted;        /* calls the server took (not rate-limited) */
 	uint64_t done, bytes, failed;
 	int stop;
 };
@@ -156,7 +168,8 @@ static void send_batch(struct del *x, const size_t *idx, size_t k)
 	int seen[DRIVE_BATCH_MAX];
 	size_t blen = 0, np = 0, i, j;
 	struct err e;
-	int rate = 0, ok = 0;
+	int ok = 0;
+	size_t rate = 0;
 	long p;
 
 	err_clear(&e);
@@ -220,7 +233,7 @@ done:
 			finish(x, i, parts[j].status, parts[j].reason);
 		} else if (parts[j].status == 429 ||
 			   (parts[j].status == 403 && reason_is_rate(parts[j].reason))) {
-			rate = 1;
+			rate++;
 			again(x, i, parts[j].status, parts[j].reason, 1);
 		} else if (parts[j].status == 408 || parts[j].status >= 500) {
 			again(x, i, parts[j].status, parts[j].reason, 0);
@@ -231,12 +244,40 @@ done:
 	for (p = 0; (size_t)p < k; p++)
 		if (!seen[p])
 			again(x, idx[p], 0, "no answer in the batch reply", 0);
+	x->accepted += k - rate;
+	if (rate) {
+		/* Refused calls: a batch bigger than the server's burst (keep
+		 * batches to what it took), or a rate above its budget
+		 * (multiplicative decrease; the first estimate is what the
+		 * server took per second so far). */
+		if (x->rate == 0) {
+			double secs = (double)(drive_now_ms() - x->start_ms) / 1000.0;
+
+			x->rate = (double)x->accepted / (secs > 1.0 ? secs : 1.0);
+		} else if (k <= x->k_safe) {
+			x->rate *= 0.75;  /* a size known to fit: the rate is too high */
+		}
+		if (x->rate < 2.0)
+			x->rate = 2.0;
+		x->k_limit = k - rate > 5 ? k - rate : 5;
+		x->k = x->k_limit;
+		x->clean_at_limit = 0;
+	} else {
+		if (x->rate > 0)
+			x->rate *= 1.1;
+		if (k > x->k_safe)
+			x->k_safe = k;
+		if (k >= x->k_limit && ++x->clean_at_limit >= 10 && x->k_limit < DRIVE_BATCH_MAX) {
+			x->k_limit++;
+			x->clean_at_limit = 0;
+		}
+		x->k = x->k + x->k / 4 + 1;
+		if (x->k > x->k_limit)
+			x->k = x->k_limit;
+	}
 unlock:
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
-	/* drive_do counted the batch's own success as clean; correct it. */
-	if (rate)
-		drive_pace_partial(d);
 	http_resp_release(&resp);
 	free(parts);
 	free(body);
@@ -246,6 +287,7 @@ static void *del_worker(void *arg)
 {
 	struct del *x = arg;
 	size_t idx[DRIVE_BATCH_MAX], k;
+	int64_t now, wait;
 
 	pthread_mutex_lock(&x->mu);
 	for (;;) {
@@ -253,9 +295,15 @@ static void *del_worker(void *arg)
 			pthread_cond_wait(&x->cv, &x->mu);
 		if (x->stop || x->left == 0)
 			break;
-		for (k = 0; k < DRIVE_BATCH_MAX && x->qlen > 0; k++)
+		for (k = 0; k < x->k && x->qlen > 0; k++)
 			idx[k] = q_pop(x);
+		/* Our own pacing: k calls take k / rate seconds of the budget. */
+		now = drive_now_ms();
+		wait = x->next_ms > now ? x->next_ms - now : 0;
+		x->next_ms = (x->next_ms > now ? x->next_ms : now) +
+			     (x->rate > 0 ? (int64_t)((double)k * 1000.0 / x->rate) : 0);
 		pthread_mutex_unlock(&x->mu);
+		drive_sleep_ms((long)wait);
 		send_batch(x, idx, k);
 		pthread_mutex_lock(&x->mu);
 	}
@@ -284,6 +332,8 @@ int drive_delete_ids(struct be *b, const char *const *ids, const uint64_t *sizes
 	x.sizes = sizes;
 	x.n = n;
 	x.left = n;
+	x.k = x.k_limit = DRIVE_BATCH_MAX;
+	x.start_ms = drive_now_ms();
 	x.queue = calloc(n, sizeof(*x.queue));
 	x.attempts = calloc(n, sizeof(*x.attempts));
 	x.rates = calloc(n, sizeof(*x.rates));

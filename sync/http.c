@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,17 @@ struct http {
 	struct http_stats stats;        /* protected by stats_lock */
 	uint64_t rng;                   /* jitter PRNG; protected by stats_lock */
 	int stats_lock_ok;
+	/* http_cancel_all: backoff waits sleep on cancel_cv; the count is
+	 * changed under cancel_lock and read without it by the transfers. */
+	pthread_mutex_t cancel_lock;
+	pthread_cond_t cancel_cv;       /* CLOCK_MONOTONIC */
+	int cancel_ok;                  /* cancel_lock and cancel_cv exist */
+	atomic_int canceled;            /* > 0: cancel_all calls not undone */
 };
 
 /* State of one attempt, shared with the curl callbacks. */
 struct http_xfer {
+	struct http *h;
 	const struct http_req *req;
 	struct http_resp *resp;
 	CURL *curl;
@@ -61,6 +69,7 @@ struct http_xfer {
 	int too_big;
 	int sink_abort;
 	int progress_abort;
+	int cancel_abort;               /* http_cancel_all stopped it */
 	int nomem;
 	int sends;                      /* requests libcurl started (prereq) */
 	int resend_refused;             /* libcurl wanted to resend a NONE req */
@@ -164,6 +173,29 @@ int http_new(const struct http_opts *opts, struct http **out, struct err *err)
 		goto out;
 	}
 	h->stats_lock_ok = 1;
+	{
+		pthread_condattr_t ca;
+
+		if (pthread_condattr_init(&ca)) {
+			err_set(err, ERR_NOMEM, "http client: condition variable");
+			goto out;
+		}
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		if (pthread_mutex_init(&h->cancel_lock, NULL)) {
+			pthread_condattr_destroy(&ca);
+			err_set(err, ERR_NOMEM, "http client: mutex");
+			goto out;
+		}
+		if (pthread_cond_init(&h->cancel_cv, &ca)) {
+			pthread_condattr_destroy(&ca);
+			pthread_mutex_destroy(&h->cancel_lock);
+			err_set(err, ERR_NOMEM, "http client: condition variable");
+			goto out;
+		}
+		pthread_condattr_destroy(&ca);
+		h->cancel_ok = 1;
+	}
+	atomic_init(&h->canceled, 0);
 	h->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
 		 (uint64_t)(uintptr_t)h;
 	if (!h->rng)
@@ -208,6 +240,10 @@ void http_free(struct http *h)
 		pthread_mutex_destroy(&h->pool_lock);
 	if (h->stats_lock_ok)
 		pthread_mutex_destroy(&h->stats_lock);
+	if (h->cancel_ok) {
+		pthread_cond_destroy(&h->cancel_cv);
+		pthread_mutex_destroy(&h->cancel_lock);
+	}
 	free(h->pool);
 	free(h->ua);
 	free(h);
@@ -248,6 +284,68 @@ static void http_give(struct http *h, CURL *c)
 	pthread_mutex_unlock(&h->pool_lock);
 	if (c)
 		curl_easy_cleanup(c);
+}
+
+/* --- cancellation --------------------------------------------------------- */
+
+void http_cancel_all(struct http *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->cancel_lock);
+	atomic_fetch_add(&h->canceled, 1);
+	pthread_cond_broadcast(&h->cancel_cv);
+	pthread_mutex_unlock(&h->cancel_lock);
+}
+
+void http_uncancel(struct http *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->cancel_lock);
+	if (atomic_load(&h->canceled) > 0)
+		atomic_fetch_sub(&h->canceled, 1);
+	pthread_mutex_unlock(&h->cancel_lock);
+}
+
+int http_canceled(struct http *h)
+{
+	return h && atomic_load(&h->canceled) > 0;
+}
+
+int http_pause(struct http *h, long ms, struct err *err)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	if (!h)
+		return err_set(err, ERR_INVAL, "http: no client");
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (ms > 0) {
+		ts.tv_sec += ms / 1000;
+		ts.tv_nsec += (ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&h->cancel_lock);
+	for (;;) {
+		if (atomic_load(&h->canceled) > 0) {
+			rc = -1;
+			break;
+		}
+		if (ms <= 0 ||
+		    pthread_cond_timedwait(&h->cancel_cv, &h->cancel_lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	/* A cancel that raced with the timeout still wins. */
+	if (rc == 0 && ms > 0 && atomic_load(&h->canceled) > 0)
+		rc = -1;
+	pthread_mutex_unlock(&h->cancel_lock);
+	if (rc < 0)
+		err_set(err, ERR_CANCELED, "canceled: the HTTP client is shutting down");
+	return rc;
 }
 
 void http_get_stats(struct http *h, struct http_stats *out)
@@ -518,8 +616,12 @@ static int http_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow,
 
 	(void)dltotal;
 	(void)ultotal;
-	if (x->req->progress(x->req->progress_ud, (uint64_t)ulnow,
-			     (uint64_t)dlnow) != 0) {
+	if (atomic_load(&x->h->canceled) > 0) {
+		x->cancel_abort = 1;
+		return 1;
+	}
+	if (x->req->progress &&
+	    x->req->progress(x->req->progress_ud, (uint64_t)ulnow, (uint64_t)dlnow) != 0) {
 		x->progress_abort = 1;
 		return 1;
 	}
@@ -928,11 +1030,10 @@ static int http_setup(struct http *h, CURL *c, const struct http_req *req,
 	HTTP_SET(CURLOPT_ERRORBUFFER, errbuf);
 	HTTP_SET(CURLOPT_PREREQFUNCTION, http_prereq_cb);
 	HTTP_SET(CURLOPT_PREREQDATA, x);
-	if (req->progress) {
-		HTTP_SET(CURLOPT_NOPROGRESS, 0L);
-		HTTP_SET(CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
-		HTTP_SET(CURLOPT_XFERINFODATA, x);
-	}
+	/* Always on: it also notices http_cancel_all. */
+	HTTP_SET(CURLOPT_NOPROGRESS, 0L);
+	HTTP_SET(CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
+	HTTP_SET(CURLOPT_XFERINFODATA, x);
 	if (strcmp(method, "HEAD") == 0) {
 		HTTP_SET(CURLOPT_NOBODY, 1L);
 	} else if (req->body_len > 0 || http_is_body_method(method)) {
@@ -989,6 +1090,7 @@ static enum http_outcome http_attempt(struct http *h, CURL *c,
 	token[0] = '\0';
 	auth[0] = '\0';
 	memset(&x, 0, sizeof(x));
+	x.h = h;
 	x.req = req;
 	x.resp = resp;
 	x.curl = c;
@@ -1069,6 +1171,11 @@ static enum http_outcome http_attempt(struct http *h, CURL *c,
 		}
 		goto out;
 	}
+	if (x.cancel_abort) {
+		err_set(err, ERR_CANCELED, "%s %s: canceled (the HTTP client is "
+			"shutting down)", method, safe_url);
+		goto out;
+	}
 	if (x.sink_abort || x.progress_abort) {
 		err_set(err, ERR_CANCELED, "%s %s: canceled by the %s", method,
 			safe_url, x.sink_abort ? "sink" : "progress callback");
@@ -1132,18 +1239,6 @@ out:
 	explicit_bzero(token, sizeof(token));
 	explicit_bzero(auth, sizeof(auth));
 	return oc;
-}
-
-static void http_sleep_ms(long ms)
-{
-	struct timespec ts, rem;
-
-	if (ms <= 0)
-		return;
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &rem) != 0 && errno == EINTR)
-		ts = rem;
 }
 
 /* Delay before retry number n (0-based). */
@@ -1220,6 +1315,11 @@ int http_do(struct http *h, const struct http_req *req, struct http_resp *resp,
 		goto out;
 	}
 	for (;;) {
+		if (http_canceled(h)) {
+			err_set(&lerr, ERR_CANCELED, "%s %s: canceled (the HTTP client is "
+				"shutting down)", method, safe_url);
+			break;
+		}
 		resp->attempts++;
 		resp->sink_bytes = 0;
 		err_clear(&lerr);
@@ -1258,7 +1358,13 @@ int http_do(struct http *h, const struct http_req *req, struct http_resp *resp,
 		pthread_mutex_lock(&h->stats_lock);
 		h->stats.retries++;
 		pthread_mutex_unlock(&h->stats_lock);
-		http_sleep_ms(delay);
+		if (http_pause(h, delay, NULL) < 0) {
+			/* Canceled while backing off: keep the last reply for
+			 * the caller's information, report the cancel. */
+			err_set(&lerr, ERR_CANCELED, "%s %s: canceled while waiting to "
+				"retry (the HTTP client is shutting down)", method, safe_url);
+			break;
+		}
 		curl_easy_reset(c);
 	}
 	http_give(h, c);

@@ -588,6 +588,7 @@ struct jnl {
 	uint64_t committed_bytes;
 	int waiters;             /* threads sleeping in a wait or claim_wait */
 	int shutdown;
+	uint64_t claim_wakes;    /* bumped by jnl_wake_claimers */
 	int nospc;               /* the last failure was a full disk */
 	int ckpt_freed;          /* ... and the checkpoint after it worked */
 };
@@ -2484,14 +2485,20 @@ int jnl_claim_wait(struct jnl *j, int64_t timeout_ms, struct jnl_op *op,
 	int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
 	int64_t due, left, sleep_ms;
 	struct timespec ts;
+	uint64_t wakes;
 	int rc, found;
 
 	memset(op, 0, sizeof(*op));
 	lock(j);
 	j->waiters++;
+	wakes = j->claim_wakes;
 	for (;;) {
 		if (j->shutdown) {
 			rc = err_set(err, ERR_CANCELED, "journal: shut down");
+			break;
+		}
+		if (j->claim_wakes != wakes) {
+			rc = 0;  /* jnl_wake_claimers: leave empty-handed */
 			break;
 		}
 		rc = claim_locked(j, op, err);
@@ -4699,6 +4706,16 @@ void jnl_shutdown(struct jnl *j)
 	lock(j);
 	j->shutdown = 1;
 	wake_all(j);
+	unlock(j);
+}
+
+void jnl_wake_claimers(struct jnl *j)
+{
+	if (!j)
+		return;
+	lock(j);
+	j->claim_wakes++;
+	pthread_cond_broadcast(&j->work_cv);
 	unlock(j);
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "durafs/backend.h"
+#include "durafs/http.h"
 #include "durafs/journal.h"
 #include "durafs/log.h"
 #include "durafs/sched.h"
@@ -24,7 +25,9 @@
 #define SCH_DEFAULT_WORKERS 8
 #define SCH_MAX_WORKERS 256
 #define SCH_DEFAULT_SMALL_MAX (8u * 1024u * 1024u)
-#define SCH_IDLE_POLL_MS 1000      /* an idle worker notices sch_stop this fast */
+#define SCH_CLAIM_RETRY_MS 1000    /* pause after the journal failed a claim */
+#define SCH_STOP_WAKE_MS 20        /* sch_stop repeats its wake-up this often
+				    * until every worker has left */
 #define SCH_MAX_RESTARTS 3         /* expired sessions restarted per attempt */
 #define SCH_PARSE_ATTEMPTS 3       /* ERR_PARSE is retried for this many claims */
 #define SCH_STALE_ABORTS 3         /* claims on which a change of the content
@@ -65,6 +68,7 @@ struct sched {
 	void *ev_ud;
 	int running;                /* threads exist */
 	int joining;                /* one sch_stop is joining them */
+	int alive;                  /* workers between start and exit */
 	struct sched_stats st;
 	/* the threads (set up by sch_start, joined by sch_stop) */
 	struct sch_worker *w;
@@ -1308,6 +1312,14 @@ static void finish(struct sch_worker *w, const struct jnl_op *op, struct sch_out
 	int rc = 0;
 
 	err_clear(&e);
+	if ((out->res == R_FAIL || out->res == R_RETRY) && out->cause.code == ERR_CANCELED &&
+	    stopping(s)) {
+		/* sch_stop cancelled the HTTP call: the outcome is unknown, the
+		 * op is not at fault. Back to pending, resumable. */
+		log_debug(TAG, "%s \"%s\": interrupted by the stop; back to the queue", verb,
+			  op->path);
+		out->res = R_REQUEUE;
+	}
 	switch (out->res) {
 	case R_DONE:
 		/* Counters move before the journal wakes the waiters, so that a
@@ -1452,9 +1464,14 @@ static void *worker_main(void *arg)
 	struct err e;
 	int r, complained = 0;
 
+	pthread_mutex_lock(&s->mu);
+	s->alive++;
+	pthread_mutex_unlock(&s->mu);
+	/* No timeout: appends, completions and due times wake the wait, and
+	 * sch_stop wakes it with jnl_wake_claimers (r == 0). */
 	while (!stopping(s)) {
 		err_clear(&e);
-		r = jnl_claim_wait(s->j, SCH_IDLE_POLL_MS, &op, &e);
+		r = jnl_claim_wait(s->j, -1, &op, &e);
 		if (r < 0) {
 			if (e.code == ERR_CANCELED)
 				break;  /* the journal was shut down */
@@ -1463,7 +1480,7 @@ static void *worker_main(void *arg)
 			complained = 1;
 			pthread_mutex_lock(&s->mu);
 			if (!stopping(s)) {
-				struct timespec ts = mono_after(SCH_IDLE_POLL_MS);
+				struct timespec ts = mono_after(SCH_CLAIM_RETRY_MS);
 
 				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 			}
@@ -1476,6 +1493,10 @@ static void *worker_main(void *arg)
 		run_op(w, &op);
 		jnl_op_release(&op);
 	}
+	pthread_mutex_lock(&s->mu);
+	s->alive--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
@@ -1735,7 +1756,30 @@ void sch_stop(struct sched *s)
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 
+	/* Requests in flight and retry waits give up (ERR_CANCELED: the op
+	 * goes back to pending, see finish). */
+	if (s->o.http)
+		http_cancel_all(s->o.http);
+	/* Idle workers sleep in jnl_claim_wait. One that saw `stopping` clear
+	 * just before it was set may enter the wait after a wake-up: repeat
+	 * it until every worker has left. */
+	pthread_mutex_lock(&s->mu);
+	while (s->alive > 0) {
+		struct timespec ts;
+
+		pthread_mutex_unlock(&s->mu);
+		jnl_wake_claimers(s->j);
+		pthread_mutex_lock(&s->mu);
+		if (s->alive == 0)
+			break;
+		ts = mono_after(SCH_STOP_WAKE_MS);
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	pthread_mutex_unlock(&s->mu);
+
 	join_all(s);
+	if (s->o.http)
+		http_uncancel(s->o.http);
 
 	pthread_mutex_lock(&s->mu);
 	s->running = 0;

@@ -180,6 +180,8 @@ def mount(mountpoint=DEFAULT_MOUNTPOINT, source="drive:", force_remount=False,
     mountpoint = os.path.expanduser(mountpoint)
     if " " in mountpoint:
         raise DurafsError("Mountpoint must not contain a space.")
+    if os.path.islink(mountpoint):
+        raise DurafsError("Mountpoint must not be a symlink")
     fstype = _mount_fstype(mountpoint)
     if fstype == "fuse.durafs":
         try:

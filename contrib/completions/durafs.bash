@@ -22,17 +22,25 @@ _durafs_help()
 	REPLY=${_durafs_help_cache[$key]}
 }
 
-# _durafs_usage_line BIN COMMAND: the command's line of `durafs --help`
-# ("  mount SOURCE MOUNTPOINT [...]   summary") in REPLY.
+# _durafs_usage_line BIN COMMAND: the command's entry in the "Commands:"
+# list of `durafs --help`, without a leading "durafs " ("mount SOURCE
+# MOUNTPOINT [...]"), in REPLY. An entry starts at a line indented by
+# exactly two spaces; its summary may follow on deeper-indented lines.
 _durafs_usage_line()
 {
-	local line text
+	local line text in_cmds=0
 	_durafs_help "$1"
 	text=$REPLY
 	REPLY=
 	while IFS= read -r line; do
-		if [[ $line =~ ^\ \ ([a-z][a-z0-9-]*)\  && ${BASH_REMATCH[1]} == "$2" ]]; then
-			REPLY=$line
+		if [[ $line == Commands:* ]]; then
+			in_cmds=1
+		elif ((in_cmds)) && [[ -z ${line//[[:space:]]/} ]]; then
+			break
+		elif ((in_cmds)) && [[ $line =~ ^\ \ (durafs\ )?([a-z][a-z0-9-]*)(\ |$) ]] &&
+			[[ ${BASH_REMATCH[2]} == "$2" ]]; then
+			REPLY=${line#  }
+			REPLY=${REPLY#durafs }
 			return
 		fi
 	done <<<"$text"
@@ -46,10 +54,10 @@ _durafs_commands()
 	while IFS= read -r line; do
 		if [[ $line == Commands:* ]]; then
 			in_cmds=1
-		elif ((in_cmds)) && [[ $line =~ ^\ \ ([a-z][a-z0-9-]*)\  ]]; then
-			out+="${BASH_REMATCH[1]} "
-		elif ((in_cmds)) && [[ -z $line ]]; then
+		elif ((in_cmds)) && [[ -z ${line//[[:space:]]/} ]]; then
 			break
+		elif ((in_cmds)) && [[ $line =~ ^\ \ (durafs\ )?([a-z][a-z0-9-]*)(\ |$) ]]; then
+			out+="${BASH_REMATCH[2]} "
 		fi
 	done <<<"$REPLY"
 	REPLY=$out
@@ -146,6 +154,53 @@ _durafs_optarg()
 	line=$(grep -oE -m 1 -- "(^|[][ (|,])$3[ =][A-Z][A-Z_|.-]*" <<<"$text" | head -n 1)
 	[[ -n $line ]] && REPLY=${line##*[ =]}
 	[[ $REPLY == MOUNTPOINT* ]] && REPLY=
+	return 0
+}
+
+# _durafs_positional BIN COMMAND N HAS_SUB: the placeholder of COMMAND's
+# N-th positional argument (0-based, after the subcommand when HAS_SUB) in
+# its `durafs --help` usage ("mount SOURCE MOUNTPOINT [...]": 0 -> SOURCE,
+# 1 -> MOUNTPOINT), skipping [optional] groups and options with their
+# arguments; "A|--opt X" counts as A. "PATH..." repeats. Empty if none.
+_durafs_positional()
+{
+	local -a w
+	local i k=0 depth=0 t o c alt last='' skip=0
+	_durafs_usage_line "$1" "$2"
+	read -r -a w <<<"$REPLY"
+	REPLY=
+	i=1
+	[[ -n ${4:-} ]] && i=2
+	for (( ; i < ${#w[@]}; i++)); do
+		t=${w[i]}
+		if ((depth > 0)) || [[ $t == \[* ]]; then
+			o=${t//[^\[]/}
+			c=${t//[^\]]/}
+			depth=$((depth + ${#o} - ${#c}))
+			((depth < 0)) && depth=0
+			continue
+		fi
+		if ((skip)); then
+			skip=0
+			continue
+		fi
+		if [[ $t == -* ]]; then
+			_durafs_optarg "$1" "$2" "${t%%|*}"
+			[[ -n $REPLY ]] && skip=1
+			REPLY=
+			continue
+		fi
+		[[ $t =~ ^[A-Z] ]] || break  # the summary: no more placeholders
+		alt=${t%%|*}
+		[[ $t == *'|'* && ${t##*|} == -* ]] && skip=1
+		last=$alt
+		if ((k == $3)); then
+			REPLY=$alt
+			return
+		fi
+		((k++))
+	done
+	[[ $last == *... ]] && REPLY=$last
 	return 0
 }
 
@@ -313,15 +368,17 @@ _durafs()
 		_durafs_reply $subs
 		return 0
 	fi
-	case $cmd in
-	mount)
-		if ((npos == 0)); then
-			_durafs_reply gs:// drive:
-			compopt -o nospace 2>/dev/null
-		else
+	_durafs_positional "$bin" "$cmd" "$npos" "${subs:+1}"
+	case $REPLY in
+	SOURCE*)
+		_durafs_reply gs:// drive:
+		compopt -o nospace 2>/dev/null ;;
+	MOUNTPOINT*)
+		# `mount` wants a directory to mount on; the others a running mount
+		if [[ $cmd == mount ]]; then
 			_durafs_files -d
-		fi ;;
-	unmount | sync | status)
+			return 0
+		fi
 		_durafs_mountpoints
 		local -a mps=()
 		mapfile -t mps <<<"${REPLY%$'\n'}"
@@ -329,9 +386,10 @@ _durafs()
 		if ((${#COMPREPLY[@]} == 0)); then
 			_durafs_files -d
 		fi ;;
-	trash)
-		_durafs_reply gs:// drive:
-		compopt -o nospace 2>/dev/null ;;
+	DIR*)
+		_durafs_files -d ;;
+	"")
+		COMPREPLY=() ;;
 	*)
 		_durafs_files ;;
 	esac

@@ -252,11 +252,11 @@ struct drive_opts {
 	 * (Retry-After, else pace_backoff_ms doubled per consecutive hit up to
 	 * pace_backoff_max_ms, with jitter), then writes start at most one per
 	 * interval (a batch request counts as one write). The interval starts
-	 * at pace_interval_ms, doubles per refused request (x1.5 per batch of
-	 * which only some calls were refused, without the backoff) up to
+	 * at pace_interval_ms, doubles per refused request up to
 	 * pace_interval_max_ms, shrinks by 10% per request that went through
 	 * and halves after each pace_recover_ms without a refusal; below half
-	 * of pace_interval_ms it is dropped (unpaced). */
+	 * of pace_interval_ms it is dropped (unpaced). Calls refused inside a
+	 * batch reply pace drive_delete_ids itself (see there). */
 	long pace_backoff_ms;     /* 0: 1000 */
 	long pace_backoff_max_ms; /* 0: 32000 */
 	long pace_interval_ms;    /* 0: 250 */
@@ -307,9 +307,13 @@ typedef int (*drive_del_progress_fn)(void *ud, uint64_t done, uint64_t bytes,
 /* Permanently delete the n items ids[] (sizes[] bytes each, may be NULL)
  * through batch requests of up to DRIVE_BATCH_MAX calls, `threads` batches
  * in flight (0: the backend's batch_threads). A call answered 404 counts as
- * done (already gone). A call answered by a rate limit (403/429) is paced
- * (see drive_opts) and retried in a later batch; a whole batch failing
- * transiently is retried. status[] (may be NULL) receives each item's
+ * done (already gone). A call answered by a rate limit (403/429) is retried
+ * in a later batch, and the deletes pace themselves: batches shrink to what
+ * the server took, and are spaced to a calls-per-second budget that falls
+ * by a quarter after each batch with refused calls and rises by a tenth
+ * after each clean one (the first budget: what the server took per second
+ * so far). A whole batch refused or failing transiently is retried (the
+ * backend's pacer handles a refused request). status[] (may be NULL) receives each item's
  * final HTTP status (204/200 deleted, 404 gone, else the failure) and
  * reasons[] (may be NULL; 64 bytes each) Google's reason. Returns 0 when
  * every item is gone, -1 with *err otherwise (the failures counted in

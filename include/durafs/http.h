@@ -176,9 +176,37 @@ void http_free(struct http *h);
  * delay) when the log level is debug; with http_opts.debug every attempt
  * is logged too. err->msg names the method and the redacted URL and never
  * holds a token; err may be NULL. Thread-safe; blocks the calling thread
- * (also while backing off). */
+ * (also while backing off) unless http_cancel_all is in effect: then it
+ * fails with ERR_CANCELED (not retried), see below. */
 int http_do(struct http *h, const struct http_req *req, struct http_resp *resp,
 	    struct err *err);
+
+/* Cancellation, for a clean and prompt shutdown (the scheduler's sch_stop
+ * while the remote is unreachable or slow):
+ * - http_cancel_all(h): every http_do of h running now fails with
+ *   ERR_CANCELED: one waiting to retry at once (the backoff wait is a
+ *   condition wait, woken by this call), one in a transfer (connecting,
+ *   sending, receiving or stalled) at libcurl's next progress callback,
+ *   within about one second (libcurl calls it at least once a second; a
+ *   busy transfer much more often). Every http_do started later fails at
+ *   once with ERR_CANCELED, until the matching http_uncancel. A request
+ *   stopped mid-way may or may not have been acted on by the server, as
+ *   with a dropped connection: callers treat ERR_CANCELED as "outcome
+ *   unknown, try again later", never as a final refusal.
+ * - http_uncancel(h): undoes one http_cancel_all. Calls nest (a count): h
+ *   works again once every cancel has been undone; an extra uncancel is
+ *   ignored.
+ * - http_canceled(h): 1 while cancelled (h NULL: 0).
+ * - http_pause(h, ms, err): sleep ms (<= 0: none) unless h is or becomes
+ *   cancelled: 0 after the full sleep, -1 with ERR_CANCELED at once when
+ *   cancelled. For callers' own backoff loops around http_do (so that
+ *   they too stop promptly); err may be NULL.
+ * All four are thread-safe and may be called from any thread, including
+ * while other threads are inside http_do; h must be valid (not freed). */
+void http_cancel_all(struct http *h);
+void http_uncancel(struct http *h);
+int http_canceled(struct http *h);
+int http_pause(struct http *h, long ms, struct err *err);
 
 /* Free what a response holds and zero it. Safe on a zeroed resp. */
 void http_resp_release(struct http_resp *resp);

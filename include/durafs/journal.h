@@ -121,6 +121,16 @@ void jnl_close(struct jnl *j);
  * workers leave. Idempotent. */
 void jnl_shutdown(struct jnl *j);
 
+/* Make every thread sleeping in jnl_claim_wait now return 0 (nothing
+ * claimed) at once, without claiming; claim_wait calls that start after
+ * this one returns wait as usual (nothing sticks, unlike jnl_shutdown).
+ * Used by a scheduler to stop idle workers without shutting the journal
+ * down. A claimer that was about to enter jnl_claim_wait when this ran is
+ * not woken: the caller checks its own stop flag before each wait and,
+ * having set it, repeats this call until its claimers have left. NULL is
+ * a no-op. Thread-safe. */
+void jnl_wake_claimers(struct jnl *j);
+
 /* ---------------------------------------------------------------------- */
 /* Files: the stable local identity (fid) of everything the journal touches */
 
@@ -333,7 +343,8 @@ int jnl_claim_next(struct jnl *j, struct jnl_op *op /* OUT */, struct err *err);
 
 /* Like jnl_claim_next but waits up to timeout_ms (< 0: forever) for an op
  * to become ready (an append, a completion, a not_before passing). Returns
- * 1 claimed, 0 timed out, -1 error (ERR_CANCELED after jnl_shutdown). */
+ * 1 claimed, 0 timed out or woken by jnl_wake_claimers, -1 error
+ * (ERR_CANCELED after jnl_shutdown). */
 int jnl_claim_wait(struct jnl *j, int64_t timeout_ms, struct jnl_op *op /* OUT */,
 		   struct err *err);
 

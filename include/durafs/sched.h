@@ -86,16 +86,24 @@
  * -> sch_free. The journal and the backend must outlive the scheduler;
  * call sch_stop before jnl_close. Every function is thread-safe.
  *
- * Promptness of sch_stop: idle workers notice within 1 s (they wait in
- * jnl_claim_wait with that timeout); uploads stop at the next chunk
- * boundary (a stopped upload costs at most the chunk in flight) and other
- * ops finish; a worker blocked inside one HTTP request (its retries and
- * backoff included) leaves when that returns, so the mount should give
- * the HTTP client a stall timeout and backoff it can afford to wait for at
- * unmount.
+ * Promptness of sch_stop: idle workers leave at once (they wait in
+ * jnl_claim_wait without a timeout; sch_stop wakes them with
+ * jnl_wake_claimers). A worker inside an HTTP request: with
+ * sched_opts.http set (the client the backend uses), sch_stop calls
+ * http_cancel_all on it, so a request waiting to retry gives up at once and
+ * one in a transfer within about a second; the op goes back to pending
+ * (an interrupted upload keeps its session and resumes from the server's
+ * offset), never to failed. sch_stop undoes that cancel (http_uncancel)
+ * once the workers have left; while it runs, every other user of the same
+ * client also gets ERR_CANCELED. Without sched_opts.http, uploads stop at
+ * the next chunk boundary and other ops finish their current request, its
+ * retries and backoff included. Either way a backend's own retry pauses
+ * between requests (e.g. the GCS chunk recovery loop) are waited out
+ * unless the backend sleeps with http_pause.
  */
 
 struct sched;
+struct http;
 
 struct sched_opts {
 	int workers;                /* upload workers; 0: 8 (at most 256) */
@@ -115,6 +123,14 @@ struct sched_opts {
 				     * journal's lease_ms) */
 	int64_t housekeeping_ms;    /* expire stale leases and collect unlinked
 				     * files' cache files this often; 0: 5000 */
+	struct http *http;          /* optional (NULL: none): the HTTP client
+				     * the backend uses; sch_stop cancels its
+				     * requests (http_cancel_all) so that
+				     * workers stuck on an unreachable remote
+				     * leave within about a second, and
+				     * re-arms it (http_uncancel) after.
+				     * Borrowed: it must outlive the
+				     * scheduler. */
 };
 
 /* Something the filesystem must know: a path's remote content changed under
@@ -159,8 +175,9 @@ int sch_start(struct sched *s, struct err *err);
 
 /* Stop: workers finish or abandon their current op, leaving it resumable
  * (an interrupted upload keeps its session in the journal and goes back
- * to pending), and exit; then they are joined. Does not flush. Idempotent;
- * safe to call from several threads. */
+ * to pending), and exit; then they are joined. Idle workers leave at once;
+ * busy ones as "Promptness of sch_stop" above says. Does not flush.
+ * Idempotent; safe to call from several threads. */
 void sch_stop(struct sched *s);
 /* Stop if needed, then free. NULL is a no-op. */
 void sch_free(struct sched *s);

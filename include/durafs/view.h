@@ -29,8 +29,10 @@
  *      fid; the remote changed since J was recorded) or, without L, N is
  *      hidden (removed remotely). An L of J's type without a remote
  *      version is the placeholder the mount stores for its own creations
- *      and renames until the commit tells it the remote version: J shows
- *      (not local), so a file just committed never flickers away.
+ *      and renames until the commit tells it the remote version, and an L
+ *      older than J's version (same object, lower generation) is a listing
+ *      taken before our own commit: in both cases J shows (not local), so
+ *      a file just committed never flickers away or back in time.
  *   4. No J: L shows unless R (a pending unlink or rename away hides it).
  * Strings in the results point into the inputs, which must outlive them.
  */

@@ -294,6 +294,11 @@ def main(argv):
         log("written %s" % out_md)
         if args.keep:
             log("work dir kept: %s" % workdir)
+    except (KeyboardInterrupt, SystemExit) as e:
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        print("bench: interrupted; unmounting and stopping everything it started", file=sys.stderr)
+        REAPER.run_all()
+        return code
     finally:
         REAPER.run_all()
     if failures:

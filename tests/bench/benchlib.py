@@ -361,6 +361,23 @@ class Emulator:
             raise BenchError("metadata of %s: HTTP %d" % (name, st))
         return json.loads(data)
 
+    def media_md5(self, bucket, name):
+        """MD5 (hex) of an object's bytes, streamed."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+        try:
+            conn.request("GET", "/storage/v1/b/%s/o/%s?alt=media" % (bucket, q(name)))
+            r = conn.getresponse()
+            if r.status != 200:
+                raise BenchError("download of %s: HTTP %d" % (name, r.status))
+            h = hashlib.md5()
+            while True:
+                b = r.read(MiB)
+                if not b:
+                    return h.hexdigest()
+                h.update(b)
+        finally:
+            conn.close()
+
     def list_all(self, bucket, prefix="", fields="items(name,size,md5Hash),nextPageToken"):
         """Every object under prefix (all pages, no delimiter): {name: item}."""
         out = {}

@@ -1346,8 +1346,16 @@ static void sess_put(struct gcs *g, struct emu *e, const struct emu_req *req,
 		final = 0;
 	}
 	if (target > p) {
-		int rc = gst_sess_append(g->store, ss, req->body + (p - cr.first),
-					 (size_t)(target - p));
+		/* The checksums are computed by the session's hashing thread
+		 * while we answer and the client sends its next chunk (MD5 is
+		 * what bounds an upload's speed here); the body moves there
+		 * without a copy. */
+		char *body = emu_req_take_body(req);
+		int rc = body ? gst_sess_append_owned(g->store, ss, body,
+						      (size_t)(p - cr.first),
+						      (size_t)(target - p))
+			      : gst_sess_append(g->store, ss, req->body + (p - cr.first),
+						(size_t)(target - p));
 
 		if (rc) {
 			store_error(r, rc, 0, ss->bucket, ss->name);

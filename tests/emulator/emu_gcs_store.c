@@ -46,6 +46,8 @@
 #define SESS_HASH 1024
 #define SESS_PRUNE_MIN 1024          /* sessions kept before pruning */
 #define SESS_PRUNE_AGE_MS (60 * 1000) /* ended this long ago: forgettable */
+#define SESS_HASH_BACKLOG ((uint64_t)64 << 20) /* bytes queued for hashing
+					      * before an append waits */
 
 const char *const gst_attr_key[GST_NATTR] = {
 	"contentType", "cacheControl", "contentEncoding", "contentDisposition",
@@ -1644,8 +1646,70 @@ static unsigned sess_hash(const char *id)
 	return h % SESS_HASH;
 }
 
+/* Fold len bytes into the session's checksums, 1 MiB at a time. */
+static void sess_hash_bytes(struct gst_sess *ss, const char *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		size_t n = len - off > (1u << 20) ? (1u << 20) : len - off;
+
+		ss->crc = ck_crc32c(ss->crc, p + off, n);
+		if (ss->md5_ok)
+			ck_md5_update(&ss->md5, p + off, n);
+		off += n;
+	}
+}
+
+/* The hashing thread: hash (or, once the session is over, just drop)
+ * queued chunks in order until the queue is empty, then leave. Touches
+ * only ss's hashing fields; whoever frees ss drains it first. */
+static void *sess_hasher(void *arg)
+{
+	struct gst_sess *ss = arg;
+	struct gst_hjob *j;
+	int discard;
+
+	pthread_mutex_lock(&ss->hmu);
+	while ((j = ss->hhead) != NULL) {
+		ss->hhead = j->next;
+		if (!ss->hhead)
+			ss->htail = NULL;
+		discard = ss->hdiscard;
+		pthread_mutex_unlock(&ss->hmu);
+		if (!discard)
+			sess_hash_bytes(ss, j->data, j->len);
+		free(j->buf);
+		pthread_mutex_lock(&ss->hmu);
+		ss->hqueued -= j->len;
+		free(j);
+		pthread_cond_broadcast(&ss->hcv);
+	}
+	ss->hrunning = 0;
+	pthread_cond_broadcast(&ss->hcv);
+	pthread_mutex_unlock(&ss->hmu);
+	return NULL;
+}
+
+/* Wait until every queued chunk is hashed (discard: dropped instead) and
+ * the hashing thread is joined. ss->mu held, or the last reference. */
+static void sess_hash_drain(struct gst_sess *ss, int discard)
+{
+	pthread_mutex_lock(&ss->hmu);
+	if (discard)
+		ss->hdiscard = 1;
+	while (ss->hrunning)
+		pthread_cond_wait(&ss->hcv, &ss->hmu);
+	pthread_mutex_unlock(&ss->hmu);
+	if (ss->hjoin) {
+		pthread_join(ss->hth, NULL);
+		ss->hjoin = 0;
+	}
+}
+
 static void sess_free_bytes(struct gst_sess *ss)
 {
+	sess_hash_drain(ss, 1);
 	free(ss->buf);
 	ss->buf = NULL;
 	ss->cap = 0;
@@ -1667,6 +1731,8 @@ void gst_sess_unref(struct gst_sess *ss)
 	free(ss->name);
 	free(ss->upload_ctype);
 	json_decref(ss->meta);
+	pthread_cond_destroy(&ss->hcv);
+	pthread_mutex_destroy(&ss->hmu);
 	pthread_mutex_destroy(&ss->mu);
 	free(ss);
 }
@@ -1679,6 +1745,8 @@ static struct gst_sess *sess_alloc(const char *id, const char *bucket, const cha
 		return NULL;
 	atomic_init(&ss->refs, 1);
 	pthread_mutex_init(&ss->mu, NULL);
+	pthread_mutex_init(&ss->hmu, NULL);
+	pthread_cond_init(&ss->hcv, NULL);
 	ss->fd = -1;
 	ss->total = -1;
 	ss->declared_total = -1;
@@ -1840,19 +1908,18 @@ struct gst_sess *gst_sess_find(struct gst *s, const char *id)
 	return ss;
 }
 
-int gst_sess_append(struct gst *s, struct gst_sess *ss, const void *data, size_t len)
+/* Store len bytes at ss->persisted (data-dir file or memory buffer)
+ * without hashing them or moving ss->persisted. ss->mu held. */
+static int sess_store(struct gst *s, struct gst_sess *ss, const void *data, size_t len)
 {
-	const char *src = data;
-	size_t off = 0;
-
-	if (len == 0)
-		return GST_OK;
 	if (s->dir) {
 		if (ss->fd < 0 && sess_open_file(s, ss) < 0)
 			return GST_EIO;
 		if (write_all(ss->fd, data, len, (off_t)ss->persisted, 1) < 0)
 			return GST_EIO;
-	} else if (ss->persisted + len > ss->cap) {
+		return GST_OK;
+	}
+	if (ss->persisted + len > ss->cap) {
 		size_t cap = ss->cap ? ss->cap : CHUNK_ALIGN;
 		char *nb;
 
@@ -1864,16 +1931,73 @@ int gst_sess_append(struct gst *s, struct gst_sess *ss, const void *data, size_t
 		ss->buf = nb;
 		ss->cap = cap;
 	}
-	/* copy and checksum 1 MiB at a time, while it is in the cache */
-	while (off < len) {
-		size_t n = len - off > (1u << 20) ? (1u << 20) : len - off;
+	memcpy(ss->buf + ss->persisted, data, len);
+	return GST_OK;
+}
 
-		if (!s->dir)
-			memcpy(ss->buf + ss->persisted + off, src + off, n);
-		ss->crc = ck_crc32c(ss->crc, src + off, n);
-		if (ss->md5_ok)
-			ck_md5_update(&ss->md5, src + off, n);
-		off += n;
+int gst_sess_append(struct gst *s, struct gst_sess *ss, const void *data, size_t len)
+{
+	int rc;
+
+	if (len == 0)
+		return GST_OK;
+	sess_hash_drain(ss, 0);  /* chunks queued before this one come first */
+	rc = sess_store(s, ss, data, len);
+	if (rc)
+		return rc;
+	sess_hash_bytes(ss, data, len);
+	ss->persisted += len;
+	return GST_OK;
+}
+
+int gst_sess_append_owned(struct gst *s, struct gst_sess *ss, char *buf, size_t off,
+			  size_t len)
+{
+	struct gst_hjob *j = NULL;
+	int rc, start;
+
+	if (len == 0) {
+		free(buf);
+		return GST_OK;
+	}
+	j = malloc(sizeof(*j));
+	if (!j) {
+		free(buf);
+		return GST_ENOMEM;
+	}
+	rc = sess_store(s, ss, buf + off, len);
+	if (rc) {
+		free(buf);
+		free(j);
+		return rc;
+	}
+	j->next = NULL;
+	j->buf = buf;
+	j->data = buf + off;
+	j->len = len;
+	pthread_mutex_lock(&ss->hmu);
+	while (ss->hrunning && ss->hqueued >= SESS_HASH_BACKLOG)
+		pthread_cond_wait(&ss->hcv, &ss->hmu);
+	if (ss->htail)
+		ss->htail->next = j;
+	else
+		ss->hhead = j;
+	ss->htail = j;
+	ss->hqueued += len;
+	start = !ss->hrunning;
+	if (start)
+		ss->hrunning = 1;
+	pthread_mutex_unlock(&ss->hmu);
+	if (start) {
+		/* the previous thread has left its loop: reap it first */
+		if (ss->hjoin) {
+			pthread_join(ss->hth, NULL);
+			ss->hjoin = 0;
+		}
+		if (pthread_create(&ss->hth, NULL, sess_hasher, ss) == 0)
+			ss->hjoin = 1;
+		else
+			sess_hasher(ss);  /* no thread: hash here, in order */
 	}
 	ss->persisted += len;
 	return GST_OK;
@@ -1897,6 +2021,7 @@ struct gst_blob *gst_sess_take_blob(struct gst *s, struct gst_sess *ss)
 
 	if (!b)
 		return NULL;
+	sess_hash_drain(ss, 0);
 	b->len = ss->persisted;
 	b->crc32c = ss->crc;
 	if (ss->md5_ok) {

@@ -194,6 +194,14 @@ void gst_list_page_release(struct gst_list_page *page);
 enum gst_sess_state { GST_SESS_ACTIVE, GST_SESS_DONE, GST_SESS_CANCELLED,
 		      GST_SESS_FAILED, GST_SESS_EXPIRED };
 
+/* One chunk waiting for a session's hashing thread. */
+struct gst_hjob {
+	struct gst_hjob *next;
+	char *buf;                   /* owned; freed once hashed */
+	const char *data;            /* the bytes to hash, inside buf */
+	size_t len;
+};
+
 struct gst_sess {
 	atomic_long refs;
 	pthread_mutex_t mu;          /* guards everything below that changes */
@@ -216,9 +224,24 @@ struct gst_sess {
 	size_t cap;
 	int fd;
 	char *path;
+	/* Checksums of the persisted bytes. crc, md5 and md5_ok belong to
+	 * the hashing thread while it runs (see gst_sess_append_owned);
+	 * everyone else reads or changes them only with ss->mu held and after
+	 * sess_hash_drain (take_blob, set_state and unref do that). */
 	uint32_t crc;
 	struct ck_md5 md5;
 	int md5_ok;
+	/* The hashing thread (at most one per session; it exits when its
+	 * queue is empty and is started again by the next append). hth and
+	 * hjoin are changed only with ss->mu held (or by the last unref). */
+	pthread_mutex_t hmu;         /* guards the queue fields below */
+	pthread_cond_t hcv;          /* queue shrank / thread finished */
+	struct gst_hjob *hhead, *htail;
+	uint64_t hqueued;            /* bytes queued or being hashed */
+	int hrunning;                /* the thread has not finished its queue */
+	int hdiscard;                /* drop queued chunks unhashed (session over) */
+	int hjoin;                   /* hth must be joined */
+	pthread_t hth;
 	struct gst_sess *hnext;      /* store hash chain; store lock */
 };
 
@@ -233,13 +256,28 @@ int gst_sess_create(struct gst *s, const char *bucket, const char *name, json_t 
 struct gst_sess *gst_sess_find(struct gst *s, const char *id);
 void gst_sess_unref(struct gst_sess *ss);
 /* With ss->mu held: append len bytes at ss->persisted (persisting them in
- * the data dir first). Returns GST_OK, GST_ENOMEM or GST_EIO. */
+ * the data dir first) and fold them into the checksums before returning.
+ * Returns GST_OK, GST_ENOMEM or GST_EIO. */
 int gst_sess_append(struct gst *s, struct gst_sess *ss, const void *data, size_t len);
+/* Like gst_sess_append for len bytes at buf + off, but the checksums are
+ * computed off the caller's path: the bytes are stored (data-dir file or
+ * memory buffer) and ss->persisted advanced before it returns, and the
+ * chunk is queued, in order, for the session's hashing thread, which
+ * frees buf when done. Takes ownership of buf (a malloc'd request body),
+ * also on failure. The queue is bounded (64 MiB per session): an append
+ * beyond that waits for the thread to catch up. Whoever needs the
+ * checksums (gst_sess_take_blob) waits for the queue to drain; when the
+ * session ends (gst_sess_set_state to anything but ACTIVE) queued chunks
+ * are dropped unhashed. If the thread cannot be started the chunk is
+ * hashed inline. Returns GST_OK, GST_ENOMEM or GST_EIO (nothing appended). */
+int gst_sess_append_owned(struct gst *s, struct gst_sess *ss, char *buf, size_t off,
+			  size_t len);
 /* With ss->mu held: record a state change (DONE with result_gen, CANCELLED,
  * FAILED, EXPIRED) and free the bytes of a session that is over. */
 void gst_sess_set_state(struct gst *s, struct gst_sess *ss, int state);
 /* With ss->mu held: turn the persisted bytes into a blob (the session
- * keeps no bytes afterwards). NULL on ENOMEM / I/O error. */
+ * keeps no bytes afterwards), after every queued chunk was hashed. NULL on
+ * ENOMEM / I/O error. */
 struct gst_blob *gst_sess_take_blob(struct gst *s, struct gst_sess *ss);
 /* Expire every active session (control call); returns how many. */
 int gst_sess_expire_all(struct gst *s);

@@ -1,20 +1,13 @@
 """Helpers for the `durafs auth` integration tests: a clean environment that
 can only reach the emulator, RSA keys made with the openssl command line,
-credentials files, and the part of Google's OAuth server the emulator does
-not implement (the authorization-code and device-code grants), served by a
-small local server that forwards every other grant to the emulator's /token.
+credentials files, and registrations of service accounts and refresh tokens
+with the emulator (whose OAuth service also plays Google's consent page,
+authorization-code and device grants for the login tests).
 """
-import base64
-import hashlib
 import json
 import os
 import socket
 import subprocess
-import threading
-import urllib.error
-import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import conftest
 
@@ -110,140 +103,3 @@ def api_ok(emu, token):
 
 def issue(emu, lifetime=3600):
     return emu.control("oauth/issue", {"lifetime": lifetime})["access_token"]
-
-
-def s256(verifier):
-    d = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
-
-
-class OAuthServer:
-    """Google's authorization-code and device-code grants for one login, on
-    127.0.0.1; any other POST /token is forwarded to the emulator's /token.
-
-    The code exchange is checked as Google does: the code is the one handed
-    out, redirect_uri and client match, and code_verifier's S256 equals the
-    code_challenge the browser brought (set by the test via expect()).
-    """
-
-    def __init__(self, emu, client_id, client_secret, refresh_token, pending_polls=1):
-        self.emu = emu
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.refresh_token = refresh_token
-        self.code = "4/0AdQt8q-test-authorization-code"
-        self.device_code = "AH-1Ng-test-device-code"
-        self.challenge = None
-        self.redirect_uri = None
-        self.pending_polls = pending_polls
-        self.exchanges = []      # (grant_type, ok) per /token call handled here
-        self.lock = threading.Lock()
-        register_rt(emu, refresh_token, client_id, client_secret)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def reply(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                # The consent page: approve at once and send the browser
-                # back to the redirect URI, as Google does after consent.
-                u = urllib.parse.urlsplit(self.path)
-                q = dict(urllib.parse.parse_qsl(u.query))
-                if u.path != "/auth" or q.get("client_id") != outer.client_id:
-                    return self.reply(400, {"error": "invalid_request"})
-                outer.expect(q.get("code_challenge"), q.get("redirect_uri"))
-                loc = q["redirect_uri"] + "/?" + urllib.parse.urlencode(
-                    {"state": q.get("state", ""), "code": outer.code, "scope": q.get("scope")})
-                self.send_response(302)
-                self.send_header("Location", loc)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
-                form = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
-                if self.path == "/device/code":
-                    return self.reply(200, outer.device_reply(form))
-                if self.path != "/token":
-                    return self.reply(404, {"error": "not_found"})
-                gt = form.get("grant_type")
-                if gt == "authorization_code":
-                    return self.reply(*outer.exchange(form))
-                if gt == "urn:ietf:params:oauth:grant-type:device_code":
-                    return self.reply(*outer.device_poll(form))
-                # Everything else is the emulator's business.
-                req = urllib.request.Request(outer.emu.url + "/token", data=body,
-                                             method="POST", headers={
-                                                 "Content-Type": self.headers.get(
-                                                     "Content-Type", "")})
-                try:
-                    with urllib.request.urlopen(req, timeout=30) as r:
-                        st, data = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    st, data = e.code, e.read()
-                self.send_response(st)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def expect(self, challenge, redirect_uri):
-        """What the browser carried to the authorization page."""
-        self.challenge = challenge
-        self.redirect_uri = redirect_uri
-
-    def _client_ok(self, form):
-        return (form.get("client_id") == self.client_id and
-                form.get("client_secret") == self.client_secret)
-
-    def _tokens(self):
-        return {"access_token": issue(self.emu), "expires_in": 3599, "token_type": "Bearer",
-                "refresh_token": self.refresh_token,
-                "scope": "https://www.googleapis.com/auth/drive"}
-
-    def exchange(self, form):
-        ok = (self._client_ok(form) and form.get("code") == self.code and
-              form.get("redirect_uri") == self.redirect_uri and
-              self.challenge is not None and
-              s256(form.get("code_verifier", "")) == self.challenge)
-        with self.lock:
-            self.exchanges.append(("authorization_code", ok))
-        if not ok:
-            return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
-        return 200, self._tokens()
-
-    def device_reply(self, form):
-        return {"device_code": self.device_code, "user_code": "WXYZ-QRST",
-                "verification_url": "https://www.google.com/device", "expires_in": 60,
-                "interval": 1}
-
-    def device_poll(self, form):
-        ok = self._client_ok(form) and form.get("device_code") == self.device_code
-        with self.lock:
-            self.exchanges.append(("device_code", ok))
-            if ok and self.pending_polls > 0:
-                self.pending_polls -= 1
-                return 428, {"error": "authorization_pending",
-                             "error_description": "Precondition Required"}
-        if not ok:
-            return 400, {"error": "invalid_grant"}
-        return 200, self._tokens()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()

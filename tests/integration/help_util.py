@@ -65,19 +65,31 @@ def parse_cli():
     """(commands {name: Command}, top-level options, mount -o option names)."""
     rc, top = durafs_help()
     assert rc == 0, "durafs --help failed"
+    # The "Commands:" block: an entry starts at a line indented by exactly
+    # two spaces ("  [durafs ]NAME USAGE... [summary]"); deeper-indented
+    # lines continue it (the summary, in the two-line layout).
     commands = {}
+    entries = []
     in_cmds = False
     for line in top.splitlines():
         if line.startswith("Commands:"):
             in_cmds = True
             continue
-        if in_cmds:
-            if not line.strip():
-                break
-            m = re.match(r"^  ([a-z][a-z0-9-]*)\s", line)
-            assert m, "unexpected line in durafs --help: %r" % line
-            planned = line.rstrip().endswith("(planned)")
-            commands[m.group(1)] = Command(m.group(1), line.strip(), planned)
+        if not in_cmds:
+            continue
+        if not line.strip():
+            break
+        m = re.match(r"^  (?:durafs )?([a-z][a-z0-9-]*)(?:\s|$)", line)
+        if m:
+            entries.append([m.group(1), line.strip(), line.strip()])
+        else:
+            assert entries and line.startswith("   "), \
+                "unexpected line in durafs --help: %r" % line
+            entries[-1][2] += " " + line.strip()
+    for name, usage, whole in entries:
+        if usage.startswith("durafs "):
+            usage = usage[len("durafs "):]
+        commands[name] = Command(name, usage, "(planned" in whole)
     assert commands, "no commands found in durafs --help"
     top_opts = options_in(top.split("Commands:")[0])
     for cmd in commands.values():

@@ -6,6 +6,7 @@ login, and no secret ever appears in any output or log of the run."""
 import json
 import os
 import queue
+import re
 import socket
 import stat
 import subprocess
@@ -17,8 +18,8 @@ import urllib.request
 import pytest
 
 import conftest
-from auth_util import (OAuthServer, api_ok, clean_env, dead_port, gen_rsa, issue, register_rt,
-                       register_sa, run, s256, sa_file, user_file, write_json)
+from auth_util import (api_ok, clean_env, gen_rsa, issue, register_rt, register_sa,
+                       run, sa_file, user_file, write_json)
 
 SA_EMAIL = "robot@durafs-test.iam.gserviceaccount.com"
 CID = "cid.apps.googleusercontent.com"
@@ -323,10 +324,33 @@ def start_login(env, extra=()):
                             stderr=subprocess.PIPE, text=True)
 
 
-def login_env(home, srv):
+LOGIN_RT = "1//login-rt"
+LOGIN_CODE = "4/0AdQt8q-test-authorization-code"
+
+
+def login_env(home, emu):
+    """The token and device endpoints are the emulator's; the consent page
+    URL is only shown (the tests play the browser)."""
     return clean_env(home, DURAFS_CLIENT_SECRET=CSECRET,
                      DURAFS_OAUTH_AUTH_URI="https://accounts.example.invalid/o/oauth2/v2/auth",
-                     DURAFS_OAUTH_TOKEN_URI=srv.url + "/token")
+                     DURAFS_OAUTH_TOKEN_URI=emu.url + "/token",
+                     DURAFS_OAUTH_DEVICE_URI=emu.url + "/device/code")
+
+
+def consent(emu, q, code=LOGIN_CODE, rt=LOGIN_RT):
+    """The user approves in the browser: the emulator will take code for
+    exactly what this authorization URL asked (client, redirect_uri, PKCE
+    challenge, scope), as Google does after consent."""
+    emu.control("oauth/auth_codes", {"code": code, "client_id": q["client_id"],
+                                     "client_secret": CSECRET,
+                                     "redirect_uri": q["redirect_uri"],
+                                     "code_challenge": q["code_challenge"],
+                                     "refresh_token": rt, "scopes": q["scope"]})
+
+
+def token_calls(emu):
+    """Status counts of the emulator's token endpoint, e.g. {"200": 1}."""
+    return emu.stats()["requests"].get("oauth.token", {})
 
 
 def read_auth_url(reader):
@@ -352,7 +376,7 @@ def browser_get(url):
         return e.code, e.read().decode()
 
 
-def check_stored_login(emulator, home, env):
+def check_stored_login(emulator, home, env, rt=LOGIN_RT):
     path = os.path.join(home, ".config", "durafs", "credentials.json")
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o600
@@ -360,7 +384,7 @@ def check_stored_login(emulator, home, env):
         saved = json.load(f)
     assert saved["type"] == "authorized_user"
     assert saved["client_id"] == CID and saved["client_secret"] == CSECRET
-    assert saved["refresh_token"] == "1//login-rt"
+    assert saved["refresh_token"] == rt
     # The stored login works: durafs refreshes it and the API accepts it.
     tok = token_of(run(["auth", "print-token"], env))
     assert api_ok(emulator, tok)
@@ -369,108 +393,126 @@ def check_stored_login(emulator, home, env):
 
 
 def test_login_loopback_flow(emulator, home):
-    srv = OAuthServer(emulator, CID, CSECRET, "1//login-rt")
-    try:
-        env = login_env(home, srv)
-        p = start_login(env)
-        reader = LineReader(p.stderr)
-        q = read_auth_url(reader)
-        srv.expect(q["code_challenge"], q["redirect_uri"])
-        # Stray requests do not end the login: a favicon, a forged state.
-        assert browser_get(q["redirect_uri"] + "/favicon.ico")[0] == 404
-        st, _ = browser_get(q["redirect_uri"] + "/?code=evil&state=forged")
-        assert st == 400
-        # The browser comes back with the code.
-        st, page = browser_get(q["redirect_uri"] + "/?" + urllib.parse.urlencode(
-            {"state": q["state"], "code": srv.code, "scope": q["scope"]}))
-        assert st == 200 and "signed in" in page
-        out = finish(p, reader)
-        assert p.returncode == 0, "".join(reader.all)
-        assert "Logged in" in out
-        assert srv.exchanges == [("authorization_code", True)]
-        check_stored_login(emulator, home, clean_env(home))
-    finally:
-        srv.close()
+    env = login_env(home, emulator)
+    p = start_login(env)
+    reader = LineReader(p.stderr)
+    q = read_auth_url(reader)
+    consent(emulator, q)
+    # Stray requests do not end the login: a favicon, a forged state.
+    assert browser_get(q["redirect_uri"] + "/favicon.ico")[0] == 404
+    st, _ = browser_get(q["redirect_uri"] + "/?code=evil&state=forged")
+    assert st == 400
+    # The browser comes back with the code.
+    st, page = browser_get(q["redirect_uri"] + "/?" + urllib.parse.urlencode(
+        {"state": q["state"], "code": LOGIN_CODE, "scope": q["scope"]}))
+    assert st == 200 and "signed in" in page
+    out = finish(p, reader)
+    assert p.returncode == 0, "".join(reader.all)
+    assert "Logged in" in out
+    # One code exchange, accepted: client, redirect_uri and PKCE verifier
+    # matched what the authorization URL carried.
+    assert token_calls(emulator) == {"200": 1}
+    assert emulator.stats()["counters"]["oauth.codes_exchanged"] == 1
+    check_stored_login(emulator, home, clean_env(home))
 
 
 def test_login_pasted_redirect(emulator, home):
-    srv = OAuthServer(emulator, CID, CSECRET, "1//login-rt")
-    try:
-        env = login_env(home, srv)
-        p = start_login(env)
-        reader = LineReader(p.stderr)
-        q = read_auth_url(reader)
-        srv.expect(q["code_challenge"], q["redirect_uri"])
-        # A headless machine: the browser elsewhere could not load the
-        # redirect; the user pastes its address (first a typo).
-        p.stdin.write("not a url\n")
-        p.stdin.flush()
-        reader.wait_for(lambda l: "neither the redirect URL" in l)
-        p.stdin.write(q["redirect_uri"] + "/?state=%s&code=%s&scope=x\n" % (
-            q["state"], urllib.parse.quote(srv.code, safe="")))
-        p.stdin.flush()
-        out = finish(p, reader)
-        assert p.returncode == 0, "".join(reader.all)
-        check_stored_login(emulator, home, clean_env(home))
-    finally:
-        srv.close()
+    env = login_env(home, emulator)
+    p = start_login(env)
+    reader = LineReader(p.stderr)
+    q = read_auth_url(reader)
+    consent(emulator, q)
+    # A headless machine: the browser elsewhere could not load the
+    # redirect; the user pastes its address (first a typo).
+    p.stdin.write("not a url\n")
+    p.stdin.flush()
+    reader.wait_for(lambda l: "neither the redirect URL" in l)
+    p.stdin.write(q["redirect_uri"] + "/?state=%s&code=%s&scope=x\n" % (
+        q["state"], urllib.parse.quote(LOGIN_CODE, safe="")))
+    p.stdin.flush()
+    finish(p, reader)
+    assert p.returncode == 0, "".join(reader.all)
+    assert token_calls(emulator) == {"200": 1}
+    check_stored_login(emulator, home, clean_env(home))
 
 
 def test_login_refused_by_user(emulator, home):
-    srv = OAuthServer(emulator, CID, CSECRET, "1//login-rt")
-    try:
-        p = start_login(login_env(home, srv))
-        reader = LineReader(p.stderr)
-        q = read_auth_url(reader)
-        st, _ = browser_get(q["redirect_uri"] + "/?error=access_denied&state=" + q["state"])
-        assert st == 400
-        finish(p, reader)
-        assert p.returncode == 1
-        assert "refused: access_denied" in "".join(reader.all)
-        assert not os.path.exists(os.path.join(home, ".config", "durafs", "credentials.json"))
-        assert srv.exchanges == []
-    finally:
-        srv.close()
+    p = start_login(login_env(home, emulator))
+    reader = LineReader(p.stderr)
+    q = read_auth_url(reader)
+    st, _ = browser_get(q["redirect_uri"] + "/?error=access_denied&state=" + q["state"])
+    assert st == 400
+    finish(p, reader)
+    assert p.returncode == 1
+    assert "refused: access_denied" in "".join(reader.all)
+    assert not os.path.exists(os.path.join(home, ".config", "durafs", "credentials.json"))
+    assert token_calls(emulator) == {}
+
+
+def test_login_code_refused_by_google(emulator, home):
+    """The code exchange fails (the code was issued for another PKCE
+    challenge): Google's error is shown and nothing is stored."""
+    p = start_login(login_env(home, emulator))
+    reader = LineReader(p.stderr)
+    q = read_auth_url(reader)
+    consent(emulator, dict(q, code_challenge="A" * 43))
+    browser_get(q["redirect_uri"] + "/?" + urllib.parse.urlencode(
+        {"state": q["state"], "code": LOGIN_CODE}))
+    finish(p, reader)
+    assert p.returncode == 1
+    assert "invalid_grant" in "".join(reader.all)
+    assert not os.path.exists(os.path.join(home, ".config", "durafs", "credentials.json"))
+    assert token_calls(emulator) == {"400": 1}
 
 
 def test_login_device_flow(emulator, home):
-    srv = OAuthServer(emulator, CID, CSECRET, "1//login-rt", pending_polls=1)
-    try:
-        env = login_env(home, srv)
-        env["DURAFS_OAUTH_DEVICE_URI"] = srv.url + "/device/code"
-        res = run(["auth", "login", "--device", "--scope", "drive.file", "--client-id", CID],
-                  env, timeout=30)
-        assert res.returncode == 0, res.stderr
-        assert "https://www.google.com/device" in res.stderr and "WXYZ-QRST" in res.stderr
-        assert srv.exchanges == [("device_code", True), ("device_code", True)]
-        check_stored_login(emulator, home, clean_env(home))
-        # Google allows the device flow for drive.file only.
-        res = run(["auth", "login", "--device", "--scope", "drive", "--client-id", CID], env)
-        assert res.returncode == 2 and "drive.file" in res.stderr
-    finally:
-        srv.close()
+    emulator.control("oauth/config", {"device_interval": 1})
+    env = login_env(home, emulator)
+    p = subprocess.Popen([conftest.DURAFS, "auth", "login", "--device", "--scope", "drive.file",
+                          "--client-id", CID, "--timeout", "30"], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    reader = LineReader(p.stderr)
+    reader.wait_for(lambda l: "https://www.google.com/device" in l)
+    code = reader.wait_for(lambda l: re.fullmatch(r"\s+[A-Z]{4}-[A-Z]{4}\s*", l)).strip()
+    # durafs polls meanwhile: the emulator answers authorization_pending
+    end = time.monotonic() + 20
+    while token_calls(emulator).get("428", 0) < 1 and time.monotonic() < end:
+        time.sleep(0.1)
+    emulator.control("oauth/device_approve", {"user_code": code, "refresh_token": LOGIN_RT})
+    finish(p, reader)
+    assert p.returncode == 0, "".join(reader.all)
+    calls = token_calls(emulator)
+    assert calls["200"] == 1 and calls["428"] >= 1 and set(calls) == {"200", "428"}, calls
+    assert emulator.stats()["counters"]["oauth.device_grants"] == 1
+    check_stored_login(emulator, home, clean_env(home))
+    # Google allows the device flow for drive.file only.
+    res = run(["auth", "login", "--device", "--scope", "drive", "--client-id", CID], env)
+    assert res.returncode == 2 and "drive.file" in res.stderr
 
 
 def test_login_opens_browser(emulator, home, workdir):
-    """$BROWSER is started with the consent URL; the "browser" here follows
-    the consent page's redirect back to durafs' loopback listener."""
-    srv = OAuthServer(emulator, CID, CSECRET, "1//login-rt")
+    """$BROWSER is started with the consent URL; the "browser" here loads
+    the emulator's consent page, which approves at once and redirects back
+    to durafs' loopback listener."""
     browser = os.path.join(workdir, "browser")
     with open(browser, "w") as f:
         f.write("#!/usr/bin/python3\nimport sys, urllib.request\n"
                 "urllib.request.urlopen(sys.argv[1], timeout=20).read()\n")
     os.chmod(browser, 0o755)
-    try:
-        env = login_env(home, srv)
-        env["DURAFS_OAUTH_AUTH_URI"] = srv.url + "/auth"
-        env["BROWSER"] = browser
-        res = run(["auth", "login", "--client-id", CID, "--timeout", "30"], env, timeout=40)
-        assert res.returncode == 0, res.stderr
-        assert "browser has been opened" in res.stderr
-        assert srv.exchanges == [("authorization_code", True)]
-        check_stored_login(emulator, home, clean_env(home))
-    finally:
-        srv.close()
+    # the approval waits for the browser: the consent page binds it
+    emulator.control("oauth/auth_codes", {"code": LOGIN_CODE, "client_id": CID,
+                                          "client_secret": CSECRET, "refresh_token": LOGIN_RT})
+    env = login_env(home, emulator)
+    env["DURAFS_OAUTH_AUTH_URI"] = emulator.url + "/o/oauth2/v2/auth"
+    env["BROWSER"] = browser
+    res = run(["auth", "login", "--client-id", CID, "--timeout", "30"], env, timeout=40)
+    assert res.returncode == 0, res.stderr
+    assert "browser has been opened" in res.stderr
+    c = emulator.stats()["counters"]
+    assert c["oauth.consents"] == 1 and c["oauth.codes_exchanged"] == 1
+    assert token_calls(emulator) == {"200": 1}
+    check_stored_login(emulator, home, clean_env(home))
 
 
 def test_login_needs_a_client(home):
@@ -524,26 +566,22 @@ def test_no_secret_in_any_output(make_emulator, keys, home, workdir):
     assert go(["auth", "print-token"], menv, True).returncode == 0
     assert go(["auth", "whoami"], menv).returncode == 0
 
-    srv = OAuthServer(emu, CID, CSECRET, "1//secret-login-rt")
-    try:
-        p = start_login(login_env(home, srv), ["--debug"])
-        reader = LineReader(p.stderr)
-        q = read_auth_url(reader)
-        srv.expect(q["code_challenge"], q["redirect_uri"])
-        browser_get(q["redirect_uri"] + "/?" + urllib.parse.urlencode(
-            {"state": q["state"], "code": srv.code}))
-        out = finish(p, reader)
-        assert p.returncode == 0
-        outputs += [out, "".join(reader.all)]
-        assert go(["auth", "print-token"], clean_env(home), True).returncode == 0
-    finally:
-        srv.close()
+    p = start_login(login_env(home, emu), ["--debug"])
+    reader = LineReader(p.stderr)
+    q = read_auth_url(reader)
+    consent(emu, q, rt="1//secret-login-rt")
+    browser_get(q["redirect_uri"] + "/?" + urllib.parse.urlencode(
+        {"state": q["state"], "code": LOGIN_CODE}))
+    out = finish(p, reader)
+    assert p.returncode == 0
+    outputs += [out, "".join(reader.all)]
+    assert go(["auth", "print-token"], clean_env(home), True).returncode == 0
 
     assert len(tokens) == 5  # the static one and four fetched
     pem_lines = [l for l in (priv + other).splitlines()
                  if l and not l.startswith("-----")]
     secrets = (["1//secret-user-rt", "1//secret-revoked-rt", "1//secret-login-rt", CSECRET,
-                srv.code, "eyJhbGciOiJSUzI1NiIs"] + tokens + pem_lines)
+                LOGIN_CODE, "eyJhbGciOiJSUzI1NiIs"] + tokens + pem_lines)
     text = "\n".join(outputs)
     assert "DEBUG" in text  # debug logging really was on
     for s in secrets:

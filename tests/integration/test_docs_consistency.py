@@ -13,6 +13,7 @@ import pytest
 
 import conftest
 from help_util import ROOT, bash_complete, durafs_help, mount_opt_placeholders, parse_cli
+from mount_util import bucket, mounts  # noqa: F401  (fixtures)
 
 MAN = os.path.join(ROOT, "contrib", "durafs.1")
 README = os.path.join(ROOT, "README.md")
@@ -231,3 +232,25 @@ def test_help_parsing_sees_the_known_basics(cli):
     assert {"cache_size", "ro", "rw", "writeback_delay"} <= set(mount_opts)
     rc, _ = durafs_help("mount")
     assert rc == 0
+
+
+def test_completion_of_positionals_follows_the_usage(bucket, mounts, workdir):
+    """Positional arguments are completed by what the usage line calls them:
+    SOURCE -> gs:// drive:, MOUNTPOINT -> the running durafs mounts (for
+    `mount`: directories), PATH -> files."""
+    emu, _ = bucket
+    m = mounts(emu, "gs://bkt")
+    prefix = m.mnt[:-2]
+    for cmd in ("unmount", "status", "sync --flush"):
+        got = bash_complete("durafs %s %s" % (cmd, prefix))
+        assert m.mnt in got, (cmd, got)
+    commands, _, _ = parse_cli()
+    if "cache" in commands and "PATH" in commands["cache"].usage:
+        with open(os.path.join(workdir, "data.bin"), "w") as f:
+            f.write("x")
+        sub = commands["cache"].subcommands[0]
+        got = bash_complete("durafs cache %s %s/data" % (sub, workdir))
+        assert got == [workdir + "/data.bin"], got
+    if "trash" in commands and commands["trash"].subcommands:
+        got = bash_complete("durafs trash %s " % commands["trash"].subcommands[0])
+        assert set(got) == {"gs://", "drive:"}, got

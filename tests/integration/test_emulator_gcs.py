@@ -412,6 +412,73 @@ def test_resumable_expire_and_cancel(gcs, emulator_noauth):
     assert gcs.meta("bkt", "exp").status == 404
 
 
+def test_resumable_hashing_off_the_reply_path(gcs, emulator_noauth, make_emulator, workdir):
+    """Chunks are hashed by a helper thread after the 308 went back: the
+    checksums must still come out of every chunk, in order, whatever the
+    chunk sizes, with several sessions at once, with faults, and after a
+    restart with --data-dir in the middle of an upload."""
+    data = pattern(24 * CHUNK + 777, 40)
+    sums = {"crc32c": crc32c_b64(data), "md5Hash": md5_b64(data)}
+
+    def upload(g, name, sizes, meta=None):
+        url = g.start_resumable("bkt", name, meta)
+        off, i, r = 0, 0, None
+        while off < len(data):
+            n = sizes[i % len(sizes)]
+            i += 1
+            piece = data[off:off + n]
+            last = off + len(piece) == len(data)
+            r = g.chunk(url, piece, off, len(data) if last else "*")
+            if not last:
+                assert r.status == 308, r
+                off = persisted(r)
+            else:
+                off += len(piece)
+        return r
+
+    # many small chunks, then a mix, with the expected sums declared
+    r = upload(gcs, "h/small", [CHUNK], sums)
+    assert r.status == 200 and r.json()["md5Hash"] == sums["md5Hash"], r
+    assert r.json()["crc32c"] == sums["crc32c"]
+    r = upload(gcs, "h/mixed", [3 * CHUNK, CHUNK, 8 * CHUNK], sums)
+    assert r.status == 200 and r.json()["md5Hash"] == sums["md5Hash"], r
+    # a wrong declared md5 is still caught at the end, after the hashing
+    r = upload(gcs, "h/wrong", [4 * CHUNK], {"md5Hash": md5_b64(b"other")})
+    assert "MD5" in error_of(r, 400, "invalid")
+    assert gcs.meta("bkt", "h/wrong").status == 404
+    # eight sessions at once
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        res = list(ex.map(lambda i: upload(gcs, "h/par%d" % i, [(i % 4 + 1) * CHUNK], sums),
+                          range(8)))
+    for r in res:
+        assert r.status == 200 and r.json()["md5Hash"] == sums["md5Hash"], r
+    # a short 308 and an expired session with chunks possibly still queued
+    emulator_noauth.faults([{"kind": "short308", "path": "/upload/*", "persist_less": CHUNK,
+                             "count": 2}])
+    r = upload(gcs, "h/short", [6 * CHUNK], sums)
+    assert r.status == 200 and r.json()["md5Hash"] == sums["md5Hash"], r
+    url = gcs.start_resumable("bkt", "h/exp")
+    for k in range(4):
+        assert gcs.chunk(url, data[k * 4 * CHUNK:(k + 1) * 4 * CHUNK], k * 4 * CHUNK).status == 308
+    emulator_noauth.faults([{"kind": "expire_session", "path": "/upload/*", "count": 1}])
+    error_of(gcs.chunk(url, data[16 * CHUNK:20 * CHUNK], 16 * CHUNK), 404, "notFound")
+    # with a data dir: stop (SIGKILL) mid-upload, restart, finish; the
+    # restored session's sums cover the bytes sent before the restart
+    emu = make_emulator(data_dir=os.path.join(workdir, "hdata"), no_auth=True)
+    g = Gcs(emu)
+    g.mkbucket("bkt")
+    url = g.start_resumable("bkt", "h/restart", sums)
+    for k in range(3):
+        assert persisted(g.chunk(url, data[k * 4 * CHUNK:(k + 1) * 4 * CHUNK],
+                                 k * 4 * CHUNK)) == (k + 1) * 4 * CHUNK
+    emu.stop(signal.SIGKILL)
+    emu.start()
+    assert persisted(g.status(url)) == 12 * CHUNK
+    r = g.chunk(url, data[12 * CHUNK:], 12 * CHUNK, len(data))
+    assert r.status == 200 and r.json()["md5Hash"] == sums["md5Hash"], r
+    assert g.media("bkt", "h/restart").body == data
+
+
 def test_resumable_preconditions(gcs):
     gcs.put("bkt", "exists", b"1")
     r = gcs.http("POST", "/upload/storage/v1/b/bkt/o?uploadType=resumable&name=exists"

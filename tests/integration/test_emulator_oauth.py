@@ -1,8 +1,12 @@
 """durafs-emulator OAuth2 and metadata services: refresh-token and JWT-bearer
-grants (keys made with the openssl command line), refusals with Google's
-error shapes, token lifetimes and expiry, revocation, tokeninfo, the GCE
-metadata handshake, persistence with --data-dir, and no secret in the log."""
+grants (keys made with the openssl command line), the authorization-code
+grant with PKCE and its consent page, the device grant, refusals with
+Google's error shapes, token lifetimes and expiry, revocation, tokeninfo,
+the GCE metadata handshake, persistence with --data-dir, and no secret in
+the log."""
 import base64
+import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -74,6 +78,29 @@ def api_ok(emu, token):
     return emu.request("GET", API, token=token)[0] != 401
 
 
+def s256(verifier):
+    return b64url(hashlib.sha256(verifier.encode()).digest())
+
+
+CID = "cid.apps.googleusercontent.com"
+CSECRET = "GOCSPX-code-secret"
+VERIFIER = "v" * 20 + "-._~" + "0123456789ABCDEFGHIJ"   # 44 unreserved characters
+REDIRECT = "http://127.0.0.1:45555"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def get_no_redirect(emu, path):
+    """GET without following redirects: (status, headers, body)."""
+    host, port = emu.url[len("http://"):].rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
 def register_rt(emu, **over):
     body = {"client_id": "cid.apps.googleusercontent.com", "client_secret": "s3cret-xyz",
             "refresh_token": "1//refresh-abc", "account": "alice@example.com"}
@@ -143,6 +170,210 @@ def test_json_body_and_alternate_token_paths(emulator):
         "grant_type": "refresh_token", "client_id": rt["client_id"],
         "client_secret": rt["client_secret"], "refresh_token": rt["refresh_token"]})
     assert st == 200 and api_ok(emulator, json.loads(out)["access_token"])
+
+
+# --- authorization_code grant (PKCE) and the consent page -------------------
+
+def test_authorization_code_grant(emulator):
+    reg = emulator.control("oauth/auth_codes", {
+        "code": "4/0Acode-1", "client_id": CID, "client_secret": CSECRET,
+        "redirect_uri": REDIRECT, "code_challenge": s256(VERIFIER),
+        "refresh_token": "1//code-rt", "account": "carol@example.com",
+        "scopes": "https://www.googleapis.com/auth/drive"})
+    assert reg["code"] == "4/0Acode-1" and reg["refresh_token"] == "1//code-rt"
+    assert reg["awaiting_consent"] is False
+    emulator.control("oauth/refresh_tokens", {"client_id": "known.apps", "client_secret": "x",
+                                              "refresh_token": "1//other"})
+    good = dict(grant_type="authorization_code", code="4/0Acode-1", client_id=CID,
+                client_secret=CSECRET, redirect_uri=REDIRECT, code_verifier=VERIFIER)
+    refusals = [
+        (dict(good, code=None), 400, "invalid_request"),
+        (dict(good, client_id=None), 400, "invalid_request"),
+        (dict(good, code="4/0Aunknown"), 400, "invalid_grant"),
+        (dict(good, client_id="stranger.apps"), 401, "invalid_client"),
+        (dict(good, client_id="known.apps"), 400, "invalid_grant"),
+        (dict(good, client_secret="wrong"), 401, "invalid_client"),
+        (dict(good, client_secret=None), 401, "invalid_client"),
+        (dict(good, redirect_uri=REDIRECT + "/other"), 400, "redirect_uri_mismatch"),
+        (dict(good, redirect_uri=None), 400, "redirect_uri_mismatch"),
+        (dict(good, code_verifier=None), 400, "invalid_grant"),
+        (dict(good, code_verifier=VERIFIER[:-1] + "x"), 400, "invalid_grant"),
+        (dict(good, code_verifier="short"), 400, "invalid_grant"),
+    ]
+    for params, status, error in refusals:
+        st, j = post_token(emulator, form(**{k: v for k, v in params.items() if v is not None}))
+        assert (st, j["error"]) == (status, error), (params, j)
+        assert j["error_description"]
+    # the refusals did not use the code up
+    st, j = post_token(emulator, form(**good))
+    assert st == 200, j
+    assert j["token_type"] == "Bearer" and j["refresh_token"] == "1//code-rt"
+    assert j["scope"] == "https://www.googleapis.com/auth/drive"
+    assert 3000 <= j["expires_in"] <= 3600 and api_ok(emulator, j["access_token"])
+    st, _, out = emulator.request("GET", "/oauth2/v3/tokeninfo?access_token=" + j["access_token"])
+    assert json.loads(out)["email"] == "carol@example.com"
+    # single use
+    st, j = post_token(emulator, form(**good))
+    assert st == 400 and j["error"] == "invalid_grant" and "used" in j["error_description"]
+    # the refresh token handed out is registered: the refresh grant takes it
+    st, j = post_token(emulator, form(grant_type="refresh_token", client_id=CID,
+                                      client_secret=CSECRET, refresh_token="1//code-rt"))
+    assert st == 200 and api_ok(emulator, j["access_token"])
+    c = emulator.stats()["counters"]
+    assert c["oauth.codes_exchanged"] == 1 and c["oauth.tokens_issued"] == 2
+    # no PKCE challenge registered: no verifier needed; generated code and
+    # refresh token; an expired code is refused
+    reg = emulator.control("oauth/auth_codes", {"client_id": CID, "client_secret": CSECRET,
+                                                "redirect_uri": REDIRECT})
+    assert reg["code"].startswith("4/") and reg["refresh_token"].startswith("1//")
+    st, j = post_token(emulator, form(grant_type="authorization_code", code=reg["code"],
+                                      client_id=CID, client_secret=CSECRET,
+                                      redirect_uri=REDIRECT))
+    assert st == 200 and j["refresh_token"] == reg["refresh_token"], j
+    reg = emulator.control("oauth/auth_codes", {"client_id": CID, "client_secret": CSECRET,
+                                                "redirect_uri": REDIRECT, "expires_in": 1})
+    time.sleep(1.2)
+    st, j = post_token(emulator, form(grant_type="authorization_code", code=reg["code"],
+                                      client_id=CID, client_secret=CSECRET,
+                                      redirect_uri=REDIRECT))
+    assert st == 400 and "expired" in j["error_description"]
+    # bad registrations
+    for body in ({"client_id": CID}, {"client_id": CID, "client_secret": "s",
+                                      "redirect_uri": REDIRECT, "code_challenge": "short"},
+                 {"client_id": CID, "client_secret": "s", "code_challenge": s256(VERIFIER)},
+                 {"client_id": CID, "client_secret": "s", "expires_in": 0}):
+        with pytest.raises(RuntimeError):
+            emulator.control("oauth/auth_codes", body)
+
+
+def test_consent_page(emulator):
+    """A code registered without redirect_uri waits for the consent page,
+    which binds the browser's redirect_uri and challenge and sends it back."""
+    reg = emulator.control("oauth/auth_codes", {"client_id": CID, "client_secret": CSECRET,
+                                                "refresh_token": "1//consent-rt"})
+    assert reg["awaiting_consent"] is True
+    # not exchangeable before the consent
+    st, j = post_token(emulator, form(grant_type="authorization_code", code=reg["code"],
+                                      client_id=CID, client_secret=CSECRET,
+                                      redirect_uri=REDIRECT, code_verifier=VERIFIER))
+    assert st == 400 and j["error"] == "invalid_grant"
+    q = {"response_type": "code", "client_id": CID, "redirect_uri": REDIRECT,
+         "scope": "https://www.googleapis.com/auth/drive", "state": "st/8 x",
+         "code_challenge": s256(VERIFIER), "code_challenge_method": "S256",
+         "access_type": "offline", "prompt": "consent"}
+    bad = [dict(q, redirect_uri="https://evil.example/cb"), dict(q, response_type="token"),
+           dict(q, code_challenge_method="plain"), dict(q, client_id="")]
+    for b in bad:
+        st, _, body = get_no_redirect(emulator, "/o/oauth2/v2/auth?" + urllib.parse.urlencode(b))
+        assert st == 400, (b, body)
+    st, hdrs, _ = get_no_redirect(emulator, "/o/oauth2/v2/auth?" + urllib.parse.urlencode(q))
+    assert st == 302, hdrs
+    loc = urllib.parse.urlsplit(hdrs["location"])
+    assert "%s://%s" % (loc.scheme, loc.netloc) == REDIRECT and loc.path == "/"
+    back = dict(urllib.parse.parse_qsl(loc.query))
+    assert back == {"code": reg["code"], "state": "st/8 x", "scope": q["scope"]}
+    # nothing else is waiting: the next consent is refused
+    st, _, body = get_no_redirect(emulator, "/o/oauth2/v2/auth?" + urllib.parse.urlencode(q))
+    assert st == 400 and json.loads(body)["error"] == "access_denied"
+    st, j = post_token(emulator, form(grant_type="authorization_code", code=back["code"],
+                                      client_id=CID, client_secret=CSECRET,
+                                      redirect_uri=REDIRECT, code_verifier="w" * 43))
+    assert st == 400 and j["error"] == "invalid_grant"
+    st, j = post_token(emulator, form(grant_type="authorization_code", code=back["code"],
+                                      client_id=CID, client_secret=CSECRET,
+                                      redirect_uri=REDIRECT, code_verifier=VERIFIER))
+    assert st == 200 and j["refresh_token"] == "1//consent-rt"
+    assert j["scope"] == q["scope"] and api_ok(emulator, j["access_token"])
+    assert emulator.stats()["counters"]["oauth.consents"] == 1
+
+
+# --- device grant -------------------------------------------------------------
+
+def device_code(emu, scope="https://www.googleapis.com/auth/drive.file", client_id=CID):
+    st, _, out = emu.request("POST", "/device/code", form(client_id=client_id, scope=scope),
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return st, json.loads(out)
+
+
+def poll(emu, dc, client_id=CID, secret=CSECRET):
+    return post_token(emu, form(grant_type=DEVICE_GRANT, device_code=dc, client_id=client_id,
+                                client_secret=secret))
+
+
+def test_device_grant(emulator):
+    assert emulator.control("oauth/config", {"device_interval": 1})["device_interval"] == 1
+    # Google allows only sign-in scopes and drive.file/drive.appdata here
+    for scope in ("https://www.googleapis.com/auth/drive",
+                  "email https://www.googleapis.com/auth/cloud-platform", ""):
+        st, j = device_code(emulator, scope)
+        assert st == 400 and j["error"] == "invalid_scope", (scope, j)
+    st, d = device_code(emulator, "email https://www.googleapis.com/auth/drive.file")
+    assert st == 200, d
+    assert d["verification_url"] == "https://www.google.com/device"
+    assert d["interval"] == 1 and d["expires_in"] == 1800
+    assert len(d["user_code"]) == 9 and d["user_code"][4] == "-"
+    st, j = poll(emulator, d["device_code"])
+    assert st == 428 and j["error"] == "authorization_pending"
+    time.sleep(1.05)
+    st, j = poll(emulator, d["device_code"], client_id="other.apps")
+    assert st == 401 and j["error"] == "invalid_client"
+    st, j = poll(emulator, "AH-1Ngnope")
+    assert st == 400 and j["error"] == "invalid_grant"
+    with pytest.raises(RuntimeError):
+        emulator.control("oauth/device_approve", {"user_code": "ZZZZ-ZZZZ"})
+    r = emulator.control("oauth/device_approve", {"user_code": d["user_code"].lower(),
+                                                  "refresh_token": "1//device-rt",
+                                                  "account": "dave@example.com"})
+    assert r["approved"] is True and r["refresh_token"] == "1//device-rt"
+    with pytest.raises(RuntimeError):  # decided already
+        emulator.control("oauth/device_approve", {"user_code": d["user_code"]})
+    time.sleep(1.05)
+    st, j = poll(emulator, d["device_code"], secret="")
+    assert st == 401 and j["error"] == "invalid_client"
+    time.sleep(1.05)
+    st, j = poll(emulator, d["device_code"])
+    assert st == 200, j
+    assert j["refresh_token"] == "1//device-rt" and api_ok(emulator, j["access_token"])
+    assert j["scope"] == "email https://www.googleapis.com/auth/drive.file"
+    time.sleep(1.05)
+    st, j = poll(emulator, d["device_code"])
+    assert st == 400 and j["error"] == "invalid_grant"  # used
+    st, j = post_token(emulator, form(grant_type="refresh_token", client_id=CID,
+                                      client_secret=CSECRET, refresh_token="1//device-rt"))
+    assert st == 200
+    # polling faster than the interval: slow_down, and the interval grows
+    st, d = device_code(emulator)
+    assert poll(emulator, d["device_code"])[1]["error"] == "authorization_pending"
+    st, j = poll(emulator, d["device_code"])
+    assert st == 403 and j["error"] == "slow_down"
+    time.sleep(1.05)   # 1 s is no longer enough: the interval is now 6 s
+    st, j = poll(emulator, d["device_code"])
+    assert st == 403 and j["error"] == "slow_down"
+    # denied on the other device; a generated refresh token when none given
+    st, d = device_code(emulator)
+    emulator.control("oauth/device_approve", {"user_code": d["user_code"], "deny": True})
+    st, j = poll(emulator, d["device_code"])
+    assert st == 403 and j["error"] == "access_denied"
+    st, d = device_code(emulator)
+    r = emulator.control("oauth/device_approve", {"user_code": d["user_code"]})
+    assert r["refresh_token"].startswith("1//")
+    st, j = poll(emulator, d["device_code"])
+    assert st == 200 and j["refresh_token"] == r["refresh_token"]
+    # expiry
+    emulator.control("oauth/config", {"device_expires_in": 1})
+    st, d = device_code(emulator)
+    assert d["expires_in"] == 1
+    time.sleep(1.2)
+    st, j = poll(emulator, d["device_code"])
+    assert st == 400 and j["error"] == "expired_token"
+    with pytest.raises(RuntimeError):
+        emulator.control("oauth/device_approve", {"user_code": d["user_code"]})
+    with pytest.raises(RuntimeError):
+        emulator.control("oauth/config", {"device_interval": 0})
+    st, _, _ = emulator.request("GET", "/device/code")
+    assert st == 405
+    c = emulator.stats()["counters"]
+    assert c["oauth.device_codes"] == 5 and c["oauth.device_grants"] == 2
 
 
 # --- JWT-bearer grant -------------------------------------------------------
@@ -239,7 +470,7 @@ def test_token_lifetime_config_and_expiry(emulator, keys):
     key, pub = keys[0]
     register_sa(emulator, pub)
     jwt = make_jwt(key, claims(emulator))
-    assert emulator.control("oauth/config", {"token_lifetime": 3}) == {"token_lifetime": 3}
+    assert emulator.control("oauth/config", {"token_lifetime": 3})["token_lifetime"] == 3
     st, j = post_token(emulator, form(grant_type=JWT_GRANT, assertion=jwt))
     assert st == 200 and j["expires_in"] == 3
     assert api_ok(emulator, j["access_token"])
@@ -373,6 +604,19 @@ def test_no_secret_in_verbose_log(make_emulator, keys):
     emu.request("GET", "/oauth2/v3/tokeninfo?access_token=" + j["access_token"])
     emu.request("GET", API, token=j["access_token"])
     post_token(emu, form(grant_type=JWT_GRANT, assertion=jwt + "x"))
+    reg = emu.control("oauth/auth_codes", {"code": "4/0ACODE-never-logged", "client_id": CID,
+                                           "client_secret": "SECRET2-never-logged",
+                                           "refresh_token": "1//REFRESH2-never-logged"})
+    st, hdrs, _ = get_no_redirect(emu, "/o/oauth2/v2/auth?" + urllib.parse.urlencode(
+        {"response_type": "code", "client_id": CID, "redirect_uri": REDIRECT,
+         "code_challenge": s256(VERIFIER), "code_challenge_method": "S256"}))
+    assert st == 302
+    st, j = post_token(emu, form(grant_type="authorization_code", code=reg["code"],
+                                 client_id=CID, client_secret="SECRET2-never-logged",
+                                 redirect_uri=REDIRECT, code_verifier=VERIFIER))
+    assert st == 200
+    secrets += [reg["code"], "SECRET2-never-logged", "1//REFRESH2-never-logged", VERIFIER,
+                j["access_token"]]
     emu.stop()
     log = emu.log()
     assert "/token" in log  # verbose logging is on

@@ -1,115 +1,24 @@
 """What a user sees through a real durafs mount of an emulated bucket: POSIX
 behaviour of the filesystem core (fs/fs*.c), checked from the mount and on
-the remote. Every test mounts with `durafs mount --foreground` against a
-fresh emulator and scans the daemon's log for unexpected error lines."""
+the remote. Every test mounts with `durafs mount` (mount_util) against a
+fresh emulator; the daemon's log is checked for unexpected warnings and
+errors at teardown."""
 import ctypes
 import errno
 import hashlib
 import os
-import re
-import shutil
 import stat
 import subprocess
 import time
 
 import pytest
 
-import conftest
 from gcs_util import Gcs, pattern
+from mount_util import is_mounted as mount_util_is_mounted
+from mount_util import mounts  # noqa: F401  (fixture)
 
 BUCKET = "bkt"
 MiB = 1024 * 1024
-
-# Daemon log lines that fail a test unless the test allows them.
-LOG_BAD = re.compile(r"( ERROR |AddressSanitizer|UndefinedBehaviorSanitizer|runtime error|"
-                     r"Segmentation fault|\bleak)")
-
-
-def _mount_available():
-    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
-        return "no /dev/fuse or fusermount3 on this machine"
-    if not os.access(conftest.DURAFS, os.X_OK):
-        return "durafs binary not built"
-    try:
-        r = subprocess.run([conftest.DURAFS, "mount", "--help"], capture_output=True,
-                           text=True, timeout=10)
-    except OSError as e:
-        return str(e)
-    if "planned but not built" in r.stderr:
-        return "`durafs mount` is not built yet"
-    return None
-
-
-_WHY = _mount_available()
-pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
-
-
-class Mount:
-    """One `durafs mount` daemon in the foreground, its log in the workdir."""
-
-    def __init__(self, emu, workdir, opts=(), name="m"):
-        self.emu = emu
-        self.mnt = os.path.join(workdir, name + "-mnt")
-        self.cache = os.path.join(workdir, name + "-cache")
-        self.log_path = os.path.join(workdir, name + "-durafs.log")
-        self.opts = list(opts)          # the endpoint: $STORAGE_EMULATOR_HOST
-        self.proc = None
-        self.allowed = []
-
-    def start(self):
-        os.makedirs(self.mnt, exist_ok=True)
-        cmd = [conftest.DURAFS, "mount", "gs://" + BUCKET, self.mnt, "--cache-dir",
-               self.cache, "--foreground"]
-        if self.opts:
-            cmd += ["-o", ",".join(self.opts)]
-        env = dict(os.environ, STORAGE_EMULATOR_HOST=self.emu.url)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if os.path.ismount(self.mnt):
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError("durafs mount exited %s:\n%s" % (self.proc.returncode,
-                                                                     self.log()))
-            time.sleep(0.02)
-        raise RuntimeError("mount not ready after 20 s:\n" + self.log())
-
-    def stop(self):
-        if self.proc is None:
-            return
-        for _ in range(50):
-            if not os.path.ismount(self.mnt):
-                break
-            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
-            if r.returncode == 0:
-                break
-            time.sleep(0.1)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def path(self, *parts):
-        return os.path.join(self.mnt, *parts)
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def allow_log(self, regex):
-        self.allowed.append(re.compile(regex))
-
-    def check_log(self):
-        bad = [line for line in self.log().splitlines()
-               if LOG_BAD.search(line) and not any(a.search(line) for a in self.allowed)]
-        assert not bad, "unexpected lines in the durafs log:\n" + "\n".join(bad[:20])
 
 
 @pytest.fixture
@@ -119,19 +28,17 @@ def gcs(emulator_noauth):
     return g
 
 
-@pytest.fixture
-def mount_factory(emulator_noauth, gcs, workdir):
-    made = []
+DEFAULT_OPTS = ("dir_cache_ttl=1s", "writeback_delay=100ms")
 
-    def factory(opts=("dir_cache_ttl=1s", "writeback_delay=100ms"), name="m"):
-        m = Mount(emulator_noauth, workdir, opts, name).start()
-        made.append(m)
-        return m
-    yield factory
-    for m in made:
-        m.stop()
-    for m in made:
-        m.check_log()
+
+@pytest.fixture
+def mount_factory(mounts, emulator_noauth, gcs):
+    """mount_factory(options, name) -> a mounted mount_util.Mount of the
+    bucket (unmounted and its log checked at teardown by `mounts`)."""
+    def factory(opts=DEFAULT_OPTS, name=None):
+        kw = {"name": name} if name else {}
+        return mounts(emulator_noauth, "gs://" + BUCKET, options=list(opts), **kw)
+    return factory
 
 
 @pytest.fixture
@@ -556,3 +463,134 @@ def test_conflicting_remote_writer_keeps_both(mnt, gcs):
     wait_until(lambda: copies[0] in os.listdir(mnt.mnt), what="conflict copy listed")
     wait_until(lambda: read_file(mnt.path("doc")) == b"v2 from someone else",
                what="remote version shown")
+
+
+# --- lifetimes ---------------------------------------------------------------------
+
+def test_remount_answers_from_stored_listing_and_read_cache(mount_factory, gcs,
+                                                            emulator_noauth):
+    data = pattern(2 * MiB + 5, seed=5)
+    gcs.put(BUCKET, "keep/a", data)
+    gcs.put(BUCKET, "keep/b", b"bee")
+    m = mount_factory(("dir_cache_ttl=1s",), name="r")
+    assert sorted(os.listdir(m.path("keep"))) == ["a", "b"]
+    assert read_file(m.path("keep/a")) == data
+    m.unmount()
+    m2 = m
+    m2.mount()
+    # From now on the remote cannot list nor read objects: what the first
+    # mount stored answers (stale listings are revalidated in the
+    # background, and that fails quietly).
+    emulator_noauth.faults([{"kind": "status", "status": 400, "method": "GET",
+                             "path": "/storage/v1/b/*/o*"}])
+    time.sleep(1.2)
+    assert sorted(os.listdir(m2.path("keep"))) == ["a", "b"]
+    assert read_file(m2.path("keep/a")) == data
+    with pytest.raises(OSError) as ei:
+        read_file(m2.path("keep/b"))                     # never read: not cached
+    assert ei.value.errno == errno.EIO
+    m2.allow_log(r"reading \"keep/b\"")
+
+
+def test_sync_on_close(mount_factory, gcs):
+    m = mount_factory(("dir_cache_ttl=1s", "writeback_delay=30s", "sync_on_close"))
+    with open(m.path("s"), "wb") as f:
+        f.write(b"synced on close")
+    assert remote(gcs, "s") == b"synced on close"
+
+
+def test_fsyncdir_waits_for_its_entries(mount_factory, gcs):
+    m = mount_factory(("dir_cache_ttl=1s", "writeback_delay=30s"))
+    os.mkdir(m.path("d"))
+    write_file(m.path("d/f"), b"f", fsync=False)
+    fd = os.open(m.path("d"), os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(fd)
+    os.close(fd)
+    assert remote(gcs, "d/f") == b"f"
+    assert "d/" in remote_names(gcs)
+
+
+def test_unlinked_file_stays_usable_while_open(mnt, gcs):
+    p = mnt.path("tmpfile")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b"abc")
+    os.unlink(p)
+    assert not os.path.exists(p)
+    os.write(fd, b"def")
+    os.lseek(fd, 0, os.SEEK_SET)
+    assert os.read(fd, 100) == b"abcdef"
+    assert os.fstat(fd).st_size == 6
+    os.fsync(fd)
+    os.close(fd)
+    write_file(mnt.path("other"), b"o")                # the queue has run
+    assert remote_names(gcs) == ["other"]
+
+
+def test_shared_mmap_write(mnt, gcs):
+    import mmap
+    p = mnt.path("mm")
+    write_file(p, bytes(8192), fsync=False)
+    with open(p, "r+b") as f:
+        mm = mmap.mmap(f.fileno(), 8192)
+        mm[100:105] = b"hello"
+        mm.flush()
+        mm.close()
+        os.fsync(f.fileno())
+    want = bytes(100) + b"hello" + bytes(8192 - 105)
+    assert read_file(p) == want
+    assert remote(gcs, "mm") == want
+
+
+def test_open_file_survives_rename(mnt, gcs):
+    data = pattern(3 * MiB, seed=6)
+    gcs.put(BUCKET, "moving", data)
+    time.sleep(1.2)
+    with open(mnt.path("moving"), "rb") as f:
+        head = f.read(1000)
+        os.rename(mnt.path("moving"), mnt.path("moved"))
+        wait_until(lambda: remote_names(gcs) == ["moved"], what="remote rename")
+        rest = f.read()
+    assert head + rest == data
+    assert read_file(mnt.path("moved")) == data
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_full_cache_disk_gives_enospc(mounts, emulator_noauth, gcs, workdir):
+    cache = os.path.join(workdir, "t-cache")
+    os.makedirs(cache)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", cache],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + r.stderr.strip())
+    try:
+        m = mounts(emulator_noauth, "gs://" + BUCKET, name="t", cache_dir=cache,
+                   options=["dir_cache_ttl=1s", "min_free_space=1M"])
+        m.allow_log(r"No space left|full")
+        first = pattern(2 * MiB, seed=7)
+        write_file(m.path("first"), first)
+        with pytest.raises(OSError) as ei:
+            write_file(m.path("second"), pattern(32 * MiB, seed=8))
+        assert ei.value.errno == errno.ENOSPC
+        assert remote(gcs, "first") == first
+        assert read_file(m.path("first")) == first
+        m.unmount(flush=False)
+    finally:
+        if mount_util_is_mounted(os.path.join(workdir, "t-mnt")):
+            subprocess.run(["fusermount3", "-u", "-z", os.path.join(workdir, "t-mnt")])
+        subprocess.run(["umount", "-l", cache])
+
+
+def test_clean_cache_is_evicted_within_cache_size(mount_factory, gcs):
+    blobs = {"c%d" % i: pattern(700 * 1024, seed=10 + i) for i in range(4)}
+    for name, data in blobs.items():
+        gcs.put(BUCKET, name, data)
+    m = mount_factory(("dir_cache_ttl=1s", "cache_size=1M", "min_free_space=1M"))
+    for name, data in blobs.items():
+        assert read_file(m.path(name)) == data
+    cache = wait_until(lambda: (lambda c: c if c["evicted_bytes"] > 0 and
+                                c["clean_bytes"] <= 1024 * 1024 else None)(
+                                    m.status()["cache"]), what="eviction")
+    assert cache["evicted_bytes"] >= 700 * 1024
+    # Evicted data comes back from the remote, intact.
+    for name, data in blobs.items():
+        assert read_file(m.path(name)) == data

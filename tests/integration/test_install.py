@@ -169,7 +169,8 @@ def test_installed_pieces_work(workdir):
                              timeout=60)
         assert res.returncode == 0 and "durafs sync --flush" in res.stdout, res.stderr
 
-    res = subprocess.run([sys.executable, "-c", "import durafs_colab; print(durafs_colab.__file__)"],
+    res = subprocess.run([sys.executable, "-c",
+                          "import durafs_colab; print(durafs_colab.__file__)"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, PYTHONPATH=os.path.join(
                              dest, "usr/lib/python3/dist-packages")), timeout=30)

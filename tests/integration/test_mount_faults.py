@@ -96,9 +96,10 @@ def test_many_files_under_faults_big(bucket, mounts):
     emu, gcs = bucket
     rnd = random.Random(5000)
     m = mounts(emu, "gs://bkt", options=["writeback_delay=0", "chunk_size=256K",
-                                        "small_file_max=1M", "retry_max=2s"])
-    files = {"g/%03d/%d.bin" % (i % 31, i): blob(rnd.randint(0, 3 * MiB), i)
-             for i in range(3000)}
+                                        "small_file_max=256K", "retry_max=2s"])
+    # 2000 files, ~0.5 GiB in all (the emulator keeps them in memory)
+    files = {"g/%03d/%d.bin" % (i % 31, i): blob(rnd.randint(0, 512 * KiB), i)
+             for i in range(2000)}
     emu.faults([{"kind": "status", "fraction": 0.15, "status": 503},
                 {"kind": "cut", "fraction": 0.05, "after_bytes": 100000, "path": "/upload/*"}])
     for name, data in files.items():

@@ -13,15 +13,13 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
 import conftest
-from gcs_util import Gcs
 from help_util import ROOT
 from mount_util import (TIMEOUT_SCALE, blob, bucket, is_mounted, mounts,  # noqa: F401
-                        pid_alive, remote_objects, run_durafs, wait_until)
+                        remote_objects)
 
 HELPER = os.path.join(ROOT, "contrib", "mount.durafs")
 UNIT = os.path.join(ROOT, "contrib", "systemd", "durafs@.service")
@@ -362,7 +360,8 @@ def test_unit_runs_foreground_and_flushes_on_stop(bucket, mounts, workdir):
     conf = os.path.join(workdir, "data.conf")
     with open(conf, "w") as f:
         f.write("# /etc/durafs/data.conf\nSOURCE=gs://bkt\nMOUNTPOINT=%s\n"
-                "OPTIONS=writeback_delay=1h,upload_workers=4\nCACHE_DIR=%s\n" % (m.mnt, m.cache_dir))
+                "OPTIONS=writeback_delay=1h,upload_workers=4\nCACHE_DIR=%s\n"
+                % (m.mnt, m.cache_dir))
     sd = Systemd(UNIT, "data", conf, os.path.dirname(conftest.DURAFS), helper_env(emu))
     stderr_path = os.path.join(workdir, "journal.txt")
     m.log_path = stderr_path  # the "journal" is the log to check

@@ -116,6 +116,23 @@ static void test_pick_rules(void **state)
 		assert_string_equal(v.remote, "g4.1");
 		assert_int_equal(v.fid, 10);
 	}
+	/* ... inactive, and the listing predates our own commit (lower
+	 * generation of the same object): the journal's version. */
+	{
+		struct jnl_file mine = jfile(20, "d/f", JNL_FILE, "g9.1", 0, 77, 400 * SEC);
+		struct jnl_entry old = ent("f", JNL_FILE, 10, 100 * SEC, "g5.1");
+		struct jnl_entry later = ent("f", JNL_FILE, 12, 500 * SEC, "g11.1");
+
+		assert_int_equal(view_pick(&old, &mine, 0, active_cb, &ctx, &v), 1);
+		assert_false(v.flags & VIEW_LOCAL);
+		assert_int_equal(v.size, 77);
+		assert_string_equal(v.remote, "g9.1");
+		/* A later remote version (another writer) wins. */
+		assert_int_equal(view_pick(&later, &mine, 0, active_cb, &ctx, &v), 1);
+		assert_int_equal(v.size, 12);
+		assert_string_equal(v.remote, "g11.1");
+		assert_int_equal(v.fid, 20);
+	}
 	/* A failing callback fails the pick. */
 	ctx.fail = 1;
 	assert_int_equal(view_pick(NULL, &stale, 0, active_cb, &ctx, &v), -EIO);

@@ -1367,6 +1367,207 @@ static void test_stall_detected(void **state)
 	srv_stop(s);
 }
 
+/* A request run on its own thread, for the cancellation tests. */
+struct bg_req {
+	struct http *h;
+	struct http_req req;
+	struct http_resp resp;
+	struct err e;
+	int rc;
+	double t_end;
+};
+
+static void *bg_main(void *arg)
+{
+	struct bg_req *b = arg;
+
+	b->rc = http_do(b->h, &b->req, &b->resp, &b->e);
+	b->t_end = now_s();
+	return NULL;
+}
+
+/* Cancel b's request from this thread once it is under way (after
+ * settle_ms), and return how long http_do took to give up after that. */
+static double cancel_bg(struct bg_req *b, long settle_ms)
+{
+	pthread_t t;
+	double t0;
+
+	assert_int_equal(pthread_create(&t, NULL, bg_main, b), 0);
+	sleep_ms(settle_ms);
+	t0 = now_s();
+	http_cancel_all(b->h);
+	pthread_join(t, NULL);
+	return b->t_end - t0;
+}
+
+/* http_cancel_all stops a request waiting in its retry backoff at once, a
+ * stalled download and a blocked upload within about a second; later
+ * requests fail at once until http_uncancel; cancels nest. */
+static void test_cancel_all(void **state)
+{
+	struct http_opts o;
+	struct srv *s = srv_start();
+	struct http *h = NULL;
+	struct http_resp resp;
+	struct http_req req;
+	struct bg_req b;
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	struct err e;
+	char url[128];
+	unsigned char *big;
+	double dt, t0;
+	int lfd;
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	o.backoff_initial_ms = 20000;   /* a retry would wait 20 s */
+	o.backoff_jitter_ms = -1;
+	o.max_retries = 3;
+	assert_int_equal(http_new(&o, &h, &e), 0);
+	assert_int_equal(http_canceled(h), 0);
+
+	/* 1. Stuck in the backoff after a 503. */
+	snprintf(url, sizeof(url), "%s/b/x/o?uploadType=media", s->base);
+	srv_reply(s, 503, NULL, "{\"error\":{\"code\":503,\"message\":\"busy\"}}");
+	memset(&b, 0, sizeof(b));
+	b.h = h;
+	b.req = get_req(url, HTTP_RETRY_SAFE);
+	dt = cancel_bg(&b, 300);
+	print_message("cancel during the backoff: http_do returned after %.0f ms\n",
+		      dt * 1000);
+	assert_int_equal(b.rc, -1);
+	assert_int_equal(b.e.code, ERR_CANCELED);
+	assert_int_equal(b.resp.attempts, 1);
+	assert_true(dt < 0.5);
+	http_resp_release(&b.resp);
+	/* Later requests fail at once, without reaching the server. */
+	{
+		int before = srv_nrec(s);
+
+		req = get_req(url, HTTP_RETRY_SAFE);
+		assert_int_equal(http_do(h, &req, &resp, &e), -1);
+		assert_int_equal(e.code, ERR_CANCELED);
+		assert_int_equal(resp.attempts, 0);
+		http_resp_release(&resp);
+		assert_int_equal(srv_nrec(s), before);
+	}
+	assert_int_equal(http_canceled(h), 1);
+	/* Nesting: a second cancel needs its own uncancel. */
+	http_cancel_all(h);
+	http_uncancel(h);
+	assert_int_equal(http_canceled(h), 1);
+	http_uncancel(h);
+	assert_int_equal(http_canceled(h), 0);
+	http_uncancel(h);  /* one too many: ignored */
+	assert_int_equal(http_canceled(h), 0);
+	req = get_req(url, HTTP_RETRY_SAFE);
+	assert_int_equal(http_do(h, &req, &resp, &e), 0);  /* the default 200 */
+	assert_int_equal(resp.status, 200);
+	http_resp_release(&resp);
+
+	/* 2. Mid-download: the server sent 10 bytes, then nothing (the stall
+	 * detection would take 60 s). */
+	snprintf(url, sizeof(url), "%s/o?alt=media", s->base);
+	srv_push(s, ACT_STALL, 200, NULL, NULL, 1000000);
+	memset(&b, 0, sizeof(b));
+	b.h = h;
+	b.req = get_req(url, HTTP_RETRY_SAFE);
+	dt = cancel_bg(&b, 300);
+	print_message("cancel of a stalled download: http_do returned after %.0f ms\n",
+		      dt * 1000);
+	assert_int_equal(b.rc, -1);
+	assert_int_equal(b.e.code, ERR_CANCELED);
+	assert_true(dt < 2.5);
+	http_resp_release(&b.resp);
+	http_uncancel(h);
+
+	/* 3. Mid-upload: a server that accepts the connection (the kernel
+	 * does) but never reads: the 64 MiB body stops in the socket
+	 * buffers. */
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/upload", ntohs(a.sin_port));
+	big = calloc(1, 64u << 20);
+	assert_non_null(big);
+	memset(&b, 0, sizeof(b));
+	b.h = h;
+	b.req = get_req(url, HTTP_RETRY_NONE);
+	b.req.method = "PUT";
+	b.req.body = big;
+	b.req.body_len = 64u << 20;
+	dt = cancel_bg(&b, 300);
+	print_message("cancel of a blocked upload: http_do returned after %.0f ms\n",
+		      dt * 1000);
+	assert_int_equal(b.rc, -1);
+	assert_int_equal(b.e.code, ERR_CANCELED);
+	assert_true(dt < 2.5);
+	http_resp_release(&b.resp);
+	http_uncancel(h);
+	close(lfd);
+	free(big);
+
+	/* http_pause: sleeps when not cancelled, returns at once when. */
+	t0 = now_s();
+	assert_int_equal(http_pause(h, 50, &e), 0);
+	assert_true(now_s() - t0 >= 0.045);
+	assert_int_equal(http_pause(h, 0, &e), 0);
+	http_cancel_all(h);
+	t0 = now_s();
+	assert_int_equal(http_pause(h, 10000, &e), -1);
+	assert_int_equal(e.code, ERR_CANCELED);
+	assert_true(now_s() - t0 < 0.5);
+	http_uncancel(h);
+	http_cancel_all(NULL);
+	http_uncancel(NULL);
+	assert_int_equal(http_canceled(NULL), 0);
+	http_free(h);
+	srv_stop(s);
+}
+
+/* A thread sleeping in http_pause is woken by http_cancel_all. */
+struct pause_arg {
+	struct http *h;
+	int rc;
+	struct err e;
+};
+
+static void *pause_main(void *arg)
+{
+	struct pause_arg *p = arg;
+
+	p->rc = http_pause(p->h, 30000, &p->e);
+	return NULL;
+}
+
+static void test_pause_woken(void **state)
+{
+	struct http *h = client(NULL, NULL);
+	struct pause_arg p;
+	pthread_t t;
+	double t0;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	p.h = h;
+	assert_int_equal(pthread_create(&t, NULL, pause_main, &p), 0);
+	sleep_ms(100);
+	t0 = now_s();
+	http_cancel_all(h);
+	pthread_join(t, NULL);
+	assert_int_equal(p.rc, -1);
+	assert_int_equal(p.e.code, ERR_CANCELED);
+	assert_true(now_s() - t0 < 0.5);
+	http_free(h);
+}
+
 /* Read the whole file into a malloc'd string. */
 static char *slurp(const char *path)
 {
@@ -1806,6 +2007,8 @@ int main(void)
 		cmocka_unit_test(test_progress),
 		cmocka_unit_test(test_transport_errors),
 		cmocka_unit_test(test_stall_detected),
+		cmocka_unit_test(test_cancel_all),
+		cmocka_unit_test(test_pause_woken),
 		cmocka_unit_test(test_debug_log_has_no_secrets),
 		cmocka_unit_test(test_redact_url),
 		cmocka_unit_test(test_status_mapping),

@@ -1245,6 +1245,72 @@ static void test_claim_wait_thread(void **state)
 	}
 }
 
+/* jnl_wake_claimers: sleeping claimers leave at once with 0 and nothing
+ * claimed; later waits are not affected (no sticky flag). */
+static void test_wake_claimers(void **state)
+{
+	struct fx *f = *state;
+	struct waiter w1, w2;
+	pthread_t t1, t2;
+	struct jnl_op op;
+	struct err e;
+	uint64_t s, fid;
+	double t0, dt;
+
+	memset(&w1, 0, sizeof(w1));
+	w1.j = f->j;
+	w1.timeout = -1;
+	memset(&w2, 0, sizeof(w2));
+	w2.j = f->j;
+	w2.timeout = 60000;
+	assert_int_equal(pthread_create(&t1, NULL, claim_thread, &w1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, claim_thread, &w2), 0);
+	msleep(100);
+	t0 = now_s();
+	jnl_wake_claimers(f->j);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	dt = now_s() - t0;
+	assert_int_equal(w1.rc, 0);
+	assert_int_equal(w2.rc, 0);
+	assert_int_equal(w1.op.seq, 0);
+	assert_int_equal(w2.op.seq, 0);
+	assert_true(dt < 2.0);
+	print_message("two claimers woken in %.1f ms\n", dt * 1000);
+
+	/* Not sticky: a later wait runs its full timeout... */
+	t0 = now_s();
+	assert_int_equal(jnl_claim_wait(f->j, 50, &op, &e), 0);
+	assert_true(now_s() - t0 >= 0.045);
+	/* ...and one waiting forever is woken by an append and claims it. */
+	memset(&w1, 0, sizeof(w1));
+	w1.j = f->j;
+	w1.timeout = -1;
+	assert_int_equal(pthread_create(&t1, NULL, claim_thread, &w1), 0);
+	msleep(30);
+	fid = new_written(f->j, "a", 1, &s);
+	pthread_join(t1, NULL);
+	assert_int_equal(w1.rc, 1);
+	assert_int_equal(w1.op.seq, s);
+	OK(jnl_complete(f->j, w1.op.seq, w1.op.claim, "g", &e));
+	jnl_op_release(&w1.op);
+
+	/* Woken claimers leave the op they could have claimed pending; a wake
+	 * with nobody waiting changes nothing; NULL is a no-op. */
+	jnl_wake_claimers(f->j);
+	jnl_wake_claimers(NULL);
+	OK(jnl_write(f->j, fid, 2, 2, 0, &s, &e));
+	assert_int_equal(jnl_claim_wait(f->j, 1000, &op, &e), 1);
+	assert_int_equal(op.seq, s);
+	OK(jnl_complete(f->j, op.seq, op.claim, "g2", &e));
+	jnl_op_release(&op);
+
+	/* jnl_shutdown still cancels, and wake after it is harmless. */
+	jnl_shutdown(f->j);
+	jnl_wake_claimers(f->j);
+	FAILS(jnl_claim_wait(f->j, 10, &op, &e), ERR_CANCELED);
+}
+
 static void test_claim_wait_not_before(void **state)
 {
 	struct fx *f = *state;
@@ -2168,6 +2234,7 @@ int main(void)
 		T(test_conflict),
 		T(test_wait_with_threads),
 		T(test_claim_wait_thread),
+		T(test_wake_claimers),
 		T(test_claim_wait_not_before),
 		T(test_wait_all_settle),
 		T(test_upload_session_survives_restart),

@@ -276,6 +276,7 @@ static void default_opts(struct sched_opts *o)
 	o->retry_max_ms = 300;
 	o->housekeeping_ms = 100;
 	o->renew_ms = 500;
+	o->http = http;             /* as the mount does: sch_stop cancels it */
 }
 
 static void fx_open_journal(void)
@@ -1068,6 +1069,115 @@ static void test_remote_changes_kept(void **state)
 	free(d);
 }
 
+/* sch_stop with idle workers (asleep in jnl_claim_wait, no poll timeout)
+ * returns at once, again and again. */
+static void test_stop_idle(void **state)
+{
+	int64_t t0, took, worst = 0;
+	int round;
+	struct err e;
+
+	(void)state;
+	fx.so.workers = 8;
+	OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
+	for (round = 0; round < 5; round++) {
+		OK(sch_start(fx.s, &e_));
+		sleep_ms(round == 0 ? 100 : 10 * round);
+		t0 = now_ms();
+		sch_stop(fx.s);
+		took = now_ms() - t0;
+		if (took > worst)
+			worst = took;
+	}
+	print_message("    sch_stop with 8 idle workers: worst of 5 took %" PRId64 " ms\n",
+		      worst);
+	/* Typically ~1 ms; a loaded 2-core box (or ASan) may add scheduling
+	 * delay, never the old 1 s poll. */
+	assert_true(worst < 500);
+	/* Still works after all that: an op appended now is committed. */
+	OK(sch_start(fx.s, &e_));
+	{
+		unsigned char d[100] = { 1, 2, 3 };
+		uint64_t fid = new_file("idle/after.bin", d, sizeof(d), 0);
+
+		assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), 0);
+		check_remote("idle/after.bin", d, sizeof(d));
+	}
+	fx_stop();
+}
+
+/* The remote is unreachable and workers sit in HTTP retry backoffs of
+ * several seconds: with sched_opts.http, sch_stop cancels them and returns
+ * within a few seconds; the ops stay pending (not failed) and the upload
+ * completes once the remote is back. */
+static void test_stop_unreachable(void **state)
+{
+	unsigned char *small = pattern(100 * KIB, 8), *big = pattern(3 * MIB, 9);
+	struct http_opts ho;
+	struct gcs_opts go;
+	struct http *h2 = NULL;
+	struct be *be2 = NULL;
+	struct http_stats hs;
+	struct sched *s2 = NULL;
+	uint64_t f1, f2;
+	int64_t t0, took;
+
+	(void)state;
+	/* A client with production-like retry pacing: 2 s, 4 s, 8 s... */
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = 8;
+	ho.backoff_initial_ms = 2000;
+	ho.backoff_max_ms = 32000;
+	ho.backoff_jitter_ms = 100;
+	ho.connect_timeout_ms = 1000;
+	OK(http_new(&ho, &h2, &e_));
+	memset(&go, 0, sizeof(go));
+	go.bucket = BUCKET;
+	go.endpoint = emuh_url(emu);
+	go.http = h2;
+	OK(gcs_new(&go, &be2, &e_));
+	fx.so.workers = 2;
+	fx.so.small_max = 1 * MIB;
+	fx.so.chunk_size = 1 * MIB;
+	fx.so.http = h2;
+	OK(sch_new(fx.j, be2, &fx.so, &s2, &e_));
+	OK(sch_start(s2, &e_));
+	assert_int_equal(kill(emuh_pid(emu), SIGKILL), 0);
+	sleep_ms(100);
+	f1 = new_file("away/small.bin", small, 100 * KIB, 0);
+	f2 = new_file("away/big.bin", big, 3 * MIB, 0);
+	/* Wait until both requests failed and backed off at least once. */
+	t0 = now_ms();
+	do {
+		sleep_ms(20);
+		http_get_stats(h2, &hs);
+	} while (hs.retries < 2 && now_ms() - t0 < 10000);
+	assert_true(hs.retries >= 2);
+	sleep_ms(200);
+	t0 = now_ms();
+	sch_stop(s2);
+	took = now_ms() - t0;
+	print_message("    sch_stop with the remote unreachable took %" PRId64 " ms\n", took);
+	assert_true(took < 3000);
+	assert_int_equal(http_canceled(h2), 0);  /* re-armed */
+	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), 0, NULL), 0);
+	assert_int_equal(count_ops(JNL_MASK(JNL_PENDING), f1, NULL), 1);
+	assert_int_equal(count_ops(JNL_MASK(JNL_PENDING), f2, NULL), 1);
+	sch_free(s2);
+	be_free(be2);
+	http_free(h2);
+	/* The remote comes back: the test's fast scheduler commits both. */
+	OK(emuh_restart(emu, &e_));
+	fx.so.http = http;
+	fx_start();
+	OK(sch_wait_fid(fx.s, f1, 30000, &e_));
+	OK(sch_wait_fid(fx.s, f2, 30000, &e_));
+	check_remote("away/small.bin", small, 100 * KIB);
+	check_remote("away/big.bin", big, 3 * MIB);
+	free(small);
+	free(big);
+}
+
 /* --- main ----------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -1123,6 +1233,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_bad_options, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_idle, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_unreachable, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sizes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_coalescing, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_ops_in_order, fx_setup, fx_teardown),
