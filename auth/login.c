@@ -218,8 +218,9 @@ int auth_login_parse_redirect(const char *input, const char *expected_state, cha
 	}
 	q = memchr(s, '?', n);
 	if (!q && !memchr(s, '=', n)) {
-		/* A bare code: no state to check, PKCE still binds it. */
-		if (memchr(s, ' ', n) || memchr(s, '&', n) || memchr(s, '\t', n) ||
+		/* A bare code: no state to check, PKCE still binds it. (n is 0
+		 * for "GET  /..." with an empty request target: no code.) */
+		if (!n || memchr(s, ' ', n) || memchr(s, '&', n) || memchr(s, '\t', n) ||
 		    (n >= 7 && !strncmp(s, "http://", 7)) ||
 		    (n >= 8 && !strncmp(s, "https://", 8))) {
 			err_set(err, ERR_INVAL, "this is neither the redirect URL nor an "

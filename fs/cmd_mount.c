@@ -5,6 +5,7 @@
  * is not uploaded queued in the journal for the next mount. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -242,6 +243,9 @@ int cmd_mount(int argc, char **argv)
 		if (!strcmp(argv[i], "--"))
 			break;
 	}
+	/* Few malloc arenas: the FUSE and upload threads otherwise each grow
+	 * their own, and a 100k-entry listing leaves ~30 MiB more RSS. */
+	mallopt(M_ARENA_MAX, 2);
 	memset(&d, 0, sizeof(d));
 	d.notify_fd = -1;
 	d.log_fd = -1;

@@ -100,7 +100,7 @@ static int parse_duration(const char *s, int64_t *out)
 		case '\0': mult = 1; break;
 		default: return -1;
 		}
-		if (v > (INT64_MAX - total) / mult)
+		if (v > (INT64_MAX / 1000 - total) / mult)
 			return -1;
 		total += v * mult;
 		s = end;
@@ -502,13 +502,24 @@ static int on_progress(void *ud, uint64_t done, uint64_t bytes, uint64_t failed)
 	return 0;
 }
 
-static int selected(const struct targs *a, const struct item *it, time_t now)
+/* now: wall clock in ms. */
+static int selected(const struct targs *a, const struct item *it, int64_t now)
 {
+	int64_t when = (int64_t)it->when.tv_sec * 1000 + it->when.tv_nsec / 1000000;
+
 	if (a->match && fnmatch(a->match, it->name, 0) != 0)
 		return 0;
-	if (a->older && (int64_t)(now - it->when.tv_sec) <= a->older_s)
+	if (a->older && now - when <= a->older_s * 1000)
 		return 0;
 	return 1;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int purge_empty(const struct targs *a, struct be *b, const struct items *first)
@@ -574,7 +585,7 @@ static int purge_drive(const struct targs *a, struct be *b)
 	long *status = NULL;
 	char (*reasons)[64] = NULL, sz[32], what[160];
 	size_t i, k, n = 0, nfail = 0;
-	time_t now = time(NULL);
+	int64_t now = wall_ms();
 	json_t *fails = NULL, *j;
 	struct timespec t0, t1;
 	int rc = CLI_FAIL, r;

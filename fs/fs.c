@@ -886,8 +886,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	set_keep_cache(fs, ino, of, fi, trunc);
 	fi->fh = fh_make(of, writable);
-	if (fuse_reply_open(req, fi) != 0)
+	if (writable)
+		fs_of_writer(of, 1);
+	if (fuse_reply_open(req, fi) != 0) {
+		if (writable)
+			fs_of_writer(of, -1);
 		fs_of_put(fs, of);
+	}
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -986,12 +991,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	ep.attr_timeout = fs->attr_timeout;
 	ep.entry_timeout = fs->attr_timeout;
 	fi->fh = fh_make(of, (fi->flags & O_ACCMODE) != O_RDONLY);
+	if (fh_writable(fi))
+		fs_of_writer(of, 1);
 	if (locked) {
 		pthread_mutex_unlock(&fs->ns_lock);
 		locked = 0;
 	}
 	if (fuse_reply_create(req, &ep, fi) != 0) {
 		/* The kernel never saw it: no lookup, no release. */
+		if (fh_writable(fi))
+			fs_of_writer(of, -1);
 		ino_forget(fs->ino, ino, 1);
 		fs_of_put(fs, of);
 	}
@@ -1083,8 +1092,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	/* Writes through a shared mapping may arrive after the last flush. A
 	 * failure here was logged and is retried in the background. */
-	if (fh_writable(fi))
+	if (fh_writable(fi)) {
 		fs_of_commit(fs, of, -1);
+		fs_of_writer(of, -1);
+	}
 	fs_of_put(fs, of);
 	fuse_reply_err(req, 0);
 }
@@ -1655,6 +1666,8 @@ void fs_free(struct fs *fs)
 		free(fs->ren[i].to);
 	}
 	free(fs->ren);
+	for (i = 0; i < FS_REN_RECENT; i++)
+		free(fs->recent[i].to);
 	free(fs->rewrite);
 	ino_table_free(fs->ino);
 	pthread_mutex_destroy(&fs->ns_lock);

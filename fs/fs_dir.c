@@ -731,6 +731,8 @@ out:
 	jnl_entries_free(l, nl);
 	jnl_files_free(jv, nj);
 	jnl_names_free(rem, nrem);
+	if (nl > FS_BIG_DIR)
+		malloc_trim(0);     /* the big temporaries go back to the system */
 	return rc;
 }
 
@@ -783,19 +785,45 @@ fail:
 
 void fs_ren_drop(struct fs *fs, uint64_t seq)
 {
-	size_t i;
+	int64_t now = fs_now_ms();
+	size_t i, k;
 
 	pthread_mutex_lock(&fs->ren_lock);
 	for (i = 0; i < fs->nren; i++) {
 		if (fs->ren[i].seq != seq)
 			continue;
+		/* Remember where it went for a while (fs_ren_recent). */
 		free(fs->ren[i].from);
-		free(fs->ren[i].to);
+		fs->ren[i].from = NULL;
+		for (k = 0; k < FS_REN_RECENT; k++)
+			if (!fs->recent[k].to || now - fs->recent[k].at > FS_REN_RECENT_MS)
+				break;
+		if (k == FS_REN_RECENT)
+			k = (size_t)(seq % FS_REN_RECENT);
+		free(fs->recent[k].to);
+		fs->recent[k].to = fs->ren[i].to;
+		fs->recent[k].at = now;
 		memmove(&fs->ren[i], &fs->ren[i + 1], (fs->nren - i - 1) * sizeof(*fs->ren));
 		fs->nren--;
 		break;
 	}
 	pthread_mutex_unlock(&fs->ren_lock);
+}
+
+int fs_ren_recent(struct fs *fs, const char *path)
+{
+	int64_t now = fs_now_ms();
+	size_t k;
+	int hit = 0;
+
+	pthread_mutex_lock(&fs->ren_lock);
+	for (k = 0; k < FS_REN_RECENT && !hit; k++)
+		hit = fs->recent[k].to && now - fs->recent[k].at <= FS_REN_RECENT_MS &&
+		      view_path_within(path, fs->recent[k].to);
+	for (k = 0; k < fs->nren && !hit; k++)
+		hit = view_path_within(path, fs->ren[k].to);
+	pthread_mutex_unlock(&fs->ren_lock);
+	return hit;
 }
 
 /* view_keep_fn: a pending rename applies until its op has committed

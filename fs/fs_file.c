@@ -161,6 +161,16 @@ void fs_of_put(struct fs *fs, struct fs_ofile *of)
 		of_free(of);
 }
 
+void fs_of_writer(struct fs_ofile *of, int delta)
+{
+	pthread_mutex_lock(&of->mu);
+	if (delta > 0)
+		of->writers++;
+	else if (of->writers > 0)
+		of->writers--;
+	pthread_mutex_unlock(&of->mu);
+}
+
 void fs_of_each_fid(struct fs *fs, uint64_t fid, void (*fn)(struct fs *, struct fs_ofile *, void *),
 		    void *ud)
 {
@@ -234,8 +244,9 @@ static int fetch_sink(void *ud, const void *data, size_t len)
  * one of our own renames (content unchanged), switch to where and what the
  * remote has now: the journal's new base after a rename of the file, or
  * the current version at the new remote path after a rename of a directory
- * above it (same size). Another writer's change is never followed: the
- * read stays pinned and fails. 1 switched, 0 not. of->mu held. */
+ * above it (same size; fs_ren_recent). Another writer's change is never
+ * followed: the read stays pinned and fails. 1 switched, 0 not. of->mu
+ * held. */
 static int of_rebase(struct fs *fs, struct fs_ofile *of)
 {
 	struct jnl_file jf;
@@ -260,7 +271,9 @@ static int of_rebase(struct fs *fs, struct fs_ofile *of)
 		/* Where our rename put it: the current mapping, or (a rename
 		 * of a directory above still running) the local path. */
 		if (!strcmp(rp, of->rpath)) {
-			if (!strcmp(jf.path, of->rpath))
+			/* Same place: only a rename of ours that just put a
+			 * copy there explains a vanished version. */
+			if (!strcmp(jf.path, of->rpath) && !fs_ren_recent(fs, jf.path))
 				goto out;
 			free(rp);
 			rp = strdup(jf.path);
@@ -951,7 +964,9 @@ static void rebase_of(struct fs *fs, struct fs_ofile *of, void *ud)
 	char *rp = fs_remote_path(fs, c->f->path);
 
 	pthread_mutex_lock(&of->mu);
-	if (!of->modified && rp) {
+	/* A conflict leaves an open writer on its own content: its next
+	 * upload replaces the remote version (the journal's rule). */
+	if (!of->modified && rp && !(c->drop && of->writers)) {
 		of->local = 0;
 		if (c->drop) {
 			of->whole = 0;

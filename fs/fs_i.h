@@ -63,6 +63,14 @@ struct fs_fixup {
 	struct jnl_entry e;         /* owned strings */
 };
 
+/* A rename the remote has done (for FS_REN_RECENT_MS after its commit). */
+#define FS_REN_RECENT 64
+#define FS_REN_RECENT_MS 60000
+struct fs_ren_done {
+	char *to;
+	int64_t at;                 /* fs_now_ms() of the commit */
+};
+
 /* One pending remote rename (the remote has `from` what we show at `to`). */
 struct fs_ren {
 	uint64_t seq;
@@ -86,6 +94,7 @@ struct fs_ofile {
 	int local;                  /* the content is local (dirty or new):
 				     * size comes from the cache file */
 	int modified;               /* written since the last jnl_write */
+	unsigned writers;           /* handles open for writing */
 	int64_t mtime_ns;
 	char remote[FS_REMOTE_MAX]; /* version being read ("" when local) */
 	char *rpath;                /* remote path to read from */
@@ -155,6 +164,7 @@ struct fs {
 	pthread_mutex_t ren_lock;
 	struct fs_ren *ren;         /* seq order, protected by ren_lock */
 	size_t nren, capren;
+	struct fs_ren_done recent[FS_REN_RECENT];  /* protected by ren_lock */
 
 	/* Background workers. */
 	pthread_mutex_t bg_lock;
@@ -225,6 +235,11 @@ int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **v, size_t 
 int fs_ren_add(struct fs *fs, uint64_t seq, uint64_t fid, const char *from, const char *to);
 void fs_ren_drop(struct fs *fs, uint64_t seq);
 char *fs_remote_path(struct fs *fs, const char *path);
+/* 1 when path lies at or below the destination of one of our renames that
+ * is pending or committed within the last FS_REN_RECENT_MS: its remote
+ * objects were (or are being) rewritten by us, so a remote version that
+ * vanished there moved, with the same content. */
+int fs_ren_recent(struct fs *fs, const char *path);
 /* Load the pending renames from the journal (mount). */
 int fs_ren_load(struct fs *fs);
 /* Drop renames whose op is gone from the journal (resolved). */
@@ -249,6 +264,8 @@ int fs_of_new(struct fs *fs, uint64_t ino, uint64_t fid, int fd, const char *cac
 /* The open file of ino if any, with a reference; NULL otherwise. */
 struct fs_ofile *fs_of_find(struct fs *fs, uint64_t ino);
 void fs_of_put(struct fs *fs, struct fs_ofile *of);
+/* Count a handle open for writing in (+1) or out (-1). */
+void fs_of_writer(struct fs_ofile *of, int delta);
 /* Call every open file of fid (a reference held during fn). */
 void fs_of_each_fid(struct fs *fs, uint64_t fid, void (*fn)(struct fs *, struct fs_ofile *, void *),
 		    void *ud);

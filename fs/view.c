@@ -160,7 +160,8 @@ int view_merge(const struct jnl_entry *l, size_t nl, const struct jnl_file *jv,
 		} else {
 			je = &jv[k];
 		}
-		name = le ? le->name : last_component(je->path);
+		/* One of le, je is set. */
+		name = le ? le->name : je ? last_component(je->path) : "";
 		while (r < nr && strcmp(removed[r], name) < 0)
 			r++;
 		if (r < nr && !strcmp(removed[r], name))

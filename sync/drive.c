@@ -749,6 +749,7 @@ static int map_build(struct drive *d, const char *folder, struct drive_map **out
 		if (!names[i]) {
 			dchild_release(&m->v[i]);
 			free(bases[i]);
+			bases[i] = NULL;
 			continue;
 		}
 		m->v[k] = m->v[i];
@@ -811,9 +812,17 @@ static void cache_put(struct drive *d, struct drive_map *m)
 		}
 	}
 	if (d->nmaps >= MAPS_MAX) {
-		for (i = 1; i < d->nmaps; i++)
-			if (d->maps[i]->at_ms < d->maps[oldest]->at_ms)
+		int64_t best = INT64_MAX, at;
+
+		for (i = 0; i < d->nmaps; i++) {
+			pthread_rwlock_rdlock(&d->maps[i]->lock);
+			at = d->maps[i]->at_ms;
+			pthread_rwlock_unlock(&d->maps[i]->lock);
+			if (at < best) {
+				best = at;
 				oldest = i;
+			}
+		}
 		old = d->maps[oldest];
 		d->maps[oldest] = m;
 		goto done;

@@ -552,7 +552,7 @@ int drive_parse_batch_reply(const char *ctype, const char *body, size_t len,
 			    struct err *err)
 {
 	char bnd[80], delim[84];
-	const char *p, *end = body + len, *q, *start;
+	const char *p, *end, *q, *start;
 	size_t dlen, count = 0;
 
 	*n = 0;
@@ -561,6 +561,7 @@ int drive_parse_batch_reply(const char *ctype, const char *body, size_t len,
 			       "\"%.100s\"", ctype ? ctype : "");
 	if (!body)
 		return err_set(err, ERR_PARSE, "batch reply: empty body");
+	end = body + len;
 	dlen = (size_t)snprintf(delim, sizeof(delim), "--%s", bnd);
 	/* The first delimiter starts the body or a line. */
 	p = find_mem(body, len, delim, dlen);

@@ -94,9 +94,9 @@ struct del {
 	size_t k;                 /* calls per batch now: shrinks to what the
 				   * server let through when some calls are
 				   * rate-limited, grows back on clean replies */
-	size_t k_limit;           /* largest batch the server took whole so
-				   * far (its burst), creeping up by one per
-				   * 10 clean batches at the limit */
+	size_t k_limit;           /* batch size limit: what the server took of
+				   * the last refused batch (its burst), up by
+				   * a quarter after 3 clean batches at it */
 	unsigned clean_at_limit;
 	size_t k_safe;            /* largest batch that went through clean */
 	double rate;              /* calls/s we allow ourselves; 0 = unpaced */
@@ -259,7 +259,14 @@ done:
 		}
 		if (x->rate < 2.0)
 			x->rate = 2.0;
-		x->k_limit = k - rate > 5 ? k - rate : 5;
+		/* A batch answered with nothing taken says little about the
+		 * burst (others in flight took it): halve the size instead. */
+		if (k - rate > 0)
+			x->k_limit = k - rate;
+		else
+			x->k_limit = x->k_limit / 2;
+		if (x->k_limit < 5)
+			x->k_limit = 5;
 		x->k = x->k_limit;
 		x->clean_at_limit = 0;
 	} else {
@@ -267,8 +274,10 @@ done:
 			x->rate *= 1.1;
 		if (k > x->k_safe)
 			x->k_safe = k;
-		if (k >= x->k_limit && ++x->clean_at_limit >= 10 && x->k_limit < DRIVE_BATCH_MAX) {
-			x->k_limit++;
+		if (k >= x->k_limit && ++x->clean_at_limit >= 3 && x->k_limit < DRIVE_BATCH_MAX) {
+			x->k_limit += x->k_limit / 4 + 1;
+			if (x->k_limit > DRIVE_BATCH_MAX)
+				x->k_limit = DRIVE_BATCH_MAX;
 			x->clean_at_limit = 0;
 		}
 		x->k = x->k + x->k / 4 + 1;

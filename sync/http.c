@@ -681,8 +681,15 @@ void http_redact_url(const char *url, char *out, size_t outsz)
 	q = strchr(url, '?');
 	if (frag && (!q || frag < q))
 		q = NULL;
-	/* user:password@ in the authority. */
+	/* user:password@ in the authority. "://" counts only right after a
+	 * scheme name at the start: one inside a path or query (say
+	 * "?next=https://u:p@h") is not where the authority is, and taking it
+	 * would move p past q. */
 	scheme = strstr(url, "://");
+	if (scheme && (scheme == url || (size_t)(scheme - url) !=
+		       strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			      "0123456789+-.")))
+		scheme = NULL;
 	p = url;
 	if (scheme) {
 		const char *auth = scheme + 3;

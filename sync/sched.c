@@ -1675,6 +1675,34 @@ static void join_all(struct sched *s)
 	free(w);
 }
 
+/* With `stopping` set (and s->joining ours): get every thread out and
+ * joined. Requests in flight and retry waits give up (ERR_CANCELED: the op
+ * goes back to pending, see finish); idle workers are woken from
+ * jnl_claim_wait. One that saw `stopping` clear just before it was set may
+ * enter the wait after a wake-up: the wake-up is repeated until every
+ * worker has left. The HTTP client is re-armed once they are joined. */
+static void halt_workers(struct sched *s)
+{
+	struct timespec ts;
+
+	if (s->o.http)
+		http_cancel_all(s->o.http);
+	pthread_mutex_lock(&s->mu);
+	while (s->alive > 0) {
+		pthread_mutex_unlock(&s->mu);
+		jnl_wake_claimers(s->j);
+		pthread_mutex_lock(&s->mu);
+		if (s->alive == 0)
+			break;
+		ts = mono_after(SCH_STOP_WAKE_MS);
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	pthread_mutex_unlock(&s->mu);
+	join_all(s);
+	if (s->o.http)
+		http_uncancel(s->o.http);
+}
+
 int sch_start(struct sched *s, struct err *err)
 {
 	struct sch_worker *w = NULL;
@@ -1722,7 +1750,7 @@ int sch_start(struct sched *s, struct err *err)
 		s->joining = 1;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
-		join_all(s);
+		halt_workers(s);
 		pthread_mutex_lock(&s->mu);
 		s->running = 0;
 		s->joining = 0;
@@ -1756,30 +1784,7 @@ void sch_stop(struct sched *s)
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 
-	/* Requests in flight and retry waits give up (ERR_CANCELED: the op
-	 * goes back to pending, see finish). */
-	if (s->o.http)
-		http_cancel_all(s->o.http);
-	/* Idle workers sleep in jnl_claim_wait. One that saw `stopping` clear
-	 * just before it was set may enter the wait after a wake-up: repeat
-	 * it until every worker has left. */
-	pthread_mutex_lock(&s->mu);
-	while (s->alive > 0) {
-		struct timespec ts;
-
-		pthread_mutex_unlock(&s->mu);
-		jnl_wake_claimers(s->j);
-		pthread_mutex_lock(&s->mu);
-		if (s->alive == 0)
-			break;
-		ts = mono_after(SCH_STOP_WAKE_MS);
-		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-	}
-	pthread_mutex_unlock(&s->mu);
-
-	join_all(s);
-	if (s->o.http)
-		http_uncancel(s->o.http);
+	halt_workers(s);
 
 	pthread_mutex_lock(&s->mu);
 	s->running = 0;

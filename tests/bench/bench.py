@@ -160,7 +160,7 @@ def report(args, info, vers, done, notes, failures, started, load_end, runs):
             "16M, upload_workers 8, writeback_delay 2s: fsync and `sync --flush` do not wait for it), "
             "a fresh cache dir per run (cold).",
             "- rclone: `rclone mount` (GCS backend, endpoint = emulator, anonymous) with "
-            "`--vfs-cache-mode writes` (`full` for scenarios 4 and 5), `--vfs-write-back 0s` and "
+            "`--vfs-cache-mode writes` (`full` for the read scenarios 4, 5 and 8), `--vfs-write-back 0s` and "
             "`--transfers 8` (tuned in rclone's favour: no 5 s wait, same parallelism as durafs); "
             "\"until uploaded\" = its rc `vfs/stats` shows no upload in progress or queued *and* the "
             "emulator holds the complete data.",

@@ -888,6 +888,178 @@ class CrashResume(Scenario):
             emu.stop()
 
 
+# --- 8. dataset epochs (issue 10) --------------------------------------------------
+
+def read_files(paths, threads=PARALLEL):
+    """Read whole files with `threads` parallel readers (as a data loader
+    does); returns (seconds, {path: (size, crc32)}). An unreadable file is
+    recorded as (-1, errno text)."""
+    import concurrent.futures
+    import zlib
+
+    def one(part):
+        out = {}
+        for p in part:
+            try:
+                with open(p, "rb", buffering=0) as f:
+                    crc = 0
+                    size = 0
+                    while True:
+                        b = f.read(MiB)
+                        if not b:
+                            break
+                        crc = zlib.crc32(b, crc)
+                        size += len(b)
+                out[p] = (size, crc)
+            except OSError as e:
+                out[p] = (-1, str(e))
+        return out
+    parts = [paths[k::threads] for k in range(threads)]
+    t0 = now()
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        results = list(ex.map(one, parts))
+    dt = now() - t0
+    got = {}
+    for r in results:
+        got.update(r)
+    return dt, got
+
+
+class Dataset(Scenario):
+    key = "dataset"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.n = 1000 if ctx.quick else 10000
+        self.size = 100 * KiB
+        self.ndirs = 10 if ctx.quick else 100
+        self.title = ("8. Dataset epochs (issue 10): %d files of 100 KiB in %d dirs read whole by %d parallel "
+                      "readers, in a shuffled order (rclone --vfs-cache-mode full)" % (self.n, self.ndirs, PARALLEL))
+        self.metrics = [
+            Metric("cold", "epoch 1, cold (limit: curl, %d parallel downloads)" % PARALLEL, "s",
+                   target=lambda v: ratio_target(v, "limit", 1.5), target_text="durafs/limit <= 1.5"),
+            Metric("warmcmd", "`durafs cache warm` of the tree", "s", tools=("durafs",), ratio=False),
+            Metric("afterwarm", "epoch 1 after `cache warm` (limit: the same read of local files)", "s",
+                   tools=("durafs", "limit"),
+                   target=lambda v: ratio_target(v, "limit", 1.2), target_text="durafs/limit <= 1.2"),
+            Metric("epoch2", "epoch 2 (limit: the same read of local files)", "s",
+                   target=lambda v: both_targets(ratio_target(v, "limit", 1.2), faster_than_rclone(v)),
+                   target_text="durafs/limit <= 1.2 and faster than rclone"),
+            Metric("fetched", FETCHED_LABEL, "MiB", ratio=False),
+            rss_metric(),
+        ]
+
+    def setup(self):
+        rng = random.Random(88)
+        self.names = ["ds/c%03d/img%05d.bin" % (k % self.ndirs, k) for k in range(self.n)]
+        self.src = self.ctx.subdir("dataset-src", shm=True)
+        self.local = self.ctx.subdir("dataset-local")
+        self.expected = {}
+        import zlib
+        for name in self.names:
+            data = rng.randbytes(self.size)
+            for base in (self.src, self.local):
+                p = os.path.join(base, name)
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                with open(p, "wb") as f:
+                    f.write(data)
+            self.expected[name] = (self.size, zlib.crc32(data))
+        self.order = list(self.names)
+        random.Random(89).shuffle(self.order)
+        self.emu = fresh_emulator(self.ctx, "dataset")
+        batch = CurlBatch(os.path.join(self.ctx.workdir, "dataset-put.curl"))
+        for name in self.names:
+            batch.add("%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s" % (self.emu.url, BUCKET, q(name)),
+                      method="POST", upload=os.path.join(self.src, name),
+                      headers=["Content-Type: application/octet-stream"])
+        dt, codes = batch.run(parallel=16)
+        if len(codes) != self.n or any(c != "200" for c in codes):
+            raise BenchError("dataset upload: %d replies, statuses %s" % (len(codes), sorted(set(codes))))
+        rmtree(self.src)
+        self.ctx.note((self.key, "setup", "%d objects of 100 KiB created on the emulator in %.1f s" % (self.n, dt)))
+
+    def teardown(self):
+        self.emu.stop()
+        rmtree(self.local)
+
+    def _epoch(self, base, who, label, hard=True):
+        dt, got = read_files([os.path.join(base, n) for n in self.order])
+        bad = [n for n in self.names if got.get(os.path.join(base, n)) != self.expected[n]]
+        if bad:
+            first = got.get(os.path.join(base, bad[0]))
+            msg = "%s, %s: %d of %d files read wrong (first %s: got %s, expected %s)" % (
+                who, label, len(bad), self.n, bad[0], first, self.expected[bad[0]])
+            if hard:
+                raise CorrectnessError(msg)
+            raise BenchError(msg)
+        return dt
+
+    def durafs(self, i):
+        out = {}
+        m = None
+        try:
+            st0 = self.emu.stats()
+            m = DurafsMount(self.emu, self.ctx.workdir, self.ctx.uniq("dataset-durafs")).mount()
+            out["cold"] = self._epoch(m.mnt, "durafs", "epoch 1 cold")
+            out["fetched"] = media_diff(st0, self.emu.stats(), "gcs.media_bytes_sent") / MiB
+            out["epoch2"] = self._epoch(m.mnt, "durafs", "epoch 2")
+            m.sample_rss()
+            m.unmount()
+            durafs_log_notes(self.ctx, self.key, m)
+            rmtree(m.cache_dir)
+            rss1 = m.peak_rss
+            # a fresh cache: `durafs cache warm`, then epoch 1
+            m2 = DurafsMount(self.emu, self.ctx.workdir, self.ctx.uniq("dataset-durafs-w")).mount()
+            m = m2
+            t0 = now()
+            res = m2.cli(["cache", "warm", os.path.join(m2.mnt, "ds")], timeout=1800, check=False)
+            t1 = now()
+            if res.returncode == 0:
+                out["warmcmd"] = t1 - t0
+                out["afterwarm"] = self._epoch(m2.mnt, "durafs", "epoch 1 after cache warm")
+            else:
+                self.ctx.note((self.key, "durafs", "`durafs cache warm` is not available (exit %d: %s); "
+                               "the after-warm row is not measured" % (
+                                   res.returncode, res.stderr.decode(errors="replace").strip()[:200])))
+            m2.sample_rss()
+            m2.unmount()
+            durafs_log_notes(self.ctx, self.key, m2)
+            out["rss"] = max(rss1, m2.peak_rss) / MiB
+            return out
+        finally:
+            if m:
+                m.teardown()
+                rmtree(m.cache_dir)
+
+    def rclone(self, i):
+        r = None
+        try:
+            st0 = self.emu.stats()
+            r = RcloneMount(self.emu, self.ctx.workdir, self.ctx.uniq("dataset-rclone"), cache_mode="full").mount()
+            out = {"cold": self._epoch(r.mnt, "rclone", "epoch 1 cold", hard=False)}
+            out["fetched"] = media_diff(st0, self.emu.stats(), "gcs.media_bytes_sent") / MiB
+            out["epoch2"] = self._epoch(r.mnt, "rclone", "epoch 2", hard=False)
+            r.unmount()
+            out["rss"] = r.peak_rss / MiB
+            return out
+        finally:
+            if r:
+                r.teardown()
+                rmtree(r.cache_dir)
+
+    def limit(self, i):
+        batch = CurlBatch(os.path.join(self.ctx.workdir, self.ctx.uniq("dataset-get.curl")))
+        for name in self.order:
+            batch.add("%s/storage/v1/b/%s/o/%s?alt=media" % (self.emu.url, BUCKET, q(name)))
+        st0 = self.emu.stats()
+        dt, codes = batch.run(parallel=PARALLEL)
+        fetched = media_diff(st0, self.emu.stats(), "gcs.media_bytes_sent") / MiB
+        if len(codes) != self.n or any(c != "200" for c in codes):
+            raise CorrectnessError("curl downloads: %d replies, statuses %s" % (len(codes), sorted(set(codes))))
+        local = self._epoch(self.local, "local disk", "read")
+        return {"cold": dt, "afterwarm": local, "epoch2": local, "fetched": fetched}
+
+
 # --- helpers for metrics ----------------------------------------------------------
 
 def _md5(data):
@@ -937,6 +1109,19 @@ def rclone_faster_target(v, factor):
     return (r >= factor, "durafs %.2fx faster" % r)
 
 
+def faster_than_rclone(v):
+    if not v.get("durafs") or not v.get("rclone"):
+        return None
+    r = _median(v["rclone"]) / _median(v["durafs"])
+    return (r > 1.0, "durafs %.2fx faster than rclone" % r)
+
+
+def both_targets(a, b):
+    if a is None or b is None:
+        return a or b
+    return (a[0] and b[0], "%s; %s" % (a[1], b[1]))
+
+
 def exact_target(v, n, tools):
     if not v.get("durafs"):
         return None
@@ -958,4 +1143,4 @@ def max_target(v, tool, limit, strict=False):
     return (worst < limit if strict else worst <= limit, "worst %.1f" % worst)
 
 
-ALL = [LargeFile, SmallFiles, HugeDir, SeqRead, RandRead, CrashResume]
+ALL = [LargeFile, SmallFiles, HugeDir, SeqRead, RandRead, CrashResume, Dataset]

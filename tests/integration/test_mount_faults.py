@@ -65,6 +65,9 @@ def test_many_files_under_faults(bucket, mounts, count, sizes):
     m = mounts(emu, "gs://bkt", options=["writeback_delay=0", "chunk_size=256K",
                                         "small_file_max=512K", "retry_max=1s",
                                         "upload_workers=16"])
+    # a 429 that outlasts the HTTP layer's retries is logged once at WARN
+    # (rate limits are worth a user's attention); the op is retried.
+    m.allow_log(r"WARN  sched: .*will retry")
     files = {}
     for i in range(count):
         r = rnd.random()

@@ -137,7 +137,7 @@ static void test_name_table(void **state)
 		Q, "a" Q, Q "a", "a" Q "b", Q FD "x", "x" Q FD, Q FD FD, FD Q FD, Q FD Q FD Q FD,
 		".", "..", "", "a/b", NULL,
 	};
-	char big[300];
+	char big[300], *r;
 	size_t i;
 	int oom;
 
@@ -161,8 +161,7 @@ static void test_name_table(void **state)
 	check_pair(Q "/", Q Q FS);
 	check_pair("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac", "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac");
 	for (i = 0; undecodable[i]; i++) {
-		char *r = drive_name_decode(undecodable[i], strlen(undecodable[i]), &oom);
-
+		r = drive_name_decode(undecodable[i], strlen(undecodable[i]), &oom);
 		if (r)
 			fail_msg("decode(\"%s\") accepted: \"%s\"", undecodable[i], r);
 		assert_int_equal(oom, 0);
@@ -171,7 +170,10 @@ static void test_name_table(void **state)
 	assert_null(drive_name_encode("", 0, &oom));
 	assert_null(drive_name_encode("a\0b", 3, &oom));
 	memset(big, 'x', 255);
-	assert_non_null(drive_name_encode(big, 255, &oom));
+	r = drive_name_encode(big, 255, &oom);
+	assert_non_null(r);
+	assert_int_equal(strlen(r), 255);
+	free(r);
 	big[0] = '/';
 	assert_null(drive_name_encode(big, 255, &oom));  /* 257 bytes shown */
 	assert_int_equal(oom, 0);

@@ -793,6 +793,8 @@ static void test_resume_saved_state(void **state)
 static void test_list_20000(void **state)
 {
 	struct be_list l = { 0 };
+	struct be_entry st;
+	struct be *b;
 	struct timespec t0, t1;
 	char body[256], name[32], folder[BE_ID_MAX];
 	int64_t pages0, pages;
@@ -809,9 +811,12 @@ static void test_list_20000(void **state)
 	print_message("    created 20000 files in %.2f s\n",
 		      (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
+	b = new_drive("drive:", 0, 0, 600000);  /* listings stay fresh: see the end */
+	OK(be_stat(b, "huge", &st, &e_));
+	be_entry_release(&st);
 	pages0 = requests("drive.files.list", 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	OK(be_list(be, "huge", &l, &e_));
+	OK(be_list(b, "huge", &l, &e_));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	pages = requests("drive.files.list", 0) - pages0;
 	print_message("    listed %zu entries in %" PRId64 " pages, %.2f s\n", l.n, pages,
@@ -827,8 +832,9 @@ static void test_list_20000(void **state)
 	be_list_release(&l);
 	/* Lookups come from the cached listing: no new list request. */
 	pages0 = requests("drive.files.list", 0);
-	check_content(be, "huge/file-019999", "x");
+	check_content(b, "huge/file-019999", "x");
 	assert_int_equal(requests("drive.files.list", 0) - pages0, 0);
+	be_free(b);
 }
 
 /* A listing whose 7th page fails after retries is an error, not 600 names. */
@@ -974,6 +980,25 @@ static void test_names_roundtrip(void **state)
 	OK(be_rename(be, "names/" FD, &ent.ver, "names/dot.txt", &pre, NULL, &e_));
 	be_entry_release(&ent);
 	check_content(be, "names/dot.txt", "dot");
+	/* Duplicates of a name too long for any suffix: the oldest shows, the
+	 * other is skipped (counted), the listing still works. */
+	{
+		char longname[256], spec[1024];
+
+		memset(longname, 'L', 250);
+		longname[250] = '\0';
+		snprintf(spec, sizeof(spec), "{\"files\":["
+			 "{\"name\":\"%s\",\"parent\":\"%s\",\"content\":\"1\",\"createdTime\":\"2020-01-01T00:00:00Z\"},"
+			 "{\"name\":\"%s\",\"parent\":\"%s\",\"content\":\"2\",\"createdTime\":\"2021-01-01T00:00:00Z\"}]}",
+			 longname, folder, longname, folder);
+		json_decref(mkfiles(spec));
+		OK(be_list(be, "names", &l, &e_));
+		assert_int_equal(l.skipped_invalid, 1);
+		assert_non_null(be_list_find(&l, longname));
+		be_list_release(&l);
+		snprintf(spec, sizeof(spec), "names/%s", longname);
+		check_content(be, spec, "1");
+	}
 	/* A name no Drive name maps to is refused. */
 	pre = absent();
 	assert_int_equal(put_str(be, "names/bad" Q "x", "no", &pre, &cur, &e), -1);
@@ -1297,7 +1322,77 @@ static void test_storage_quota(void **state)
 	assert_int_equal(requests("drive.files.create.resumable", 0) - before, 1);
 	ctl("/_emulator/drive/storage_quota_exceeded", "{\"on\":false}");
 	OK(put_str(be, "quota/f", "data", &pre, NULL, &e_));
+	/* A file downloaded too often: its own error, Google's reason kept. */
+	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"downloadQuotaExceeded\","
+	       "\"query\":\"alt=media\"}]");
+	before = requests("drive.fault", 0);
+	{
+		struct buf got = { 0 };
+		uint64_t g;
+
+		assert_int_equal(be_read(be, "quota/f", NULL, 0, 10, buf_sink, &got, &g, &e), -1);
+		free(got.p);
+	}
+	assert_int_equal(e.code, ERR_QUOTA);
+	assert_string_equal(e.reason, "downloadQuotaExceeded");
+	assert_int_equal(err_to_errno(&e), -EDQUOT);
+	assert_int_equal(requests("drive.fault", 0) - before, 1);  /* not retried */
 	close(fd);
+}
+
+/* Shared drives by name and by id. */
+static void test_shared_drives(void **state)
+{
+	struct be_list l = { 0 };
+	struct be_entry ent;
+	struct be *b;
+	char *reply = NULL, src[BE_ID_MAX + 32], rid[BE_ID_MAX];
+	json_t *j;
+	struct err e;
+
+	(void)state;
+	OK(emuh_call(emu, "POST", "/_emulator/drive/shared_drives", "{\"name\":\"Team A/B\"}",
+		     &reply, &e_));
+	j = json_loads(reply, 0, NULL);
+	free(reply);
+	assert_non_null(j);
+	snprintf(src, sizeof(src), "drive:shared_id=%s",
+		 json_string_value(json_object_get(j, "id")));
+	b = new_drive("drive:shared=Team A" FS "B", 0, 0, 0);
+	OK(be_check(b, &e_));
+	drive_root_id(b, rid, sizeof(rid));
+	assert_string_equal(rid, json_string_value(json_object_get(j, "id")));
+	OK(be_mkdir(b, "proj", NULL, &e_));
+	put_ok(b, "proj/f.txt", "shared bytes", &ent);
+	be_entry_release(&ent);
+	be_free(b);
+	b = new_drive(src, 0, 0, 0);
+	OK(be_list(b, "proj", &l, &e_));
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.v[0].name, "f.txt");
+	be_list_release(&l);
+	check_content(b, "proj/f.txt", "shared bytes");
+	OK(be_stat(b, "proj/f.txt", &ent, &e_));
+	OK(be_remove(b, "proj/f.txt", &ent.ver, NULL, &e_));
+	be_entry_release(&ent);
+	OK(be_purge(b, "", NULL, NULL, &e_));
+	be_free(b);
+	/* The shared drive's files are not in My Drive. */
+	assert_int_equal(be_stat(be, "proj", &ent, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	/* Unknown, and ambiguous, names. */
+	b = new_drive("drive:shared=Nobody", 0, 0, 0);
+	assert_int_equal(be_check(b, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	be_free(b);
+	ctl("/_emulator/drive/shared_drives", "{\"name\":\"Twin\"}");
+	ctl("/_emulator/drive/shared_drives", "{\"name\":\"Twin\"}");
+	b = new_drive("drive:shared=Twin", 0, 0, 0);
+	assert_int_equal(be_check(b, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	assert_non_null(strstr(e.msg, "shared_id"));
+	be_free(b);
+	json_decref(j);
 }
 
 /* --- purge and batch deletes --------------------------------------------------- */
@@ -1456,6 +1551,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_conflicts, clear_faults),
 		cmocka_unit_test_teardown(test_rate_pacing, clear_faults),
 		cmocka_unit_test_teardown(test_storage_quota, clear_faults),
+		cmocka_unit_test_teardown(test_shared_drives, clear_faults),
 		cmocka_unit_test_teardown(test_purge, clear_faults),
 		cmocka_unit_test_teardown(test_delete_ids_rate_limited, clear_faults),
 	};

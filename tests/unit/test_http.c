@@ -1661,6 +1661,18 @@ static void test_redact_url(void **state)
 	assert_string_equal(tiny, "http://h/p?");
 	http_redact_url(NULL, out, sizeof(out));
 	assert_string_equal(out, "");
+	/* "://" after the query starts is not the authority (found by
+	 * tests/fuzz/fuzz_http_err.c: it used to read past the string). */
+	http_redact_url("{\"er?rories://u:p@storage/o?uploadtZ", out, sizeof(out));
+	assert_string_equal(out, "{\"er?rories://u:p@storage/o?uploadtZ");
+	http_redact_url("/p?next=https://u:pw@h/x&token=t", out, sizeof(out));
+	assert_string_equal(out, "/p?next=https://u:pw@h/x&token=***");
+	http_redact_url("https://h/p?next=https://u:pw@h2/&code=c", out, sizeof(out));
+	assert_string_equal(out, "https://h/p?next=https://u:pw@h2/&code=***");
+	http_redact_url("HTTPS://u:pw@h/p", out, sizeof(out));
+	assert_string_equal(out, "HTTPS://u:***@h/p");
+	http_redact_url("://u:pw@h/p?x", out, sizeof(out));
+	assert_string_equal(out, "://u:pw@h/p?x");
 }
 
 static void check_map(long status, const char *body, int code, const char *reason,
