@@ -385,6 +385,7 @@ int mnt_sched_start(struct mnt *m, struct err *err)
 	so.conflict_fail = m->mo->conflict == MOPTS_CONFLICT_FAIL;
 	so.retry_initial_ms = m->mo->retry_max_ms < 1000 ? m->mo->retry_max_ms : 1000;
 	so.retry_max_ms = m->mo->retry_max_ms;
+	so.http = m->http;  /* sch_stop cancels its requests: unmount is prompt */
 	if (sch_new(m->jnl, m->be, &so, &m->sched, err) < 0)
 		return -1;
 	return sch_start(m->sched, err);

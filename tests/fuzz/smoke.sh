@@ -8,6 +8,7 @@ n=0
 for f in "$dir"/fuzz_*; do
 	[ -x "$f" ] || continue
 	name=$(basename "$f")
+	f=$(cd "$(dirname "$f")" && pwd)/$name
 	work=$(mktemp -d)
 	if ! (cd "$work" && "$f" -max_total_time="$secs" -rss_limit_mb=2048 >log 2>&1); then
 		echo "fuzz: $name FAILED" >&2

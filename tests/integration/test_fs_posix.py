@@ -417,6 +417,11 @@ def test_xattrs(mnt, gcs):
     with pytest.raises(OSError) as ei:
         os.getxattr(p, "user.nothing")
     assert ei.value.errno == errno.ENODATA
+    # other namespaces are not supported at all, so ls -l stops asking
+    for name in ("security.selinux", "system.posix_acl_access"):
+        with pytest.raises(OSError) as ei:
+            os.getxattr(p, name)
+        assert ei.value.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
     gcs.put(BUCKET, "untouched", b"u")
     time.sleep(1.2)
     assert os.getxattr(mnt.path("untouched"), "user.durafs.state") == b"clean"
