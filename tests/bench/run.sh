@@ -16,4 +16,4 @@ if [ ! -x /usr/bin/rclone ]; then
 	echo "bench: /usr/bin/rclone is missing: the rclone columns will be empty (apt-get install rclone)" >&2
 fi
 PYTHON=${PYTHON:-/usr/bin/python3}
-exec "$PYTHON" "$here/bench.py" "$@"
+exec "$PYTHON" -B "$here/bench.py" "$@"
