@@ -113,6 +113,8 @@ static void test_parse_redirect(void **state)
 	BAD("  \n", ERR_INVAL, "nothing was pasted");
 	BAD("some words here", ERR_INVAL, "neither the redirect URL nor");
 	BAD("http://127.0.0.1:5555/", ERR_INVAL, "neither");
+	/* found by fuzzing: an empty "bare code" must not be accepted */
+	BAD("GET  /?code=x HTTP/1.1", ERR_INVAL, "");
 #undef OK
 #undef BAD
 }
