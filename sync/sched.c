@@ -1174,7 +1174,8 @@ out:
 	be_entry_release(&ent);
 }
 
-/* mtime without a metadata op: re-upload identical content (see sched.h). */
+/* mtime: the backend's setattr when it has one, else re-upload identical
+ * content (see sched.h). */
 static void run_setattr(struct sch_worker *w, const struct jnl_op *op, struct sch_out *out)
 {
 	struct sched *s = w->s;
@@ -1212,6 +1213,27 @@ static void run_setattr(struct sch_worker *w, const struct jnl_op *op, struct sc
 	if (r == 0 || f.dirty || !f.path) {
 		why = "its content is not on the remote yet, or a pending write carries it";
 		goto noop;
+	}
+	if (be_caps(s->b) & BE_CAP_SETATTR) {
+		struct be_attr attr;
+
+		memset(&attr, 0, sizeof(attr));
+		attr.set = BE_ATTR_MTIME;
+		attr.mtime = ns_to_ts(op->mtime_ns);
+		if (be_setattr(s->b, op->path, &v, &attr, &ent, &e) == 0) {
+			out_done(out, &ent.ver);
+			goto out;
+		}
+		if (e.code == ERR_CONFLICT) {
+			why = "the remote file changed since this mount saw it";
+			goto noop;
+		}
+		if (e.code == ERR_NOTFOUND) {
+			why = "the remote file is gone";
+			goto noop;
+		}
+		out_error(out, op, &e);
+		goto out;
 	}
 	if (be_stat(s->b, op->path, &cur, &e) < 0) {
 		if (e.code == ERR_NOTFOUND) {
