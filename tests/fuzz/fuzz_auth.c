@@ -86,9 +86,13 @@ static void check_no_secret(const json_t *j, const char *msg)
 /* The value of the first "code=" in s (malloc'd, not decoded), or NULL. */
 static char *raw_code(const char *s)
 {
-	const char *p = strstr(s, "code=");
+	const char *p = s;
 	size_t n;
 
+	/* only a real "code" parameter: at the start, or after '?' or '&'
+	 * (inside another parameter's value it is that value's text) */
+	while ((p = strstr(p, "code=")) && p != s && p[-1] != '?' && p[-1] != '&')
+		p++;
 	if (!p)
 		return NULL;
 	p += 5;
