@@ -39,6 +39,12 @@ void mopts_defaults(struct mopts *o)
 	o->fsync_timeout_ms = 10 * 60 * MS_PER_S;
 	o->retry_max_ms = 30 * MS_PER_S;
 	o->small_max = 8 * MIB;
+	o->docs = MOPTS_DOCS_EXPORT;
+	o->delete_mode = MOPTS_DELETE_TRASH;
+	o->layout = MOPTS_LAYOUT_PLAIN;
+	o->poll_interval_ms = 60 * MS_PER_S;
+	o->prefetch_workers = 16;
+	o->open_upload_interval_ms = 60 * MS_PER_S;
 }
 
 void mopts_release(struct mopts *o)
@@ -237,53 +243,66 @@ static const char *const ignored_prefixes[] = {
 	"x-", "comment=", "fsname=", "subtype=", NULL,
 };
 
-enum okind { O_FLAG, O_SIZE, O_DUR, O_INT, O_ID, O_MODE, O_PATH, O_URL, O_CONFLICT };
+enum okind { O_FLAG, O_SIZE, O_DUR, O_INT, O_ID, O_MODE, O_PATH, O_URL, O_CONFLICT, O_CHOICE };
 
 struct odef {
 	const char *name;
 	enum okind kind;
 	size_t off;
 	const char *help;
+	const char *choices;        /* O_CHOICE: "a|b|c", stored as the index */
 };
 
 #define OFF(f) offsetof(struct mopts, f)
 
 static const struct odef odefs[] = {
-	{ "cache_size", O_SIZE, OFF(cache_size), "clean read cache limit [10G]" },
+	{ "cache_size", O_SIZE, OFF(cache_size), "clean read cache limit [10G]" , NULL },
 	{ "min_free_space", O_SIZE, OFF(min_free_space),
-	  "free space kept on the cache filesystem [1G]" },
-	{ "upload_workers", O_INT, OFF(upload_workers), "parallel uploads, 1-256 [8]" },
+	  "free space kept on the cache filesystem [1G]" , NULL },
+	{ "upload_workers", O_INT, OFF(upload_workers), "parallel uploads, 1-256 [8]" , NULL },
 	{ "chunk_size", O_SIZE, OFF(chunk_size),
-	  "resumable upload chunk, a multiple of 256K [16M]" },
+	  "resumable upload chunk, a multiple of 256K [16M]" , NULL },
 	{ "small_file_max", O_SIZE, OFF(small_max),
-	  "files smaller go in one request, larger ones resumable [8M]" },
+	  "files smaller go in one request, larger ones resumable [8M]" , NULL },
 	{ "writeback_delay", O_DUR, OFF(writeback_delay_ms),
-	  "wait after close before uploading (coalesces rewrites) [2s]" },
-	{ "dir_cache_ttl", O_DUR, OFF(dir_cache_ttl_ms), "directory listings kept fresh for [60s]" },
-	{ "sync_on_close", O_FLAG, OFF(sync_on_close), "close() waits for the upload, like fsync" },
-	{ "ro", O_FLAG, OFF(ro), "read-only mount" },
-	{ "rw", O_FLAG, OFF(ro), "read-write mount [default]" },
-	{ "allow_other", O_FLAG, OFF(allow_other), "let other users access the mount" },
-	{ "uid", O_ID, OFF(uid), "owner shown for every file [mounting user]" },
-	{ "gid", O_ID, OFF(gid), "group shown for every file [mounting user's]" },
-	{ "file_mode", O_MODE, OFF(file_mode), "permissions of files, octal [0644]" },
-	{ "dir_mode", O_MODE, OFF(dir_mode), "permissions of directories, octal [0755]" },
+	  "wait after close before uploading (coalesces rewrites) [2s]" , NULL },
+	{ "dir_cache_ttl", O_DUR, OFF(dir_cache_ttl_ms), "directory listings kept fresh for [60s]" , NULL },
+	{ "sync_on_close", O_FLAG, OFF(sync_on_close), "close() waits for the upload, like fsync" , NULL },
+	{ "ro", O_FLAG, OFF(ro), "read-only mount" , NULL },
+	{ "rw", O_FLAG, OFF(ro), "read-write mount [default]" , NULL },
+	{ "allow_other", O_FLAG, OFF(allow_other), "let other users access the mount" , NULL },
+	{ "uid", O_ID, OFF(uid), "owner shown for every file [mounting user]" , NULL },
+	{ "gid", O_ID, OFF(gid), "group shown for every file [mounting user's]" , NULL },
+	{ "file_mode", O_MODE, OFF(file_mode), "permissions of files, octal [0644]" , NULL },
+	{ "dir_mode", O_MODE, OFF(dir_mode), "permissions of directories, octal [0755]" , NULL },
 	{ "conflict", O_CONFLICT, OFF(conflict),
-	  "keep-both (commit ours as NAME.conflict-STAMP) or fail [keep-both]" },
+	  "keep-both (commit ours as NAME.conflict-STAMP) or fail [keep-both]" , NULL },
 	{ "fsync_timeout", O_DUR, OFF(fsync_timeout_ms),
-	  "fsync gives EIO after waiting this long (the change stays queued) [10min]" },
+	  "fsync gives EIO after waiting this long (the change stays queued) [10min]" , NULL },
 	{ "retry_max", O_DUR, OFF(retry_max_ms),
-	  "longest pause between attempts of a failing upload [30s]" },
+	  "longest pause between attempts of a failing upload [30s]" , NULL },
 	{ "log_file", O_PATH, OFF(log_file),
-	  "log here [stderr with --foreground, else CACHE_DIR/durafs.log]" },
-	{ "debug", O_FLAG, OFF(debug), "debug logging (secrets are never logged)" },
+	  "log here [stderr with --foreground, else CACHE_DIR/durafs.log]" , NULL },
+	{ "debug", O_FLAG, OFF(debug), "debug logging (secrets are never logged)" , NULL },
 	{ "endpoint", O_URL, OFF(endpoint),
-	  "API endpoint URL [$STORAGE_EMULATOR_HOST, else Google]" },
-	{ "token_file", O_PATH, OFF(token_file), "file holding an OAuth access token" },
+	  "API endpoint URL [$STORAGE_EMULATOR_HOST, else Google]" , NULL },
+	{ "token_file", O_PATH, OFF(token_file), "file holding an OAuth access token" , NULL },
 	{ "credentials", O_PATH, OFF(credentials),
-	  "service-account key or authorized_user JSON file" },
+	  "service-account key or authorized_user JSON file" , NULL },
 	{ "no_auth", O_FLAG, OFF(no_auth),
-	  "send no credentials (emulators, public buckets)" },
+	  "send no credentials (emulators, public buckets)" , NULL },
+	{ "docs", O_CHOICE, OFF(docs),
+	  "Drive: Google Docs shown read-only as exports, or hidden [export]", "export|hide" },
+	{ "delete", O_CHOICE, OFF(delete_mode),
+	  "Drive: unlink moves to the trash, or deletes for good [trash]", "trash|permanent" },
+	{ "layout", O_CHOICE, OFF(layout),
+	  "Drive: colab shows MyDrive/ and Shareddrives/NAME/ as Colab does [plain]", "plain|colab" },
+	{ "poll_interval", O_DUR, OFF(poll_interval_ms),
+	  "look for remote changes this often (Drive changes; 0 = never) [60s]" , NULL },
+	{ "prefetch_workers", O_INT, OFF(prefetch_workers),
+	  "parallel downloads of `durafs cache warm`, 1-256 [16]" , NULL },
+	{ "open_upload_interval", O_DUR, OFF(open_upload_interval_ms),
+	  "snapshot-upload files kept open and dirty this often, 0 off [60s]" , NULL },
 };
 
 #define NODEFS (sizeof(odefs) / sizeof(odefs[0]))
@@ -303,10 +322,15 @@ void mopts_help(FILE *out)
 		case O_PATH: arg = "=PATH"; break;
 		case O_URL: arg = "=URL"; break;
 		case O_CONFLICT: arg = "=keep-both|fail"; break;
+		case O_CHOICE: arg = "="; break;
 		case O_FLAG: break;
 		}
-		fprintf(out, "  %s%-*s %s\n", odefs[i].name,
-			(int)(22 - strlen(odefs[i].name)), arg, odefs[i].help);
+		if (odefs[i].kind == O_CHOICE)
+			fprintf(out, "  %s=%-*s %s\n", odefs[i].name,
+				(int)(21 - strlen(odefs[i].name)), odefs[i].choices, odefs[i].help);
+		else
+			fprintf(out, "  %s%-*s %s\n", odefs[i].name,
+				(int)(22 - strlen(odefs[i].name)), arg, odefs[i].help);
 	}
 }
 
@@ -335,6 +359,26 @@ static int set_str(char **field, const char *val, int make_abs, const char *opt,
 	free(*field);
 	*field = v;
 	return 0;
+}
+
+/* An O_CHOICE value: the index of val among d->choices ("a|b|c"). */
+static int set_choice(int *field, const struct odef *d, const char *val, const char *opt,
+		      struct err *err)
+{
+	const char *c = d->choices, *bar;
+	size_t len, vlen = strlen(val);
+	int i;
+
+	for (i = 0; c && *c; i++) {
+		bar = strchr(c, '|');
+		len = bar ? (size_t)(bar - c) : strlen(c);
+		if (len == vlen && !strncmp(c, val, len)) {
+			*field = i;
+			return 0;
+		}
+		c = bar ? bar + 1 : NULL;
+	}
+	return err_set(err, ERR_INVAL, "mount option '%s': expected one of %s", opt, d->choices);
 }
 
 /* One option "name" or "name=value". */
@@ -436,6 +480,8 @@ static int apply_opt(struct mopts *o, const char *opt, struct err *err)
 			return err_set(err, ERR_INVAL, "mount option '%s': expected keep-both or "
 				       "fail", opt);
 		return 0;
+	case O_CHOICE:
+		return set_choice((int *)(base + d->off), d, val, opt, err);
 	case O_FLAG:
 		break;
 	}

@@ -15,6 +15,10 @@ enum mopts_conflict {
 	MOPTS_CONFLICT_FAIL = 1,      /* keep ours in the journal, flagged */
 };
 
+enum mopts_docs { MOPTS_DOCS_EXPORT = 0, MOPTS_DOCS_HIDE = 1 };
+enum mopts_delete { MOPTS_DELETE_TRASH = 0, MOPTS_DELETE_PERMANENT = 1 };
+enum mopts_layout { MOPTS_LAYOUT_PLAIN = 0, MOPTS_LAYOUT_COLAB = 1 };
+
 struct mopts {
 	/* positional */
 	char *source;               /* "gs://bucket[/prefix]" or "drive:..." */
@@ -53,6 +57,14 @@ struct mopts {
 				     * attempts of one failed operation [30s] */
 	uint64_t small_max;         /* small_file_max=SIZE: files below go in one
 				     * request, larger ones resumable [8M] */
+	/* Drive, remote changes, datasets, long-running writers: */
+	int docs;                   /* docs=export|hide (enum mopts_docs) [export] */
+	int delete_mode;            /* delete=trash|permanent (enum mopts_delete) [trash] */
+	int layout;                 /* layout=plain|colab (enum mopts_layout) [plain] */
+	int64_t poll_interval_ms;   /* poll_interval=DUR: remote change polling, 0 off [60s] */
+	int prefetch_workers;       /* prefetch_workers=N: cache warm downloads [16] */
+	int64_t open_upload_interval_ms; /* open_upload_interval=DUR: snapshot uploads
+				     * of files kept open and dirty, 0 off [60s] */
 };
 
 /* Parse `SOURCE MOUNTPOINT [-o opt,...] [--cache-dir D] [--foreground]`
