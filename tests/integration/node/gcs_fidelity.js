@@ -9,42 +9,15 @@
 // guard below throws on any other host, before DNS.
 'use strict';
 
-const net = require('net');
-const dns = require('dns');
-
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-function guard(host) {
-  if (host !== undefined && host !== null && !LOOPBACK.has(String(host))) {
-    throw new Error('blocked a connection to a non-loopback host: ' + host);
-  }
-}
-const origConnect = net.Socket.prototype.connect;
-net.Socket.prototype.connect = function (...args) {
-  const a = args[0];
-  if (Array.isArray(a)) guard(a[0] && a[0].host);
-  else if (a && typeof a === 'object') { if (!a.path) guard(a.host || 'localhost'); }
-  else if (typeof a === 'number' || (typeof a === 'string' && /^\d+$/.test(a))) guard(args[1] || 'localhost');
-  return origConnect.apply(this, args);
-};
-const origLookup = dns.lookup;
-dns.lookup = function (host, ...rest) {
-  guard(host);
-  return origLookup.call(this, host, ...rest);
-};
+// The guard is installed before any client library is loaded.
+const loopback = require('../loopback_guard.js');
+loopback.install();
 
 const crypto = require('crypto');
 const { Storage } = require('@google-cloud/storage');
 const { OAuth2Client } = require('google-auth-library');
 
-function pattern(n, seed) {
-  const out = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const pattern = loopback.pattern;
 
 async function main() {
   const url = process.env.EMU_URL;

@@ -12,42 +12,15 @@
 // other host, before DNS.
 'use strict';
 
-const net = require('net');
-const dns = require('dns');
-
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-function guard(host) {
-  if (host !== undefined && host !== null && !LOOPBACK.has(String(host))) {
-    throw new Error('blocked a connection to a non-loopback host: ' + host);
-  }
-}
-const realConnect = net.Socket.prototype.connect;
-net.Socket.prototype.connect = function (...args) {
-  const a = args[0];
-  if (Array.isArray(a)) guard(a[0] && a[0].host);
-  else if (a && typeof a === 'object') { if (!a.path) guard(a.host || 'localhost'); }
-  else if (typeof a === 'number' || (typeof a === 'string' && /^\d+$/.test(a))) guard(args[1] || 'localhost');
-  return realConnect.apply(this, args);
-};
-const realLookup = dns.lookup;
-dns.lookup = function (host, ...rest) {
-  guard(host);
-  return realLookup.call(this, host, ...rest);
-};
+// The guard is installed before any client library is loaded.
+const loopback = require('../loopback_guard.js');
+loopback.install();
 
 const crypto = require('crypto');
 const { Readable } = require('stream');
 const { drive: makeDrive, auth: gauth } = require('@googleapis/drive');
 
-function bytes(n, seed) {
-  const out = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytes = loopback.pattern;
 
 const md5 = (b) => crypto.createHash('md5').update(b).digest('hex');
 
