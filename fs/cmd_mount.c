@@ -1,5 +1,5 @@
 /* `durafs mount SOURCE MOUNTPOINT`: validates the options, checks the
- * credentials and the bucket, builds the mount (fs/mount.c), mounts with
+ * credentials and the bucket or Drive folder, builds the mount (fs/mount.c), mounts with
  * FUSE, goes to the background once the mount answers, serves the control
  * socket, and on unmount or SIGTERM/SIGINT stops cleanly, leaving whatever
  * is not uploaded queued in the journal for the next mount. */
@@ -30,10 +30,12 @@ static void mount_usage(FILE *out)
 	fprintf(out,
 		"usage: durafs mount SOURCE MOUNTPOINT [-o opt,...] [--cache-dir DIR] [--foreground]\n"
 		"\n"
-		"Mount a Cloud Storage bucket (gs://BUCKET[/PREFIX]) at MOUNTPOINT. Writes land in\n"
-		"a local cache with a journal and are uploaded in the background; fsync returns\n"
-		"only once the file is committed remotely. The command returns once the mount\n"
-		"answers, or prints why it could not mount (exit 1; 2 for a bad option).\n"
+		"Mount a Cloud Storage bucket (gs://BUCKET[/PREFIX]) or Google Drive (drive:[PATH],\n"
+		"drive:id=FOLDER_ID[/PATH], drive:shared=NAME[/PATH], drive:shared_id=ID[/PATH])\n"
+		"at MOUNTPOINT. Writes land in a local cache with a journal and are uploaded in\n"
+		"the background; fsync returns only once the file is committed remotely. The\n"
+		"command returns once the mount answers, or prints why it could not mount (exit 1;\n"
+		"2 for a bad option).\n"
 		"\n"
 		"  --cache-dir DIR   cache and journal [$XDG_CACHE_HOME/durafs/SOURCE-HASH]\n"
 		"  -f, --foreground  stay in the foreground, log to stderr\n"
@@ -43,9 +45,10 @@ static void mount_usage(FILE *out)
 		"\n"
 		"Sizes take K, M, G, T (powers of 1024); durations ms, s, m, h (bare: seconds).\n"
 		"Options of mount(8) and systemd (_netdev, noauto, nofail, x-systemd.*, ...) are\n"
-		"accepted and ignored. The endpoint follows $STORAGE_EMULATOR_HOST (then no\n"
-		"credentials are sent unless token_file or credentials is given); otherwise the\n"
-		"credentials are found as `durafs auth whoami` shows.\n");
+		"accepted and ignored. The endpoint follows $STORAGE_EMULATOR_HOST (gs://) or\n"
+		"$DURAFS_DRIVE_ENDPOINT (drive:); then no credentials are sent unless token_file\n"
+		"or credentials is given. Otherwise the credentials are found as `durafs auth\n"
+		"whoami` shows.\n");
 }
 
 /* Everything the daemon holds. */

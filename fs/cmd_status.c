@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durafs/backend.h"
 #include "durafs/cli.h"
 #include "durafs/log.h"
 #include "durafs/mount.h"
@@ -57,7 +58,7 @@ static void print_human(const json_t *st)
 {
 	const json_t *mnt = json_object_get(st, "mount"), *pend = json_object_get(st, "pending");
 	const json_t *cache = json_object_get(st, "cache"), *com = json_object_get(st, "committed");
-	const json_t *ups = json_object_get(st, "uploads"), *arr, *x;
+	const json_t *ups = json_object_get(st, "uploads"), *arr, *x, *rc;
 	char b1[32], b2[32], dur[32];
 	size_t i;
 
@@ -82,8 +83,10 @@ static void print_human(const json_t *st)
 
 		prog_fmt_bytes(per, b1, sizeof(b1));
 		prog_fmt_bytes(tot, b2, sizeof(b2));
-		printf("  uploading    %s  %s / %s (%" PRIu64 "%%), attempt %" PRIu64 "\n",
-		       s(up, "path"), b1, b2, tot ? per * 100 / tot : 100, u(up, "attempts"));
+		printf("  uploading    %s  %s / %s (%" PRIu64 "%%), attempt %" PRIu64 "%s\n",
+		       s(up, "path"), b1, b2, tot ? per * 100 / tot : 100, u(up, "attempts"),
+		       json_is_true(json_object_get(up, "snapshot")) ?
+		       " (snapshot of open file)" : "");
 	}
 	prog_fmt_bytes(u(com, "bytes"), b1, sizeof(b1));
 	printf("  committed    %" PRIu64 " operation%s, %s since start; %" PRIu64 " retr%s\n",
@@ -94,6 +97,12 @@ static void print_human(const json_t *st)
 		x = json_array_get(arr, i);
 		printf("  retrying     %s: %s (attempt %" PRIu64 ")\n", s(x, "path"), s(x, "reason"),
 		       u(x, "attempts"));
+	}
+	arr = json_object_get(st, "action_needed");
+	for (i = 0; i < json_array_size(arr); i++) {
+		x = json_array_get(arr, i);
+		printf("  action       %s: Google says %s (%s); what to do: %s\n", s(x, "path"),
+		       s(x, "google_reason"), s(x, "state"), s(x, "advice"));
 	}
 	arr = json_object_get(st, "failed");
 	if (json_array_size(arr)) {
@@ -115,10 +124,53 @@ static void print_human(const json_t *st)
 		       u(cache, "dirty_files") == 1 ? "" : "s");
 	}
 	printf("\n");
+	rc = json_object_get(st, "remote_changes");
+	if (rc) {
+		prog_fmt_duration((int64_t)(u(rc, "interval_ms") / 1000), dur, sizeof(dur));
+		printf("  remote       polled every %s: %" PRIu64 " poll%s, %" PRIu64
+		       " change%s seen, %" PRIu64 " failed poll%s\n", dur, u(rc, "polls"),
+		       u(rc, "polls") == 1 ? "" : "s", u(rc, "changes"),
+		       u(rc, "changes") == 1 ? "" : "s", u(rc, "failures"),
+		       u(rc, "failures") == 1 ? "" : "s");
+	}
 }
 
-static int show(const json_t *st, int json)
+/* Give every failed or retrying op whose message names one of Google's
+ * quota or rate reasons the keys "google_reason" and "advice" (what to do),
+ * and list them again under "action_needed" (path, op, state, reason,
+ * advice), so that scripts need not parse messages. */
+static void add_advice(json_t *st)
 {
+	static const char *const lists[] = { "failed", "retrying" };
+	json_t *need = json_array(), *arr, *x, *o;
+	const char *reason, *advice;
+	size_t i, k;
+
+	if (!need)
+		return;
+	for (k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+		arr = json_object_get(st, lists[k]);
+		for (i = 0; i < json_array_size(arr); i++) {
+			x = json_array_get(arr, i);
+			reason = be_reason_find(s(x, "reason"));
+			advice = be_reason_advice(reason);
+			if (!reason || !advice)
+				continue;
+			json_object_set_new(x, "google_reason", json_string(reason));
+			json_object_set_new(x, "advice", json_string(advice));
+			o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "path", s(x, "path"),
+				      "op", s(x, "op"), "state", s(x, "state"),
+				      "google_reason", reason, "advice", advice);
+			if (o)
+				json_array_append_new(need, o);
+		}
+	}
+	json_object_set_new(st, "action_needed", need);
+}
+
+static int show(json_t *st, int json)
+{
+	add_advice(st);
 	if (json) {
 		char *txt = json_dumps(st, JSON_INDENT(2) | JSON_SORT_KEYS);
 

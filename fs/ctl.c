@@ -167,6 +167,75 @@ long ctl_peer_uid(struct ctl_conn *c)
 	return c->uid;
 }
 
+/* ---- routes ---------------------------------------------------------------------- */
+
+#define CTL_ROUTES 8
+#define CTL_CMD_MAX 32
+
+static struct {
+	char cmd[CTL_CMD_MAX];
+	ctl_handler_fn fn;
+	void *ud;
+} routes[CTL_ROUTES];                   /* protected by routes_mu */
+static pthread_mutex_t routes_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int ctl_route_add(const char *cmd, ctl_handler_fn fn, void *ud)
+{
+	int i, free_slot = -1, rc = -1;
+
+	if (!cmd || !*cmd || strlen(cmd) >= CTL_CMD_MAX || !fn)
+		return -1;
+	pthread_mutex_lock(&routes_mu);
+	for (i = 0; i < CTL_ROUTES; i++) {
+		if (routes[i].fn && !strcmp(routes[i].cmd, cmd))
+			goto out;
+		if (!routes[i].fn && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		goto out;
+	snprintf(routes[free_slot].cmd, CTL_CMD_MAX, "%s", cmd);
+	routes[free_slot].fn = fn;
+	routes[free_slot].ud = ud;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&routes_mu);
+	return rc;
+}
+
+void ctl_route_remove(const char *cmd, void *ud)
+{
+	int i;
+
+	pthread_mutex_lock(&routes_mu);
+	for (i = 0; i < CTL_ROUTES; i++) {
+		if (routes[i].fn && routes[i].ud == ud && !strcmp(routes[i].cmd, cmd)) {
+			memset(&routes[i], 0, sizeof(routes[i]));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&routes_mu);
+}
+
+/* The routed handler of cmd: 1 and *fn, *ud, or 0. */
+static int route_find(const char *cmd, ctl_handler_fn *fn, void **ud)
+{
+	int i, found = 0;
+
+	if (!cmd)
+		return 0;
+	pthread_mutex_lock(&routes_mu);
+	for (i = 0; i < CTL_ROUTES && !found; i++) {
+		if (routes[i].fn && !strcmp(routes[i].cmd, cmd)) {
+			*fn = routes[i].fn;
+			*ud = routes[i].ud;
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&routes_mu);
+	return found;
+}
+
 /* ---- serving one connection ------------------------------------------------------ */
 
 static int conn_stopping(const struct ctl_conn *c)
@@ -192,7 +261,15 @@ static void handle_line(struct ctl_conn *c, const char *line, size_t len)
 		json_decref(req);
 		return;
 	}
-	c->fn(c->ud, c, req);
+	{
+		ctl_handler_fn rfn = NULL;
+		void *rud = NULL;
+
+		if (route_find(json_string_value(json_object_get(req, "cmd")), &rfn, &rud))
+			rfn(rud, c, req);
+		else
+			c->fn(c->ud, c, req);
+	}
 	json_decref(req);
 }
 

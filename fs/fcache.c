@@ -8,6 +8,7 @@
 void fc_params_default(struct fc_params *p, uint64_t chunk)
 {
 	p->min_fetch = 256 * KiB;
+	p->rand_align = 16 * KiB;
 	p->first_window = 1 * MiB;
 	p->max_window = 16 * MiB;
 	p->whole_below = chunk ? chunk : 16 * MiB;
@@ -37,6 +38,7 @@ void fc_ra_note(struct fc_ra *ra, uint64_t off, uint64_t len, const struct fc_pa
 					: min64(p->first_window, p->max_window);
 	else
 		ra->window = 0;
+	ra->random = !seq && (ra->started || off != 0);
 	ra->next = off + len;
 	ra->started = 1;
 }
@@ -50,10 +52,28 @@ uint64_t fc_fetch_end(const struct fc_ra *ra, uint64_t off, uint64_t len,
 		return fsize;
 	if (fsize < p->whole_below)
 		return fsize;
-	want = max64(len, max64(ra->window, p->min_fetch));
+	if (ra->window)
+		want = max64(len, ra->window);
+	else if (ra->random && p->rand_align)
+		want = (off + len + p->rand_align - 1) / p->rand_align * p->rand_align - off;
+	else
+		want = max64(len, p->min_fetch);
+	if (want < len)
+		want = len;
 	if (want > fsize - off)
 		return fsize;
 	return off + want;
+}
+
+int fc_prefetch(const struct fc_ra *ra, uint64_t off, uint64_t have, uint64_t fsize,
+		const struct fc_params *p, uint64_t *end)
+{
+	uint64_t w = ra->window;
+
+	if (!w || have >= fsize || off > have || have - off > w)
+		return 0;
+	*end = min64(fsize, have + min64(w, p->max_window));
+	return 1;
 }
 
 uint64_t fc_evict_need(uint64_t usage, uint64_t limit, uint64_t fs_free,

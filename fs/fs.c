@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fs_i.h"
+#include "durafs/fs_poll.h"
 #include "durafs/log.h"
 
 /* A file handle is the shared open file's address with bit 0 set when
@@ -141,6 +142,8 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 		break;
 	default:
 		st->st_mode = S_IFREG | (fs->file_mode & 07777);
+		if (in->flags & BE_EF_READONLY)
+			st->st_mode &= ~(mode_t)0222;
 		st->st_nlink = 1;
 		break;
 	}
@@ -228,7 +231,7 @@ static int track(struct fs *fs, const char *path, const struct fs_info *info, ui
  * remote version (the commit replaces it with the real one). This keeps
  * the view steady between the commit and its event. */
 static void note_expected(struct fs *fs, const char *path, int del, int type, uint64_t size,
-			  int64_t mtime_ns)
+			  int64_t mtime_ns, unsigned flags)
 {
 	struct jnl_entry e;
 	char *dir = NULL;
@@ -241,6 +244,7 @@ static void note_expected(struct fs *fs, const char *path, int del, int type, ui
 	e.type = type;
 	e.size = size;
 	e.mtime_ns = mtime_ns;
+	e.flags = flags;
 	fs_dir_note(fs, dir, name, del ? NULL : &e);
 	free(dir);
 }
@@ -578,6 +582,13 @@ static int ns_begin(struct fs *fs, uint64_t parent, const char *name, char **pat
 		return rc;
 	pthread_mutex_lock(&fs->ns_lock);
 	rc = path_err(ino_child_path(fs->ino, parent, name, path));
+	/* A directory the backend's layout fixes (layout=colab's root and
+	 * Shareddrives/): nothing is created or removed there. */
+	if (rc == 0 && be_ns_check(fs->be, *path, NULL) == BE_NS_FIXED) {
+		free(*path);
+		*path = NULL;
+		rc = -EPERM;
+	}
 	if (rc < 0)
 		pthread_mutex_unlock(&fs->ns_lock);
 	return rc;
@@ -611,7 +622,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		rc = fs_errno(&e);
 	if (rc == 0) {
 		info.fid = fid;
-		note_expected(fs, path, 0, JNL_DIR, 0, info.mtime_ns);
+		note_expected(fs, path, 0, JNL_DIR, 0, info.mtime_ns, 0);
 		fs_dir_drop(fs, path);
 		reply_entry(req, fs, parent, name, &info);
 	} else {
@@ -649,7 +660,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 		rc = fs_errno(&e);
 	if (rc == 0) {
 		info.fid = fid;
-		note_expected(fs, path, 0, JNL_SYMLINK, info.size, info.mtime_ns);
+		note_expected(fs, path, 0, JNL_SYMLINK, info.size, info.mtime_ns, 0);
 		reply_entry(req, fs, parent, name, &info);
 	} else {
 		fuse_reply_err(req, -rc);
@@ -680,7 +691,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0 && jnl_unlink(fs->jnl, fid, NULL, &e) < 0)
 		rc = fs_errno(&e);
 	if (rc == 0) {
-		note_expected(fs, path, 1, 0, 0, 0);
+		note_expected(fs, path, 1, 0, 0, 0, 0);
 		ino_detach(fs->ino, parent, name);
 	}
 	pthread_mutex_unlock(&fs->ns_lock);
@@ -713,10 +724,13 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -ENOTEMPTY;
 	if (rc == 0)
 		rc = track(fs, path, &info, &fid);
-	if (rc == 0 && jnl_rmdir(fs->jnl, fid, NULL, &e) < 0)
+	/* Drive: the folder goes with what it holds, in one call. */
+	if (rc == 0 && ((be_caps(fs->be) & BE_CAP_RMDIR_TREE) ?
+			jnl_rmdir_tree(fs->jnl, fid, NULL, &e) :
+			jnl_rmdir(fs->jnl, fid, NULL, &e)) < 0)
 		rc = fs_errno(&e);
 	if (rc == 0) {
-		note_expected(fs, path, 1, 0, 0, 0);
+		note_expected(fs, path, 1, 0, 0, 0, 0);
 		ino_detach(fs->ino, parent, name);
 		fs_dir_drop(fs, path);
 	}
@@ -760,6 +774,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	rc = path_err(ino_child_path(fs->ino, newparent, newname, &to));
+	if (rc == 0) {
+		int ns = be_ns_check(fs->be, from, to);
+
+		rc = ns == BE_NS_FIXED ? -EPERM : ns == BE_NS_XDEV ? -EXDEV : 0;
+	}
 	if (rc == 0)
 		rc = fs_resolve(fs, from, &src);
 	if (rc < 0)
@@ -818,8 +837,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 				 strerror(-rc));
 		rc = 0;
 	}
-	note_expected(fs, from, 1, 0, 0, 0);
-	note_expected(fs, to, 0, src.type, src.size, src.mtime_ns);
+	note_expected(fs, from, 1, 0, 0, 0, 0);
+	/* a renamed Docs export stays read-only */
+	note_expected(fs, to, 0, src.type, src.size, src.mtime_ns, src.flags);
 	if (src.type == JNL_DIR) {
 		fs_dir_drop(fs, from);
 		fs_dir_drop(fs, to);
@@ -885,6 +905,17 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	set_keep_cache(fs, ino, of, fi, trunc);
+	pthread_mutex_lock(&of->mu);
+	if (of->flags & BE_EF_SIZE_UNKNOWN) {
+		/* An export: its size is known once read; the kernel must
+		 * not cut reads at the size it was shown. */
+		fi->direct_io = 1;
+		fi->keep_cache = 0;
+	}
+	pthread_mutex_unlock(&of->mu);
+	/* A read-only handle has nothing to flush: spare the kernel the
+	 * FLUSH round trip on every close (op_flush is a no-op for it). */
+	fi->noflush = !writable;
 	fi->fh = fh_make(of, writable);
 	if (writable)
 		fs_of_writer(of, 1);
@@ -967,7 +998,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 				goto out;
 			}
 		}
-		note_expected(fs, path, 0, JNL_FILE, 0, now);
+		note_expected(fs, path, 0, JNL_FILE, 0, now, 0);
 		rc = ino_get(fs->ino, parent, name, &ino, &gen);
 		if (rc < 0)
 			goto out;
@@ -1030,7 +1061,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *mem = NULL;
 	ssize_t n;
 
-	(void)ino;
 	n = fs_of_read(fs, of, size, off, &mem);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
@@ -1047,6 +1077,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	bv.buf[0].fd = of->fd;
 	bv.buf[0].pos = off;
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	/* The reader has its bytes: fetch ahead of it on this thread. */
+	fs_of_readahead(fs, ino);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -1171,6 +1203,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
+	/* The kernel caches what it reads (a warm `ls -l` of a huge
+	 * directory then never comes here); it keeps that cache only while
+	 * this very listing is what it holds. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = (unsigned)fs_dir_kcache(fs, dh->path, dh->v, dh->n, dh->names);
 	if (fuse_reply_open(req, fi) != 0)
 		dh_free(fs, dh);
 }
@@ -1244,6 +1281,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				info.mtime_ns = d->mtime_ns;
 				info.fid = d->fid;
 				info.local = d->local;
+				info.flags = d->flags;
 				fs_fill_attr(fs, eino, &info, &e.attr);
 				e.ino = eino;
 				e.attr_timeout = fs->attr_timeout;
@@ -1611,6 +1649,11 @@ int fs_new(const struct fs_config *cfg, struct fs **out, struct err *err)
 		goto out;
 	}
 	sch_set_event_fn(fs->sched, fs_on_event, fs);
+	if (cfg->mo->poll_interval_ms > 0 && be_has_changes(fs->be) &&
+	    fs_poll_start(fs, cfg->mo->poll_interval_ms, &fs->poll, &e) < 0)
+		log_warn(FS_TAG, "remote changes are not polled: %s", e.msg);
+	if (ctl_route_add("cache", fs_cache_ctl, fs) < 0)
+		log_warn(FS_TAG, "`durafs cache` is not served: the control command is taken");
 	*out = fs;
 	fs = NULL;
 	rc = 0;
@@ -1640,6 +1683,9 @@ void fs_free(struct fs *fs)
 
 	if (!fs)
 		return;
+	fs_poll_stop(fs->poll);
+	fs->poll = NULL;
+	ctl_route_remove("cache", fs);
 	sch_set_event_fn(fs->sched, NULL, NULL);
 	fs_bg_stop(fs);
 	atomic_store(&fs->se, NULL);

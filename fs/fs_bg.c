@@ -156,6 +156,64 @@ static void retry_rewrites(struct fs *fs)
 	}
 }
 
+static void writing_cb(struct fs *fs, struct fs_ofile *of, void *ud)
+{
+	int *r = ud;
+
+	(void)fs;
+	pthread_mutex_lock(&of->mu);
+	if (of->writers > 0)
+		*r = 1;
+	pthread_mutex_unlock(&of->mu);
+}
+
+/* sched_open_fn: 1 when fid has a handle open for writing. */
+static int bg_fid_writing(void *ud, uint64_t fid)
+{
+	int r = 0;
+
+	fs_of_each_fid(ud, fid, writing_cb, &r);
+	return r;
+}
+
+/* open_upload_interval: journal the current content of every file that is
+ * open for writing and was written since its last jnl_write, to be
+ * uploaded at once (a snapshot; see sch_set_open_fn). */
+static void snapshot_open_files(struct fs *fs)
+{
+	struct fs_ofile **v = NULL, *of;
+	size_t n = 0, i, b;
+	int take, rc;
+
+	pthread_mutex_lock(&fs->of_lock);
+	if (fs->of_count)
+		v = calloc(fs->of_count, sizeof(*v));
+	for (b = 0; v && b < FS_OF_BUCKETS; b++)
+		for (of = fs->of[b]; of; of = of->next)
+			if (of->state == 1 && n < fs->of_count) {
+				of->refs++;
+				v[n++] = of;
+			}
+	pthread_mutex_unlock(&fs->of_lock);
+	for (i = 0; i < n; i++) {
+		of = v[i];
+		pthread_mutex_lock(&of->mu);
+		take = of->writers > 0 && of->modified;
+		pthread_mutex_unlock(&of->mu);
+		if (take) {
+			rc = fs_of_commit(fs, of, 0);
+			if (rc < 0)
+				log_warn(FS_TAG, "snapshot of open file %s: %s (next interval "
+					 "tries again)", of->cache_name, strerror(-rc));
+			else
+				log_debug(FS_TAG, "snapshot of open file %s (fid %" PRIu64
+					  ") queued for upload", of->cache_name, of->fid);
+		}
+		fs_of_put(fs, of);
+	}
+	free(v);
+}
+
 static void run(struct fs *fs, struct fs_task *t)
 {
 	struct fuse_session *se = atomic_load(&fs->se);
@@ -200,13 +258,15 @@ static void *bg_main(void *arg)
 	struct fs_bg_arg *a = arg;
 	struct fs *fs = a->fs;
 	int64_t next = fs_now_ms() + HOUSEKEEP_MS, evict_next = fs_now_ms() + 6 * HOUSEKEEP_MS;
+	int64_t snap_ms = fs->mo->open_upload_interval_ms;
+	int64_t snap_next = snap_ms > 0 ? fs_now_ms() + snap_ms : INT64_MAX;
 	struct fs_task *t;
 	struct timespec ts;
 
 	for (;;) {
 		pthread_mutex_lock(&fs->bg_lock);
 		while (!fs->bg_stop && !fs->tq_head) {
-			if (a->housekeeper && fs_now_ms() >= next)
+			if (a->housekeeper && (fs_now_ms() >= next || fs_now_ms() >= snap_next))
 				break;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
@@ -228,6 +288,10 @@ static void *bg_main(void *arg)
 			free(t->name);
 			free(t);
 		}
+		if (a->housekeeper && fs_now_ms() >= snap_next) {
+			snapshot_open_files(fs);
+			snap_next = fs_now_ms() + snap_ms;
+		}
 		if (a->housekeeper && fs_now_ms() >= next) {
 			retry_rewrites(fs);
 			fs_ren_reconcile(fs);
@@ -235,8 +299,6 @@ static void *bg_main(void *arg)
 				fs_bg_evict(fs);
 				evict_next = fs_now_ms() + 6 * HOUSEKEEP_MS;
 			}
-			/* Hook for open_upload_interval (issue 10): snapshots
-			 * of files held open and dirty belong here. */
 			next = fs_now_ms() + HOUSEKEEP_MS;
 		}
 	}
@@ -247,6 +309,8 @@ int fs_bg_start(struct fs *fs)
 {
 	int i, rc;
 
+	if (fs->sched)
+		sch_set_open_fn(fs->sched, bg_fid_writing, fs);
 	for (i = 0; i < 2; i++) {
 		fs->bgarg[i].fs = fs;
 		fs->bgarg[i].housekeeper = i == 0;
@@ -265,6 +329,8 @@ void fs_bg_stop(struct fs *fs)
 	struct fs_task *t, *next;
 	int i;
 
+	if (fs->sched)
+		sch_set_open_fn(fs->sched, NULL, NULL);
 	pthread_mutex_lock(&fs->bg_lock);
 	fs->bg_stop = 1;
 	pthread_cond_broadcast(&fs->bg_cv);

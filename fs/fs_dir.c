@@ -160,9 +160,21 @@ void fs_dir_note(struct fs *fs, const char *dir, const char *name,
 {
 	struct fs_dstate *d;
 	struct fs_fixup *f = NULL;
+	struct jnl_entry old, keep;
 	struct err err;
 	int rc;
 
+	/* A commit replacing the placeholder of a pending rename keeps the
+	 * flags the placeholder carried (a renamed Docs export). */
+	memset(&old, 0, sizeof(old));
+	if (e && !e->flags && e->remote &&
+	    jnl_entry_get(fs->jnl, dir, name, &old, &err) == 0 && old.flags && !old.remote &&
+	    old.type == e->type) {
+		keep = *e;
+		keep.flags = old.flags;
+		e = &keep;
+	}
+	jnl_entry_release(&old);
 	rc = e ? jnl_entry_put(fs->jnl, dir, e, &err) : jnl_entry_del(fs->jnl, dir, name, &err);
 	if (rc < 0)
 		log_warn(FS_TAG, "record \"%s/%s\" in the stored listing: %s", dir, name, err.msg);
@@ -178,6 +190,7 @@ void fs_dir_note(struct fs *fs, const char *dir, const char *name,
 				f->e.type = e->type;
 				f->e.size = e->size;
 				f->e.mtime_ns = e->mtime_ns;
+				f->e.flags = e->flags;
 				f->e.remote = e->remote ? strdup(e->remote) : NULL;
 			}
 			if (!f->name || (e && (!f->e.name || (e->remote && !f->e.remote)))) {
@@ -306,6 +319,7 @@ static int add_moved(struct fs *fs, const char *dir, int bg, struct be_list *bl)
 		ne->mtime = extra[i]->mtime;
 		ne->ver = extra[i]->ver;
 		ne->implicit = extra[i]->implicit;
+		ne->flags = extra[i]->flags;
 	}
 	if (n)
 		be_list_finish(bl);
@@ -360,6 +374,9 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t
 	}
 	if (be_list(fs->be, rpath, &bl, &e) < 0) {
 		if (e.code != ERR_NOTFOUND) {
+			pthread_mutex_lock(&fs->dir_lock);
+			fs->list_fail_ms = fs_now_ms();
+			pthread_mutex_unlock(&fs->dir_lock);
 			/* A failed refresh is no error for the user: the stored
 			 * listing keeps answering. */
 			log_msg(bg ? LOG_LVL_INFO : LOG_LVL_WARN, FS_TAG,
@@ -370,6 +387,9 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t
 		}
 		found = 0;
 	}
+	pthread_mutex_lock(&fs->dir_lock);
+	fs->list_fail_ms = 0;   /* the remote answered */
+	pthread_mutex_unlock(&fs->dir_lock);
 	if (strcmp(rpath, dir)) {
 		/* A rename of this directory (or above) is pending and may be
 		 * under way: what it already moved is at the new place. */
@@ -398,6 +418,7 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t
 		v[i].type = (int)bl.v[i].type;
 		v[i].size = bl.v[i].size;
 		v[i].mtime_ns = ts_ns(&bl.v[i].mtime);
+		v[i].flags = bl.v[i].flags;
 		v[i].remote = ver[0] ? strdup(ver) : NULL;
 		if (ver[0] && !v[i].remote) {
 			rc = -ENOMEM;
@@ -451,7 +472,6 @@ out:
 int fs_dir_ensure(struct fs *fs, const char *dir)
 {
 	struct fs_dstate *d;
-	struct jnl_entry *v = NULL;
 	size_t n = 0;
 	int64_t fetched = 0;
 	int complete = 0, rc = 0, r, notify;
@@ -472,11 +492,7 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			/* What the journal stored (a previous mount's listing
 			 * answers at once). */
 			pthread_mutex_unlock(&fs->dir_lock);
-			r = jnl_dir_get(fs->jnl, dir, &v, &n, &fetched, &complete, &e);
-			jnl_entries_free(v, n);
-			v = NULL;
-			if (n > FS_BIG_DIR)
-				malloc_trim(0);
+			r = jnl_dir_info(fs->jnl, dir, &n, &fetched, &complete, &e);
 			pthread_mutex_lock(&fs->dir_lock);
 			if (r < 0 && e.code != ERR_NOTFOUND) {
 				rc = fs_errno(&e);
@@ -495,10 +511,13 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			rc = 0;
 			break;
 		}
-		if (d->complete && (d->inherited || d->count > FS_BIG_DIR)) {
-			/* Stored by an earlier mount, or too big to relist
-			 * while the user waits: it answers at once and is
-			 * revalidated in the background. */
+		if (d->complete && (d->inherited || d->count > FS_BIG_DIR ||
+				    (fs->list_fail_ms &&
+				     fs_now_ms() - fs->list_fail_ms <= fs->ttl_ms))) {
+			/* Stored by an earlier mount, too big to relist while
+			 * the user waits, or the remote failed a listing
+			 * lately: it answers at once and is revalidated in
+			 * the background. */
 			if (!d->refresh_queued) {
 				d->refresh_queued = 1;
 				fs_bg_refresh(fs, dir);
@@ -506,11 +525,13 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			rc = 0;
 			break;
 		}
-		/* A refetch after the TTL tells the kernel what changed. */
+		/* A refetch after the TTL tells the kernel what changed; when
+		 * it fails, the complete listing it would replace still
+		 * answers (logged as a background failure). */
 		notify = d->complete;
 		d->fetching = 1;
 		pthread_mutex_unlock(&fs->dir_lock);
-		rc = dir_fetch(fs, dir, notify, 0, &fetched);
+		rc = dir_fetch(fs, dir, notify, notify, &fetched);
 		pthread_mutex_lock(&fs->dir_lock);
 		d->fetching = 0;
 		if (rc == 0) {
@@ -518,6 +539,13 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			d->complete = 1;
 			d->inherited = 0;
 			d->fetched_ms = fetched;
+		} else if (notify && d->complete && rc != -ENOENT && rc != -ENOMEM) {
+			/* Stale but whole: served while the remote cannot be
+			 * reached, revalidated in the background from now on
+			 * (each access after another TTL tries again). */
+			d->inherited = 1;
+			d->fetched_ms = fs_now_ms();
+			rc = 0;
 		}
 		pthread_cond_broadcast(&fs->dir_cv);
 		break;
@@ -655,6 +683,10 @@ int fs_resolve(struct fs *fs, const char *path, struct fs_info *out)
 		goto out;
 	}
 	info_from(out, &ve);
+	/* The remote entry's flags (a read-only export) go with it, also
+	 * while it is the placeholder of our own pending rename. */
+	if (have_l && (!le.remote || (!out->local && !strcmp(out->remote, le.remote))))
+		out->flags = le.flags;
 	rc = 0;
 out:
 	jnl_names_free(rem, nrem);
@@ -672,7 +704,7 @@ int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **vout, size
 	struct view_ent *m = NULL;
 	struct fs_dsnap_ent *v = NULL;
 	char **rem = NULL, *names = NULL;
-	size_t nl = 0, nj = 0, nrem = 0, n = 0, i, total = 0, pos = 0;
+	size_t nl = 0, nj = 0, nrem = 0, n = 0, i, li, total = 0, pos = 0;
 	int64_t fetched;
 	int complete, rc;
 	struct err e;
@@ -706,9 +738,17 @@ int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **vout, size
 			goto out;
 		}
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0, li = 0; i < n; i++) {
 		size_t len = strlen(m[i].name) + 1;
 
+		/* Both sorted by name: the listing entry shown, if any,
+		 * gives the flags. */
+		while (li < nl && strcmp(l[li].name, m[i].name) < 0)
+			li++;
+		if (li < nl && !strcmp(l[li].name, m[i].name) &&
+		    (!l[li].remote || (!(m[i].flags & VIEW_LOCAL) && m[i].remote &&
+				       !strcmp(l[li].remote, m[i].remote))))
+			v[i].flags = l[li].flags;
 		memcpy(names + pos, m[i].name, len);
 		v[i].name_off = pos;
 		v[i].type = m[i].type;
@@ -734,6 +774,56 @@ out:
 	if (nl > FS_BIG_DIR)
 		malloc_trim(0);     /* the big temporaries go back to the system */
 	return rc;
+}
+
+/* FNV-1a over n bytes, continuing from h. */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+int fs_dir_kcache(struct fs *fs, const char *dir, const struct fs_dsnap_ent *v, size_t n,
+		  const char *names)
+{
+	struct fs_dstate *d;
+	uint64_t h = 1469598103934665603ULL;
+	int64_t now = fs_now_ms(), life = (int64_t)(fs->attr_timeout * 1000.0);
+	size_t i;
+	int keep = 0;
+
+	/* Everything a cached dirent or the attributes handed out with it
+	 * (readdirplus) carry. */
+	h = hash_bytes(h, &n, sizeof(n));
+	for (i = 0; i < n; i++) {
+		const char *name = names + v[i].name_off;
+		uint64_t a[5] = { (uint64_t)v[i].type, v[i].size, (uint64_t)v[i].mtime_ns,
+				  (uint64_t)v[i].local, (uint64_t)v[i].flags };
+
+		h = hash_bytes(h, name, strlen(name) + 1);
+		h = hash_bytes(h, a, sizeof(a));
+	}
+	if (h == 0)
+		h = 1;
+	pthread_mutex_lock(&fs->dir_lock);
+	d = dstate(fs, dir);
+	if (d) {
+		/* Keep a margin: entries must not expire while read from the
+		 * cache (an expired one costs a lookup each). */
+		keep = d->kc_hash == h && now - d->kc_ms < life / 2;
+		if (!keep) {
+			d->kc_hash = h;
+			d->kc_ms = now;
+		}
+	}
+	pthread_mutex_unlock(&fs->dir_lock);
+	return keep;
 }
 
 /* ---- pending renames -------------------------------------------------------- */

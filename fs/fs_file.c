@@ -347,9 +347,24 @@ again:
 			rc = c.err;
 		else if (e.code == ERR_NOTFOUND)
 			rc = -ENOENT;
+		else if (e.code == ERR_QUOTA || e.code == ERR_RATE)
+			rc = -EDQUOT;
 		else
 			rc = -EIO;
-		if (rc != -ENOSPC && rc != -ENOENT)
+		if (rc == -EDQUOT) {
+			struct err adv;
+
+			/* one wording for reads and writes (be_reason_advice) */
+			if (be_err_advise(&adv, &e, "read", rpath))
+				log_error(FS_TAG, "%s; the read fails with EDQUOT (\"Disk quota "
+					  "exceeded\")", adv.msg);
+			else
+				log_error(FS_TAG, "read \"%s\": Google refuses the download (%s); "
+					  "the read fails with EDQUOT (\"Disk quota exceeded\"); "
+					  "what to do: wait and retry, rate limits lift within "
+					  "minutes (%s)", rpath, e.code == ERR_RATE ? "rate limit" :
+					  "quota", e.msg);
+		} else if (rc != -ENOSPC && rc != -ENOENT)
 			log_warn(FS_TAG, "reading \"%s\" [%" PRIu64 ", %" PRIu64 "): %s", rpath,
 				 start, end, c.err ? strerror(-c.err) : e.msg);
 	} else if (start + got < end && got == 0) {
@@ -555,6 +570,57 @@ ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, c
 	}
 }
 
+void fs_of_readahead(struct fs *fs, uint64_t ino)
+{
+	struct fs_ofile *of = fs_of_find(fs, ino);
+	char remote[FS_REMOTE_MAX];
+	uint64_t have, end, moff = 0, mlen = 0;
+	struct err e;
+	int rc;
+
+	if (!of)
+		return;
+	pthread_mutex_lock(&of->mu);
+	if (of->local || of->whole || of->fetching || of->p_end <= of->p_off ||
+	    of->ra.next < of->p_off || of->ra.next > of->p_end)
+		goto out;
+	have = of->p_end;
+	if (!fc_prefetch(&of->ra, of->ra.next, have, of->rsize, &fs->fcp, &end))
+		goto out;
+	/* What of [have, end) is missing (the map is read under `fetching`
+	 * with an empty range, as in fs_of_read). */
+	of->fetching = 1;
+	of->f_off = of->f_end = of->f_done = 0;
+	snprintf(remote, sizeof(remote), "%s", of->remote);
+	pthread_mutex_unlock(&of->mu);
+	rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, have, end - have, &moff, &mlen, &e);
+	pthread_mutex_lock(&of->mu);
+	of->fetching = 0;
+	pthread_cond_broadcast(&of->cv);
+	if (rc < 0 || strcmp(remote, of->remote) || of->local || of->whole)
+		goto out;
+	if (mlen == 0) {
+		note_present(of, have, end);
+		goto out;
+	}
+	if (moff != have) {
+		/* [have, moff) is there already: remember it, fetch the rest
+		 * on the next read. */
+		note_present(of, have, moff);
+		goto out;
+	}
+	if (of->fetching)
+		goto out;
+	rc = of_fetch(fs, of, moff, moff + mlen);
+	if (rc == 0 && !strcmp(remote, of->remote))
+		note_present(of, moff, moff + mlen);
+	else if (rc < 0)
+		log_debug(FS_TAG, "read-ahead of cache file %s: %s", of->cache_name, strerror(-rc));
+out:
+	pthread_mutex_unlock(&of->mu);
+	fs_of_put(fs, of);
+}
+
 /* Fetch everything still missing so the cache file holds the whole remote
  * content (before a write). of->mu held. */
 static int of_make_whole(struct fs *fs, struct fs_ofile *of)
@@ -595,6 +661,71 @@ static int of_make_whole(struct fs *fs, struct fs_ofile *of)
 }
 
 /* ---- opening ----------------------------------------------------------------- */
+
+/* An export was read whole: its stored entry shows the real size from now
+ * on (stat, ls -l), until the next listing says otherwise. */
+static void note_real_size(struct fs *fs, const char *path, const struct fs_ofile *of)
+{
+	struct jnl_entry le;
+	struct err e;
+	const char *name;
+	char *dir = NULL;
+
+	memset(&le, 0, sizeof(le));
+	if (view_split(path, &dir, &name) < 0)
+		return;
+	if (jnl_entry_get(fs->jnl, dir, name, &le, &e) == 0 && le.remote &&
+	    !strcmp(le.remote, of->remote) && le.size != of->rsize) {
+		le.size = of->rsize;
+		fs_dir_note(fs, dir, name, &le);
+	}
+	jnl_entry_release(&le);
+	free(dir);
+}
+
+/* Read the whole remote content of an entry whose size is only known once
+ * read (a Docs export) into the cache file: of->rsize becomes the real
+ * size and the file is whole. of is initialising (no other user; of->mu
+ * not held). 0 or a negative errno (-EIO when the read fails). */
+static int of_load_whole(struct fs *fs, struct fs_ofile *of)
+{
+	struct fetch_ctx c = { of, 0, 0 };
+	struct be_version ver;
+	uint64_t got = 0;
+	struct err e;
+	int tries = 0, r;
+
+again:
+	if (be_version_parse(of->remote, &ver) < 0)
+		return -EIO;
+	if (ftruncate(of->fd, 0) < 0)
+		return -errno;
+	of->f_want = UINT64_MAX;
+	c.pos = 0;
+	got = 0;
+	if (be_read(fs->be, of->rpath, &ver, 0, UINT64_MAX, fetch_sink, &c, &got, &e) < 0) {
+		if (!c.err && e.code == ERR_NOTFOUND && tries++ == 0) {
+			/* Our own rename committed meanwhile (a new version
+			 * of the same document): follow it once. */
+			pthread_mutex_lock(&of->mu);
+			r = of_rebase(fs, of);
+			pthread_mutex_unlock(&of->mu);
+			if (r)
+				goto again;
+		}
+		if (!c.err)
+			log_warn(FS_TAG, "reading \"%s\": %s", of->rpath, e.msg);
+		return c.err ? c.err : -EIO;
+	}
+	if (ftruncate(of->fd, (off_t)got) < 0)
+		return -errno;
+	if (got > 0 && jnl_cache_add(fs->jnl, of->cache_name, of->remote, 0, got, &e) < 0)
+		log_debug(FS_TAG, "recording cached range of \"%s\": %s", of->rpath, e.msg);
+	atomic_fetch_add(&fs->cache_bytes, got);
+	of->rsize = got;
+	of->whole = 1;
+	return 0;
+}
 
 /* Set up of (already in the table, state 0) for the file at path. */
 static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
@@ -665,6 +796,7 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 			goto out;
 		}
 		of->rsize = info.size;
+		of->flags = info.flags;
 		of->rpath = fs_remote_path(fs, path);
 		if (!of->rpath) {
 			rc = -ENOMEM;
@@ -704,6 +836,8 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 			goto out;
 		}
 		of->whole = 1;
+	} else if (of->flags & BE_EF_SIZE_UNKNOWN) {
+		/* read whole below, without the cache lock */
 	} else if (of->rsize == 0) {
 		of->whole = 1;
 	} else {
@@ -729,6 +863,11 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 out:
 	if (locked)
 		pthread_mutex_unlock(&fs->cache_lock);
+	if (rc == 0 && !of->local && (of->flags & BE_EF_SIZE_UNKNOWN)) {
+		rc = of_load_whole(fs, of);
+		if (rc == 0)
+			note_real_size(fs, path, of);
+	}
 	jnl_file_release(&jf);
 	return rc;
 }
@@ -771,6 +910,8 @@ int fs_of_get(struct fs *fs, uint64_t ino, const char *path, int writable, int t
 	while (of->state == 0)
 		pthread_cond_wait(&of->cv, &of->mu);
 	rc = of->state < 0 ? of->state : 0;
+	if (rc == 0 && writable && (of->flags & BE_EF_READONLY))
+		rc = -EACCES;       /* a Docs export */
 	if (rc == 0 && writable && trunc) {
 		pthread_mutex_unlock(&of->mu);
 		rc = fs_of_truncate(fs, of, 0);
@@ -856,6 +997,8 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 	rc = of_dirty(fs, of);
 	if (rc < 0)
 		return rc;
+	if (fs->sched)
+		sch_note_write(fs->sched, of->fid, (uint64_t)off);  /* append tracking */
 	n = pwrite_full(of->fd, buf, size, off);
 	if (n == -ENOSPC || n == -EDQUOT) {
 		/* Make room by dropping clean cached data, then try once
@@ -875,7 +1018,9 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 	int rc;
 
 	pthread_mutex_lock(&of->mu);
-	if (!of->whole && size > 0)
+	if (of->flags & BE_EF_READONLY)
+		rc = -EACCES;       /* a Docs export */
+	else if (!of->whole && size > 0)
 		rc = of_make_whole(fs, of);
 	else
 		rc = 0;
@@ -885,6 +1030,8 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 	rc = of_dirty(fs, of);
 	if (rc < 0)
 		return rc;
+	if (fs->sched)
+		sch_note_write(fs->sched, of->fid, size);  /* append tracking */
 	if (ftruncate(of->fd, (off_t)size) < 0)
 		return -errno;
 	pthread_mutex_lock(&of->mu);
@@ -1035,6 +1182,48 @@ void fs_cache_conflict(struct fs *fs, const struct jnl_file *f)
 }
 
 /* ---- eviction ---------------------------------------------------------------------- */
+
+int fs_cache_drop_one(struct fs *fs, uint64_t fid, const char *name, uint64_t bytes)
+{
+	struct jnl_file jf;
+	char cpath[4096];
+	struct err e;
+	uint64_t cur;
+	int rc = 0;
+
+	memset(&jf, 0, sizeof(jf));
+	pthread_mutex_lock(&fs->cache_lock);
+	if (cache_name_open(fs, name)) {
+		rc = -EBUSY;
+		goto out;
+	}
+	/* Re-checked under cache_lock: a writer opens (and so shows in the
+	 * table) before it dirties the file. */
+	if (jnl_file_get(fs->jnl, fid, &jf, &e) < 0) {
+		rc = e.code == ERR_NOTFOUND ? 0 : fs_errno(&e);
+		goto out;
+	}
+	if (jf.dirty || !jf.base || !jf.cache_name || strcmp(jf.cache_name, name)) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	rc = fs_cache_path(fs, name, cpath, sizeof(cpath));
+	if (rc < 0)
+		goto out;
+	if (unlink(cpath) < 0 && errno != ENOENT) {
+		rc = -errno;
+		goto out;
+	}
+	if (jnl_cache_drop(fs->jnl, name, &e) < 0)
+		log_warn(FS_TAG, "dropping the cache map of %s: %s", name, e.msg);
+	cur = atomic_load(&fs->cache_bytes);
+	while (!atomic_compare_exchange_weak(&fs->cache_bytes, &cur, cur > bytes ? cur - bytes : 0))
+		;
+out:
+	pthread_mutex_unlock(&fs->cache_lock);
+	jnl_file_release(&jf);
+	return rc;
+}
 
 uint64_t fs_cache_evict(struct fs *fs, uint64_t need)
 {

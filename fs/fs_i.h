@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "durafs/ctl.h"
 #include "durafs/fcache.h"
 #include "durafs/fs.h"
 #include "durafs/inode.h"
@@ -31,6 +32,7 @@ struct fs_info {
 	uint64_t fid;               /* 0: untracked */
 	int local;                  /* attributes from the journal */
 	char remote[FS_REMOTE_MAX]; /* "" when none */
+	unsigned flags;             /* BE_EF_* of the remote entry shown */
 };
 
 /* In-memory state of one directory's stored listing. */
@@ -54,6 +56,11 @@ struct fs_dstate {
 	/* Commits that landed while a fetch ran: re-applied after it stores
 	 * its (possibly older) listing. */
 	struct fs_fixup *fixups;
+	/* The kernel's readdir cache of this directory (fs_dir_kcache): a
+	 * hash of the listing it was last filled from, 0 for none, and when
+	 * (its entries' timeouts run from then). */
+	uint64_t kc_hash;
+	int64_t kc_ms;
 };
 
 struct fs_fixup {
@@ -94,6 +101,9 @@ struct fs_ofile {
 	int local;                  /* the content is local (dirty or new):
 				     * size comes from the cache file */
 	int modified;               /* written since the last jnl_write */
+	unsigned flags;             /* BE_EF_* of the remote entry at open:
+				     * READONLY refuses writes, SIZE_UNKNOWN
+				     * (an export) is read whole at open */
 	unsigned writers;           /* handles open for writing */
 	int64_t mtime_ns;
 	char remote[FS_REMOTE_MAX]; /* version being read ("" when local) */
@@ -160,6 +170,9 @@ struct fs {
 	pthread_cond_t dir_cv;
 	struct fs_dstate **dirs;    /* hash by path, protected by dir_lock */
 	size_t dir_cap, dir_count;
+	int64_t list_fail_ms;       /* when a listing last failed (0: the
+				     * last one worked): stale listings then
+				     * answer at once; protected by dir_lock */
 
 	pthread_mutex_t ren_lock;
 	struct fs_ren *ren;         /* seq order, protected by ren_lock */
@@ -181,6 +194,9 @@ struct fs {
 	/* Open directory handles (struct fs_dh in fs.c). */
 	pthread_mutex_t dh_lock;
 	struct fs_dh *dh_head;               /* protected by dh_lock */
+
+	/* Remote change polling (fs_poll.c), NULL when off. */
+	struct fs_poll *poll;
 
 	/* Read-cache accounting (approximate between recounts). */
 	_Atomic uint64_t cache_bytes;
@@ -228,9 +244,18 @@ struct fs_dsnap_ent {
 	int64_t mtime_ns;
 	uint64_t fid;
 	int local;
+	unsigned flags;             /* BE_EF_* of the remote entry shown */
 };
 int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **v, size_t *n,
 		char **names);
+/* Whether the kernel may keep its readdir cache of dir for a handle that
+ * shows v[0..n) (strings in names): 1 when that cache was filled from the
+ * very same listing and the entries it handed out are still within their
+ * timeout; else 0, and the handle (opened without keep_cache, so the
+ * kernel drops its cache) is noted as the one that refills it.
+ * Thread-safe. */
+int fs_dir_kcache(struct fs *fs, const char *dir, const struct fs_dsnap_ent *v, size_t n,
+		  const char *names);
 /* Pending renames: add one, drop one by seq, translate a path. */
 int fs_ren_add(struct fs *fs, uint64_t seq, uint64_t fid, const char *from, const char *to);
 void fs_ren_drop(struct fs *fs, uint64_t seq);
@@ -273,6 +298,12 @@ void fs_of_each_fid(struct fs *fs, uint64_t fid, void (*fn)(struct fs *, struct 
  * (0 at the end), found in the cache file at off, or (cache file system
  * full) in a malloc'd *mem the caller frees; or a negative errno. */
 ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, char **mem);
+/* Background read-ahead, called by a FUSE thread after it answered a read
+ * of inode ino: when the open file is read sequentially and the reader is
+ * within one read-ahead window of the end of what is local, fetch the next
+ * window now (on this thread), so the reader finds it local. Failures are
+ * left to the reader's own fetch. Thread-safe. */
+void fs_of_readahead(struct fs *fs, uint64_t ino);
 /* Write: bytes written or a negative errno. */
 ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
 		    off_t off);
@@ -296,6 +327,18 @@ void fs_cache_committed(struct fs *fs, const struct jnl_file *f);
  * the content so reads see the remote. */
 void fs_cache_conflict(struct fs *fs, const struct jnl_file *f);
 int fs_cache_path(struct fs *fs, const char *name, char *buf, size_t len);
+/* Drop the clean cached data of fid (cache file `name`, `bytes` present by
+ * the map) now: the file is deleted and its map forgotten. -EBUSY when an
+ * open file uses it, -EAGAIN when fid is dirty or has no remote base
+ * (dirty data is never dropped); 0 otherwise (also when nothing was
+ * there). Thread-safe (takes cache_lock). */
+int fs_cache_drop_one(struct fs *fs, uint64_t fid, const char *name, uint64_t bytes);
+
+/* ---- fs_cache.c ---------------------------------------------------------- */
+/* The control-socket command "cache" (ctl_handler_fn; ud is the struct fs):
+ * op "warm" | "status" | "drop" over "paths" (mount-relative). Routed by
+ * fs_new (ctl_route_add) and unrouted by fs_free. */
+void fs_cache_ctl(void *ud, struct ctl_conn *c, const json_t *req);
 
 /* ---- fs_bg.c ------------------------------------------------------------- */
 int fs_bg_start(struct fs *fs);

@@ -24,8 +24,8 @@ static const struct command commands[] = {
 	  "pending operations, uploads, errors, conflicts" },
 	{ "trash", cmd_trash, "trash list|purge SOURCE [options]",
 	  "list or purge the Drive trash / noncurrent GCS generations" },
-	{ "cache", NULL, "cache warm|status|drop PATH...",
-	  "manage the local read cache" },
+	{ "cache", cmd_cache, "cache warm|status|drop PATH... [--max-size SIZE] [--json]",
+	  "fetch a tree into the read cache, show or drop what is cached" },
 	{ "auth", cmd_auth, "auth login|whoami|print-token [options]",
 	  "obtain and inspect Google credentials" },
 };

@@ -14,9 +14,12 @@
 
 #include "durafs/auth.h"
 #include "durafs/auth_adc.h"
+#include "durafs/drive.h"
 #include "durafs/fs.h"
 #include "durafs/gcs.h"
+#include "durafs/fs_poll.h"
 #include "durafs/http.h"
+#include "durafs/layout.h"
 #include "durafs/log.h"
 #include "durafs/mount.h"
 
@@ -79,6 +82,20 @@ int mnt_init(struct mnt *m, const struct mopts *mo, struct err *err)
 	if (!strncmp(mo->source, "gs://", 5) &&
 	    gcs_endpoint(mo->endpoint, m->endpoint, sizeof(m->endpoint), &m->emulated, err) < 0)
 		return -1;
+	if (!strncmp(mo->source, "drive:", 6)) {
+		struct drive_source ds;
+		int rc;
+
+		/* Validate the source up front: a typo fails before any
+		 * credentials are looked for. */
+		rc = drive_parse_source(mo->source, &ds, err);
+		drive_source_release(&ds);
+		if (rc < 0)
+			return -1;
+		if (drive_endpoint(mo->endpoint, m->endpoint, sizeof(m->endpoint), &m->emulated,
+				   err) < 0)
+			return -1;
+	}
 	return 0;
 nomem:
 	return err_set(err, ERR_NOMEM, "out of memory");
@@ -131,27 +148,31 @@ int mnt_remote_open(struct mnt *m, struct err *err)
 	struct auth_opts ao;
 	struct http_opts ho;
 	struct gcs_opts go;
+	struct drive_opts dopt;
 	struct auth_info info;
 	char *bucket = NULL, *prefix = NULL, *trail = NULL;
-	int rc = -1;
+	int rc = -1, drive = 0;
 
-	if (!strncmp(mo->source, "drive:", 6))
-		return err_set(err, ERR_INVAL, "Google Drive sources are not supported by this "
-			       "build yet (only gs://BUCKET[/PREFIX])");
-	if (strncmp(mo->source, "gs://", 5))
+	if (!strncmp(mo->source, "drive:", 6)) {
+		drive = 1;
+	} else if (strncmp(mo->source, "gs://", 5)) {
 		return err_set(err, ERR_INVAL, "unknown source '%s'", mo->source);
-	if (gcs_parse_source(mo->source, &bucket, &prefix, err) < 0)
+	} else if (mo->layout == MOPTS_LAYOUT_COLAB) {
+		return err_set(err, ERR_INVAL, "-o layout=colab is for Google Drive (drive:); a "
+			       "gs:// bucket is mounted as it is");
+	} else if (gcs_parse_source(mo->source, &bucket, &prefix, err) < 0) {
 		goto out;
+	}
 	m->no_auth = mo->no_auth || (m->emulated && !mo->token_file && !mo->credentials);
 	if (m->no_auth) {
 		m->auth_kind = strdup("none");
 		log_info(MNT_TAG, "no credentials are sent (%s)", mo->no_auth ? "-o no_auth" :
-			 "STORAGE_EMULATOR_HOST is set");
+			 drive ? DRIVE_ENV_ENDPOINT " is set" : "STORAGE_EMULATOR_HOST is set");
 	} else {
 		memset(&ao, 0, sizeof(ao));
 		ao.token_file = mo->token_file;
 		ao.credentials = mo->credentials;
-		ao.scopes = AUTH_SCOPE_GCS;
+		ao.scopes = drive ? AUTH_SCOPE_DRIVE : AUTH_SCOPE_GCS;
 		if (auth_adc_open(&ao, &m->auth, &trail, err) < 0) {
 			if (trail)
 				log_info(MNT_TAG, "credential discovery: %s", trail);
@@ -180,6 +201,21 @@ int mnt_remote_open(struct mnt *m, struct err *err)
 	}
 	if (http_new(&ho, &m->http, err) < 0)
 		goto out;
+	if (drive) {
+		memset(&dopt, 0, sizeof(dopt));
+		dopt.source = mo->source;
+		dopt.endpoint = m->endpoint;
+		dopt.http = m->http;
+		dopt.docs = mo->docs == MOPTS_DOCS_HIDE ? DRIVE_DOCS_HIDE : DRIVE_DOCS_EXPORT;
+		dopt.delete_mode = mo->delete_mode == MOPTS_DELETE_PERMANENT ?
+				   DRIVE_DELETE_PERMANENT : DRIVE_DELETE_TRASH;
+		dopt.chunk_size = mo->chunk_size;
+		if ((mo->layout == MOPTS_LAYOUT_COLAB ? layout_colab_new(&dopt, &m->be, err)
+						      : drive_new(&dopt, &m->be, err)) < 0)
+			goto out;
+		rc = 0;
+		goto out;
+	}
 	memset(&go, 0, sizeof(go));
 	go.bucket = bucket;
 	go.prefix = prefix;
@@ -236,6 +272,12 @@ static int record_meta(struct mnt *m, struct err *err)
 	    meta_set_u64(m->jnl, MNT_META_WORKERS, (uint64_t)mo->upload_workers, err) < 0 ||
 	    jnl_meta_set(m->jnl, MNT_META_CONFLICT,
 			 mo->conflict == MOPTS_CONFLICT_FAIL ? "fail" : "keep-both", err) < 0 ||
+	    jnl_meta_set(m->jnl, MNT_META_DOCS, mo->docs == MOPTS_DOCS_HIDE ? "hide" : "export",
+			 err) < 0 ||
+	    jnl_meta_set(m->jnl, MNT_META_DELETE, mo->delete_mode == MOPTS_DELETE_PERMANENT ?
+			 "permanent" : "trash", err) < 0 ||
+	    jnl_meta_set(m->jnl, MNT_META_LAYOUT, mo->layout == MOPTS_LAYOUT_COLAB ? "colab" :
+			 "plain", err) < 0 ||
 	    meta_set_opt(m->jnl, MNT_META_MOUNTPOINT, mo->mountpoint, err) < 0)
 		return -1;
 	return 0;
@@ -367,6 +409,24 @@ int mnt_meta_load(struct jnl *j, const char *cache_dir, struct mopts *mo, struct
 		goto fail;
 	mo->conflict = s && !strcmp(s, "fail") ? MOPTS_CONFLICT_FAIL : MOPTS_CONFLICT_KEEP_BOTH;
 	free(s);
+	s = NULL;
+	if (jnl_meta_get(j, MNT_META_DOCS, &s, err) < 0)
+		goto fail;
+	mo->docs = s && !strcmp(s, "hide") ? MOPTS_DOCS_HIDE : MOPTS_DOCS_EXPORT;
+	free(s);
+	s = NULL;
+	/* A replayed unlink must delete the way the mount promised. */
+	if (jnl_meta_get(j, MNT_META_DELETE, &s, err) < 0)
+		goto fail;
+	mo->delete_mode = s && !strcmp(s, "permanent") ? MOPTS_DELETE_PERMANENT
+						       : MOPTS_DELETE_TRASH;
+	free(s);
+	s = NULL;
+	/* Journaled paths are layout paths (MyDrive/...): replay the same way. */
+	if (jnl_meta_get(j, MNT_META_LAYOUT, &s, err) < 0)
+		goto fail;
+	mo->layout = s && !strcmp(s, "colab") ? MOPTS_LAYOUT_COLAB : MOPTS_LAYOUT_PLAIN;
+	free(s);
 	return 0;
 fail:
 	mopts_release(mo);
@@ -381,11 +441,18 @@ int mnt_sched_start(struct mnt *m, struct err *err)
 	so.workers = m->mo->upload_workers;
 	so.chunk_size = m->mo->chunk_size;
 	so.small_max = m->mo->small_max;
+	/* Drive takes one-request (multipart) uploads up to 5 MB only. */
+	if (!strncmp(m->mo->source, "drive:", 6) && so.small_max > DRIVE_SMALL_MAX)
+		so.small_max = DRIVE_SMALL_MAX;
 	so.files_dir = m->files_dir;
 	so.conflict_fail = m->mo->conflict == MOPTS_CONFLICT_FAIL;
 	so.retry_initial_ms = m->mo->retry_max_ms < 1000 ? m->mo->retry_max_ms : 1000;
 	so.retry_max_ms = m->mo->retry_max_ms;
 	so.http = m->http;  /* sch_stop cancels its requests: unmount is prompt */
+	/* Drive deletes a folder with its contents: removals inside folders
+	 * wait the writeback delay, so an `rm -rf` becomes one call. */
+	if (m->be && (be_caps(m->be) & BE_CAP_RMDIR_TREE))
+		jnl_set_removal_delay(m->jnl, m->mo->writeback_delay_ms);
 	if (sch_new(m->jnl, m->be, &so, &m->sched, err) < 0)
 		return -1;
 	return sch_start(m->sched, err);
@@ -642,6 +709,7 @@ json_t *mnt_status(struct mnt *m)
 			set_u64(u, "total", up[i].total);
 			set_u64(u, "persisted", up[i].persisted);
 			set_u64(u, "attempts", up[i].attempts);
+			json_object_set_new(u, "snapshot", json_boolean(up[i].snapshot));
 			json_array_append_new(o, u);
 		}
 		sch_uploads_free(up, nup);
@@ -692,6 +760,20 @@ json_t *mnt_status(struct mnt *m)
 		set_u64(o, "limit", mo->cache_size);
 	}
 	json_object_set_new(st, "cache", o);
+
+	if (m->fs && mo->poll_interval_ms > 0 && be_has_changes(m->be)) {
+		struct fs_poll_stats ps;
+
+		fs_poll_stats(m->fs, &ps);
+		o = json_object();
+		set_u64(o, "interval_ms", (uint64_t)mo->poll_interval_ms);
+		set_u64(o, "polls", ps.polls);
+		set_u64(o, "failures", ps.failures);
+		set_u64(o, "changes", ps.changes);
+		set_u64(o, "refreshed", ps.refreshed);
+		set_u64(o, "last_ok_ms", ps.last_ok_ms > 0 ? (uint64_t)ps.last_ok_ms : 0);
+		json_object_set_new(st, "remote_changes", o);
+	}
 
 	o = json_object();
 	json_object_set_new(o, "path", json_string(m->journal_path ? m->journal_path : ""));

@@ -3,6 +3,8 @@
  * version text forms, chunk arithmetic and the whole-file upload driver. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +165,47 @@ int be_setattr(struct be *b, const char *path, const struct be_version *ver,
 	return b->ops->setattr(b, path, ver, attr, out, err ? err : &local);
 }
 
+int be_changes(struct be *b, const char *token, be_change_fn fn, void *ud, char **new_token,
+	       struct err *err)
+{
+	struct err local;
+
+	if (new_token)
+		*new_token = NULL;
+	if (!b->ops->changes || !new_token)
+		return err_set(err, ERR_INVAL, "%s: no change feed", b->ops->name);
+	return b->ops->changes(b, token, fn, ud, new_token, err ? err : &local);
+}
+
+int be_ns_check(struct be *b, const char *path, const char *to)
+{
+	return b->ops->ns_check ? b->ops->ns_check(b, path, to) : BE_NS_OK;
+}
+
+int be_has_changes(const struct be *b)
+{
+	return b->ops->changes != NULL;
+}
+
+int be_append(struct be *b, const char *path, const struct be_version *ver,
+	      uint64_t old_size, uint32_t tail_crc32c, int fd, const struct be_meta *meta,
+	      struct be_entry *out, struct err *err)
+{
+	struct err local;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!b->ops->append)
+		return err_set(err, ERR_INVAL, "%s: append not supported", b->ops->name);
+	return b->ops->append(b, path, ver, old_size, tail_crc32c, fd, meta, out,
+			      err ? err : &local);
+}
+
+int be_can_append(const struct be *b)
+{
+	return b->ops->append != NULL;
+}
+
 void be_free(struct be *b)
 {
 	if (b)
@@ -173,9 +216,68 @@ void be_free(struct be *b)
 
 static int upload_same_content(const struct be_upload *up, const struct be_meta *meta)
 {
+	if ((up->meta.flags & BE_META_SUMS_LATE) || (meta->flags & BE_META_SUMS_LATE))
+		/* Sums come at the end: the caller vouches for the content
+		 * (same version); the server checks the sums. */
+		return up->meta.size == meta->size &&
+		       (up->meta.flags & BE_META_SUMS_LATE) && (meta->flags & BE_META_SUMS_LATE);
 	return up->meta.size == meta->size && up->meta.crc32c == meta->crc32c &&
 	       memcmp(up->meta.md5, meta->md5, sizeof(meta->md5)) == 0;
 }
+
+static int meta_core(int fd, uint64_t limit, uint64_t split, struct be_meta *meta,
+		     uint32_t *pcrc, uint32_t *tcrc, atomic_int *stop, struct err *err);
+
+/* The checksums of a SUMS_LATE upload, computed by a helper thread. */
+struct hasher {
+	pthread_t th;
+	int started;
+	int fd;
+	uint64_t size;
+	atomic_int stop;            /* the upload gave up: leave early */
+	struct be_meta m;
+	struct err err;
+	int rc;
+};
+
+static void *hasher_main(void *arg)
+{
+	struct hasher *h = arg;
+
+	err_clear(&h->err);
+	h->rc = meta_core(h->fd, h->size, 0, &h->m, NULL, NULL, &h->stop, &h->err);
+	if (h->rc == 0 && h->m.size != h->size)
+		h->rc = err_set(&h->err, ERR_INVAL, "the file is %" PRIu64 " bytes, not %" PRIu64
+				" (changed during upload)", h->m.size, h->size);
+	return NULL;
+}
+
+/* Wait for the hasher: 0 when its sums are ready (sums_apply), or -1
+ * with its error. */
+static int hasher_join(struct hasher *h, struct err *err)
+{
+	if (!h->started)
+		return err_set(err, ERR_INVAL, "checksums were never computed");
+	pthread_join(h->th, NULL);
+	h->started = 0;
+	if (h->rc < 0) {
+		*err = h->err;
+		return -1;
+	}
+	return 0;
+}
+
+static void sums_apply(const struct hasher *h, struct be_meta *m)
+{
+	m->crc32c = h->m.crc32c;
+	memcpy(m->md5, h->m.md5, sizeof(m->md5));
+	m->flags |= BE_META_SUMS_READY;
+}
+
+static int upload_file_core(struct be *b, const char *path, int fd, const struct be_meta *meta,
+			    const struct be_pre *pre, uint64_t small_max, int max_restarts,
+			    struct be_upload *up, be_upload_state_fn on_state, void *ud,
+			    struct be_entry *out, struct hasher *h, struct err *err);
 
 static int upload_report(const struct be_upload *up, be_upload_state_fn on_state,
 			 void *ud, struct err *err)
@@ -190,14 +292,67 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 		   struct be_upload *up, be_upload_state_fn on_state, void *ud,
 		   struct be_entry *out, struct err *err)
 {
-	struct err tmp, local;
-	uint64_t chunk = up->chunk_size;
-	int restarts = 0, r;
+	struct hasher *h = NULL;
+	struct be_meta m;
+	struct err local;
+	int rc = -1, r;
 
 	if (!err) {
 		err_clear(&local);
 		err = &local;
 	}
+	if (!(meta->flags & BE_META_SUMS_LATE))
+		return upload_file_core(b, path, fd, meta, pre, small_max, max_restarts, up,
+					on_state, ud, out, NULL, err);
+	m = *meta;
+	m.flags &= ~BE_META_SUMS_READY;
+	if (!(be_caps(b) & BE_CAP_SUMS_LATE) || (!up->session[0] && m.size < small_max)) {
+		/* Checksums first, as usual. */
+		m.flags = 0;
+		if (meta_core(fd, m.size, 0, &m, NULL, NULL, NULL, err) < 0)
+			return -1;
+		if (m.size != meta->size)
+			return err_set(err, ERR_INVAL, "upload \"%s\": the file is %" PRIu64
+				       " bytes, not %" PRIu64 " (changed)", path, m.size,
+				       meta->size);
+		return upload_file_core(b, path, fd, &m, pre, small_max, max_restarts, up,
+					on_state, ud, out, NULL, err);
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return err_set(err, ERR_NOMEM, "upload \"%s\": out of memory", path);
+	h->fd = fd;
+	h->size = m.size;
+	atomic_init(&h->stop, 0);
+	r = pthread_create(&h->th, NULL, hasher_main, h);
+	if (r != 0) {
+		errno = r;
+		err_sys(err, "upload \"%s\": starting the checksum thread", path);
+		goto out;
+	}
+	h->started = 1;
+	rc = upload_file_core(b, path, fd, &m, pre, small_max, max_restarts, up, on_state, ud,
+			      out, h, err);
+out:
+	if (h && h->started) {
+		atomic_store(&h->stop, 1);
+		pthread_join(h->th, NULL);
+	}
+	free(h);
+	return rc;
+}
+
+/* be_upload_file with meta final, or (h set) meta's sums coming from h:
+ * they are put in up->meta before any request that may complete the
+ * upload. */
+static int upload_file_core(struct be *b, const char *path, int fd, const struct be_meta *meta,
+			    const struct be_pre *pre, uint64_t small_max, int max_restarts,
+			    struct be_upload *up, be_upload_state_fn on_state, void *ud,
+			    struct be_entry *out, struct hasher *h, struct err *err)
+{
+	struct err tmp;
+	uint64_t chunk = up->chunk_size;
+	int restarts = 0, r, last, ready = 0;
 
 	if (!up->session[0] && meta->size < small_max)
 		return be_put(b, path, fd, meta, pre, out, err);
@@ -210,7 +365,31 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 		up->chunk_size = chunk;
 	}
 	if (up->session[0]) {
-		r = be_upload_query(b, up, out, err);
+		struct be_entry mine;
+		struct be_entry *q = out ? out : &mine;
+
+		memset(&mine, 0, sizeof(mine));
+		r = be_upload_query(b, up, q, err);
+		if (r == 1 && h) {
+			/* Found complete before our sums were known: the backend
+			 * checked the size only; check the sums now. */
+			if (hasher_join(h, err) < 0)
+				r = -1;
+			else
+				sums_apply(h, &up->meta);
+			if (r == 1 && (q->size != up->meta.size || !q->has_crc32c ||
+				       q->crc32c != up->meta.crc32c ||
+				       (q->has_md5 && memcmp(q->md5, up->meta.md5, 16) != 0))) {
+				err_set(err, ERR_PARSE, "upload \"%s\": the committed object's "
+					"checksums differ (checksum mismatch)", path);
+				r = -1;
+			}
+			if (r < 0) {
+				be_entry_release(&mine);
+				return -1;
+			}
+		}
+		be_entry_release(&mine);
 		if (r == 1)
 			return upload_report(up, on_state, ud, err);
 		if (r < 0 && err->code != ERR_GONE)
@@ -235,8 +414,20 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 				}
 				return -1;
 			}
+			if (ready)
+				sums_apply(h, &up->meta);
 			if (upload_report(up, on_state, ud, err) < 0)
 				return -1;
+		}
+		if (h && !ready) {
+			be_chunk_next(up->meta.size, up->persisted,
+				      up->chunk_size ? up->chunk_size : BE_CHUNK_ALIGN, &last);
+			if (last) {
+				if (hasher_join(h, err) < 0)
+					return -1;
+				sums_apply(h, &up->meta);
+				ready = 1;
+			}
 		}
 		r = be_upload_chunk(b, up, fd, out, err);
 		if (r >= 0 && upload_report(up, on_state, ud, err) < 0)
@@ -257,21 +448,57 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 
 int be_meta_from_fd(int fd, struct be_meta *meta, struct err *err)
 {
+	return be_meta_split_from_fd(fd, 0, meta, NULL, NULL, err);
+}
+
+int be_meta_split_from_fd(int fd, uint64_t split, struct be_meta *meta, uint32_t *pcrc,
+			  uint32_t *tcrc, struct err *err)
+{
+	int rc = meta_core(fd, UINT64_MAX, split, meta, pcrc, tcrc, NULL, err);
+
+	if (rc == 0)
+		meta->flags &= ~(unsigned)(BE_META_SUMS_LATE | BE_META_SUMS_READY);
+	return rc;
+}
+
+/* The checksum pass: at most limit bytes from offset 0, split as
+ * be_meta_split_from_fd says; stop (may be NULL) aborts it (ERR_CANCELED). */
+static int meta_core(int fd, uint64_t limit, uint64_t split, struct be_meta *meta,
+		     uint32_t *pcrc, uint32_t *tcrc, atomic_int *stop, struct err *err)
+{
 	enum { BUFSZ = 1 << 20 };
 	struct ck_md5 md5 = { 0 };
 	char *buf = NULL;
 	uint64_t off = 0;
-	uint32_t crc = 0;
+	uint32_t crc = 0, tail = 0;
+	size_t want;
 	ssize_t n;
-	int rc = -1;
+	int rc = -1, split_done = !pcrc && !tcrc;
 
 	buf = malloc(BUFSZ);
 	if (!buf || ck_md5_init(&md5) < 0) {
 		err_set(err, ERR_NOMEM, "checksum: out of memory");
 		goto out;
 	}
+	if (!split_done && split == 0) {
+		if (pcrc)
+			*pcrc = 0;
+		split_done = 1;
+	}
 	for (;;) {
-		n = pread(fd, buf, BUFSZ, (off_t)off);
+		want = BUFSZ;
+		/* Stop a read at the split so the prefix sums can be taken. */
+		if (!split_done && split - off < want)
+			want = (size_t)(split - off);
+		if (limit - off < want)
+			want = (size_t)(limit - off);
+		if (want == 0)
+			break;
+		if (stop && atomic_load(stop)) {
+			err_set(err, ERR_CANCELED, "checksum: stopped");
+			goto out;
+		}
+		n = pread(fd, buf, want, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -281,9 +508,20 @@ int be_meta_from_fd(int fd, struct be_meta *meta, struct err *err)
 		if (n == 0)
 			break;
 		crc = ck_crc32c(crc, buf, (size_t)n);
+		if (tcrc && off >= split)
+			tail = ck_crc32c(tail, buf, (size_t)n);
 		ck_md5_update(&md5, buf, (size_t)n);
 		off += (uint64_t)n;
+		if (!split_done && off == split) {
+			if (pcrc)
+				*pcrc = crc;
+			split_done = 1;
+		}
 	}
+	if (!split_done && pcrc)
+		*pcrc = 0;      /* shorter than split: an empty prefix */
+	if (tcrc)
+		*tcrc = tail;
 	ck_md5_final(&md5, meta->md5);
 	meta->crc32c = crc;
 	meta->size = off;
@@ -608,4 +846,107 @@ uint64_t be_chunk_next(uint64_t total, uint64_t persisted, uint64_t chunk_size,
 	}
 	*last = 0;
 	return chunk_size;
+}
+
+/* --- errors a user can act on ----------------------------------------------- */
+
+struct be_advice {
+	const char *reason;
+	const char *what;       /* what happened, in words */
+	const char *advice;     /* what to do */
+};
+
+static const struct be_advice be_advices[] = {
+	{ "storageQuotaExceeded", "the storage quota is full",
+	  "free space (delete files, empty the Drive trash with `durafs trash purge`) or "
+	  "raise the quota, then run `durafs sync --flush --retry-failed MOUNTPOINT` "
+	  "(nothing is lost meanwhile)" },
+	{ "userRateLimitExceeded", "Google is limiting this user's request rate",
+	  "nothing to lose: the change stays queued and is retried with backoff; if it "
+	  "lasts, use fewer -o upload_workers or raise the per-user quota of the project" },
+	{ "rateLimitExceeded", "Google is limiting the request rate",
+	  "nothing to lose: the change stays queued and is retried with backoff (GCS allows "
+	  "one update per second to one object; a project quota may also be exhausted)" },
+	{ "downloadQuotaExceeded", "the file's download quota is exhausted",
+	  "wait until Google lifts the limit (up to 24 hours), or read a copy of the file "
+	  "(a new file id has its own quota)" },
+	{ "quotaExceeded", "a quota of the project is exhausted",
+	  "the change stays queued and is retried; check the project's quotas in the "
+	  "Google Cloud console" },
+	{ "dailyLimitExceeded", "the project's daily limit is exhausted",
+	  "the change stays queued and is retried; the limit resets daily, or raise it in "
+	  "the Google Cloud console" },
+};
+
+static const struct be_advice *advice_of(const char *reason)
+{
+	size_t i;
+
+	if (!reason || !*reason)
+		return NULL;
+	for (i = 0; i < sizeof(be_advices) / sizeof(be_advices[0]); i++)
+		if (strcmp(reason, be_advices[i].reason) == 0)
+			return &be_advices[i];
+	return NULL;
+}
+
+const char *be_reason_advice(const char *reason)
+{
+	const struct be_advice *a = advice_of(reason);
+
+	return a ? a->advice : NULL;
+}
+
+static int word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+const char *be_reason_find(const char *text)
+{
+	const char *best = NULL, *p;
+	size_t i, n;
+
+	if (!text)
+		return NULL;
+	for (i = 0; i < sizeof(be_advices) / sizeof(be_advices[0]); i++) {
+		n = strlen(be_advices[i].reason);
+		for (p = strstr(text, be_advices[i].reason); p;
+		     p = strstr(p + 1, be_advices[i].reason)) {
+			if ((p == text || !word_char(p[-1])) && !word_char(p[n])) {
+				if (!best || p < best)
+					best = p;
+				break;
+			}
+		}
+	}
+	if (!best)
+		return NULL;
+	for (i = 0; i < sizeof(be_advices) / sizeof(be_advices[0]); i++) {
+		n = strlen(be_advices[i].reason);
+		if (strncmp(best, be_advices[i].reason, n) == 0 && !word_char(best[n]))
+			return be_advices[i].reason;
+	}
+	return NULL;
+}
+
+int be_err_advise(struct err *dst, const struct err *src, const char *verb,
+		  const char *path)
+{
+	const struct be_advice *a = advice_of(src->reason);
+	char msg[ERR_MSG_MAX];
+	size_t plen;
+
+	if (!a)
+		return 0;
+	plen = path ? strlen(path) : 0;
+	/* A long path is shortened so that the advice always fits. */
+	snprintf(msg, sizeof(msg), "%s \"%.*s%s\": %s (Google's reason: %s); what to do: %s",
+		 verb ? verb : "request", plen > 120 ? 117 : (int)plen, path ? path : "",
+		 plen > 120 ? "..." : "", a->what, a->reason, a->advice);
+	if (dst != src)
+		*dst = *src;
+	memcpy(dst->msg, msg, sizeof(msg));
+	return 1;
 }

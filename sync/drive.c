@@ -2901,7 +2901,9 @@ out:
 	return rc;
 }
 
-static int drive_rmdir(struct be *b, const char *path, struct err *err)
+/* drive_rmdir (tree 0: only when empty) and drive_rmdir_tree (tree 1:
+ * the folder goes with its contents, one call). */
+static int rmdir_common(struct be *b, const char *path, int tree, struct err *err)
 {
 	struct drive *d = D(b);
 	struct dchild c;
@@ -2918,7 +2920,7 @@ static int drive_rmdir(struct be *b, const char *path, struct err *err)
 		err_set(err, ERR_NOTFOUND, "rmdir \"%s\": not a directory", path);
 		goto out;
 	}
-	r = has_children(d, eff(&c)->id, err);
+	r = tree ? 0 : has_children(d, eff(&c)->id, err);
 	if (r < 0) {
 		err_prefix(err, "rmdir \"%s\"", path);
 		goto out;
@@ -2941,6 +2943,16 @@ static int drive_rmdir(struct be *b, const char *path, struct err *err)
 out:
 	dchild_release(&c);
 	return rc;
+}
+
+static int drive_rmdir(struct be *b, const char *path, struct err *err)
+{
+	return rmdir_common(b, path, 0, err);
+}
+
+static int drive_rmdir_tree(struct be *b, const char *path, struct err *err)
+{
+	return rmdir_common(b, path, 1, err);
 }
 
 /* PATCH item id into folder to_parent (from from_parent) under rname. */
@@ -3557,9 +3569,425 @@ static void drive_free(struct be *b)
 	free(d);
 }
 
+/* --- changes ---------------------------------------------------------------- */
+
+#define CHG_DEPTH 64                   /* folders walked up from an item */
+#define CHG_MEMO 256                   /* folder paths remembered per poll */
+
+/* Folder id -> mount path ("" the root; NULL outside the mount), for one
+ * be_changes call. */
+struct chg_memo {
+	char id[CHG_MEMO][BE_ID_MAX];
+	char *path[CHG_MEMO];
+	int outside[CHG_MEMO];
+	size_t n, next;
+};
+
+static void memo_free(struct chg_memo *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		free(m->path[i]);
+	m->n = m->next = 0;
+}
+
+static int memo_find(const struct chg_memo *m, const char *id, const char **path)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++) {
+		if (strcmp(m->id[i], id) == 0) {
+			*path = m->outside[i] ? NULL : m->path[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Remember id's path (NULL: outside). -1 when out of memory. */
+static int memo_put(struct chg_memo *m, const char *id, const char *path)
+{
+	char *p = NULL;
+	size_t i;
+
+	if (path && !(p = strdup(path)))
+		return -1;
+	if (m->n < CHG_MEMO) {
+		i = m->n++;
+	} else {
+		i = m->next++ % CHG_MEMO;
+		free(m->path[i]);
+	}
+	m->path[i] = p;
+	m->outside[i] = !p;
+	snprintf(m->id[i], BE_ID_MAX, "%s", id);
+	return 0;
+}
+
+/* Prepend component comp to the path in b (built from the leaf up). */
+static int path_prepend(char *b, size_t cap, const char *comp)
+{
+	size_t a = strlen(b), c = strlen(comp), extra = a ? c + 1 : c;
+
+	if (a + extra + 1 > cap)
+		return -1;
+	memmove(b + extra, b, a + 1);
+	memcpy(b, comp, c);
+	if (a)
+		b[c] = '/';
+	return 0;
+}
+
+/* Where the folder maps show item id: its path under root into buf (1),
+ * 0 when the maps do not know it (or only outside root). Walks up through
+ * the cached maps, stale ones included (they show where the item was). */
+static int cached_path(struct drive *d, const char *id, const char *root, char *buf,
+		       size_t cap)
+{
+	char cur[BE_ID_MAX];
+	size_t i, k;
+	int depth, found;
+
+	buf[0] = '\0';
+	snprintf(cur, sizeof(cur), "%s", id);
+	pthread_mutex_lock(&d->cache_mu);
+	for (depth = 0; depth < CHG_DEPTH; depth++) {
+		if (strcmp(cur, root) == 0) {
+			pthread_mutex_unlock(&d->cache_mu);
+			return 1;
+		}
+		found = 0;
+		for (i = 0; i < d->nmaps && !found; i++) {
+			struct drive_map *m = d->maps[i];
+
+			pthread_rwlock_rdlock(&m->lock);
+			for (k = 0; k < m->n; k++) {
+				if (strcmp(m->v[k].f.id, cur) != 0)
+					continue;
+				if (path_prepend(buf, cap, m->v[k].name) == 0) {
+					snprintf(cur, sizeof(cur), "%s", m->folder_id);
+					found = 1;
+				}
+				break;
+			}
+			pthread_rwlock_unlock(&m->lock);
+		}
+		if (!found)
+			break;
+	}
+	pthread_mutex_unlock(&d->cache_mu);
+	buf[0] = '\0';
+	return 0;
+}
+
+/* The mount path of folder id (from the maps, the memo, else asking Drive
+ * for each folder up to the root): 0 with *path (borrowed from the memo;
+ * NULL when the folder is outside the mount, gone or in the trash), or -1
+ * with *err (a request failing: the caller retries the whole poll). Names
+ * found through Drive are shown without a duplicate suffix. */
+static int folder_path(struct drive *d, const char *id, const char *root, struct chg_memo *memo,
+		       const char **path, struct err *err)
+{
+	char buf[4096], cur[BE_ID_MAX];
+	struct drive_file f;
+	char *enc;
+	int depth, oom = 0, rc = -1;
+
+	*path = NULL;
+	if (memo_find(memo, id, path))
+		return 0;
+	if (cached_path(d, id, root, buf, sizeof(buf))) {
+		if (memo_put(memo, id, buf) < 0)
+			return err_set(err, ERR_NOMEM, "out of memory");
+		memo_find(memo, id, path);
+		return 0;
+	}
+	buf[0] = '\0';
+	snprintf(cur, sizeof(cur), "%s", id);
+	memset(&f, 0, sizeof(f));
+	for (depth = 0; depth < CHG_DEPTH; depth++) {
+		if (strcmp(cur, root) == 0)
+			break;
+		drive_file_release(&f);
+		if (get_file(d, cur, &f, err) < 0) {
+			if (err->code != ERR_NOTFOUND && err->code != ERR_PERM)
+				goto out;
+			err_clear(err);
+			goto outside;
+		}
+		if (f.trashed || !f.parent || file_kind(d, &f) != K_DIR)
+			goto outside;
+		enc = drive_name_encode(f.name, f.name_len, &oom);
+		if (!enc) {
+			if (oom) {
+				err_set(err, ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			goto outside;
+		}
+		if (path_prepend(buf, sizeof(buf), enc) < 0) {
+			free(enc);
+			goto outside;
+		}
+		free(enc);
+		snprintf(cur, sizeof(cur), "%s", f.parent);
+	}
+	if (depth == CHG_DEPTH)
+		goto outside;
+	if (memo_put(memo, id, buf) < 0) {
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	memo_find(memo, id, path);
+	rc = 0;
+	goto out;
+outside:
+	if (memo_put(memo, id, NULL) < 0)
+		err_set(err, ERR_NOMEM, "out of memory");
+	else
+		rc = 0;
+out:
+	drive_file_release(&f);
+	return rc;
+}
+
+/* Forget what the folder maps hold about a changed item: its old folder's
+ * and its new folder's maps (shown names may shift) and, for a folder, its
+ * own map. */
+static void chg_forget(struct drive *d, const char *id, const char *new_parent)
+{
+	size_t i, k;
+
+	pthread_mutex_lock(&d->cache_mu);
+	for (i = 0; i < d->nmaps; i++) {
+		struct drive_map *m = d->maps[i];
+		int hit = strcmp(m->folder_id, id) == 0 ||
+			  (new_parent && strcmp(m->folder_id, new_parent) == 0);
+
+		pthread_rwlock_wrlock(&m->lock);
+		for (k = 0; !hit && k < m->n; k++)
+			if (strcmp(m->v[k].f.id, id) == 0 ||
+			    (m->v[k].t.id && strcmp(m->v[k].t.id, id) == 0))
+				hit = 1;
+		if (hit)
+			map_stale(m);
+		pthread_rwlock_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&d->cache_mu);
+}
+
+static enum be_type kind_type(int k)
+{
+	switch (k) {
+	case K_DIR:
+		return BE_DIR;
+	case K_LINK:
+		return BE_SYMLINK;
+	case K_FILE:
+	case K_DOC:
+		return BE_FILE;
+	default:
+		return BE_NONE;
+	}
+}
+
+/* 1 when an item of drive_id (NULL or "": My Drive) can be below the
+ * root. */
+static int same_drive(struct drive *d, const char *drive_id)
+{
+	int same;
+
+	pthread_mutex_lock(&d->root_mu);
+	same = strcmp(d->drive_id, drive_id ? drive_id : "") == 0;
+	pthread_mutex_unlock(&d->root_mu);
+	return same;
+}
+
+/* Report one change of the feed (see be_change). */
+static int chg_report(struct drive *d, const struct drive_change *c, const char *root,
+		      struct chg_memo *memo, be_change_fn fn, void *ud, struct err *err)
+{
+	struct be_change bc;
+	char old[4096];
+	const char *dir = NULL;
+	char *name = NULL;
+	int k = K_HIDE, rc = -1;
+
+	memset(&bc, 0, sizeof(bc));
+	if (strcmp(c->file_id, root) == 0)
+		return 0;               /* the root itself (renamed, touched) */
+	bc.id = c->file_id;
+	if (c->has_file)
+		k = file_kind(d, &c->file);
+	if (cached_path(d, c->file_id, root, old, sizeof(old)) && old[0]) {
+		bc.old_path = old;
+	} else if (c->has_file && c->file.trashed && c->file.parent && k != K_HIDE &&
+		   same_drive(d, c->file.drive_id)) {
+		/* Not in our folder maps (a remount): a trashed item keeps its
+		 * parent, which tells where the mount showed it. */
+		if (folder_path(d, c->file.parent, root, memo, &dir, err) < 0)
+			goto out;
+		if (dir && !(name = shown_base(d, &c->file))) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (dir && snprintf(old, sizeof(old), "%s%s%s", dir, *dir ? "/" : "", name) <
+		    (int)sizeof(old))
+			bc.old_path = old;
+		free(name);
+		name = NULL;
+		dir = NULL;
+	}
+	if (c->has_file && !c->file.trashed && c->file.parent) {
+		/* Another drive's item is outside the mount: no walk. */
+		if (same_drive(d, c->file.drive_id) &&
+		    folder_path(d, c->file.parent, root, memo, &dir, err) < 0)
+			goto out;
+		if (dir && k != K_HIDE && strcmp(c->file.mime, DRIVE_MIME_SHORTCUT) != 0) {
+			name = shown_base(d, &c->file);
+			if (!name) {
+				err_set(err, ERR_NOMEM, "out of memory");
+				goto out;
+			}
+		}
+	}
+	bc.new_dir = dir;
+	bc.new_name = dir ? name : NULL;
+	if (dir) {
+		snprintf(bc.ver.id, sizeof(bc.ver.id), "%s", c->file_id);
+		bc.ver.gen = c->file.version;
+	}
+	bc.gone = !dir;
+	bc.type = kind_type(k);
+	chg_forget(d, c->file_id, c->has_file ? c->file.parent : NULL);
+	if (c->has_file && !c->file.trashed && k == K_DIR && !dir &&
+	    memo_put(memo, c->file_id, NULL) < 0) {
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (!bc.old_path && !bc.new_dir) {
+		rc = 0;                 /* nothing the mount shows */
+		goto out;
+	}
+	log_debug(TAG, "change %s: %s%s%s -> %s%s%s", c->file_id,
+		  bc.old_path ? "\"" : "", bc.old_path ? bc.old_path : "(unknown)",
+		  bc.old_path ? "\"" : "", bc.gone ? "gone" : "in \"", bc.gone ? "" : bc.new_dir,
+		  bc.gone ? "" : "\"");
+	if (fn(ud, &bc) != 0) {
+		err_set(err, ERR_CANCELED, "change feed stopped by the caller");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(name);
+	return rc;
+}
+
+/* Add the parameters that pick the root's corpus to a changes URL. */
+static void chg_params(struct drive *d, struct drive_sb *u)
+{
+	drive_sb_add(u, "supportsAllDrives=true");
+	pthread_mutex_lock(&d->root_mu);
+	if (d->drive_id[0]) {
+		drive_sb_add(u, "&driveId=");
+		drive_sb_enc(u, d->drive_id);
+	}
+	pthread_mutex_unlock(&d->root_mu);
+}
+
+static int drive_changes(struct be *b, const char *token, be_change_fn fn, void *ud,
+			 char **new_token, struct err *err)
+{
+	struct drive *d = D(b);
+	struct drive_changes_page pg;
+	struct http_resp resp = { 0 };
+	struct drive_sb u = { 0 };
+	struct chg_memo *memo = NULL;
+	char root[BE_ID_MAX], *url = NULL, *tok = NULL;
+	size_t i, page = 0, total = 0;
+	int rc = -1;
+
+	memset(&pg, 0, sizeof(pg));
+	*new_token = NULL;
+	if (drive_root(d, root, err) < 0)
+		goto out;
+	if (!token || !*token) {
+		drive_sb_add(&u, d->api);
+		drive_sb_add(&u, "/changes/startPageToken?");
+		chg_params(d, &u);
+		url = drive_sb_take(&u, NULL, err);
+		if (!url || call(d, "GET", url, NULL, 0, HTTP_RETRY_SAFE, &resp, err) < 0)
+			goto out;
+		*new_token = drive_parse_start_token(resp.body, resp.body_len, err);
+		if (!*new_token)
+			goto out;
+		rc = 0;
+		goto out;
+	}
+	memo = calloc(1, sizeof(*memo));
+	tok = strdup(token);
+	if (!memo || !tok) {
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		page++;
+		drive_sb_add(&u, d->api);
+		drive_sb_add(&u, "/changes?pageToken=");
+		drive_sb_enc(&u, tok);
+		drive_sb_addf(&u, "&pageSize=%ld&includeRemoved=true&"
+			      "includeItemsFromAllDrives=true&", d->page_size);
+		chg_params(d, &u);
+		drive_sb_add(&u, "&fields=");
+		drive_sb_enc(&u, "nextPageToken,newStartPageToken,changes(fileId,removed,file("
+			     DRIVE_FILE_FIELDS "))");
+		free(url);
+		url = drive_sb_take(&u, NULL, err);
+		http_resp_release(&resp);
+		memset(&resp, 0, sizeof(resp));
+		if (!url || call(d, "GET", url, NULL, 0, HTTP_RETRY_SAFE, &resp, err) < 0 ||
+		    drive_parse_changes_page(resp.body, resp.body_len, &pg, err) < 0) {
+			err_prefix(err, "changes page %zu", page);
+			goto out;
+		}
+		for (i = 0; i < pg.n; i++)
+			if (chg_report(d, &pg.v[i], root, memo, fn, ud, err) < 0)
+				goto out;
+		total += pg.n;
+		if (pg.new_start) {
+			*new_token = pg.new_start;
+			pg.new_start = NULL;
+			break;
+		}
+		if (strcmp(pg.next_token, tok) == 0) {
+			err_set(err, ERR_PARSE, "changes page %zu: the server repeated its page token",
+				page);
+			goto out;
+		}
+		free(tok);
+		tok = pg.next_token;
+		pg.next_token = NULL;
+		drive_changes_page_release(&pg);
+	}
+	log_debug(TAG, "changes since %s: %zu in %zu page%s", token, total, page,
+		  page == 1 ? "" : "s");
+	rc = 0;
+out:
+	drive_changes_page_release(&pg);
+	http_resp_release(&resp);
+	if (memo) {
+		memo_free(memo);
+		free(memo);
+	}
+	free(url);
+	free(tok);
+	return rc;
+}
+
 static const struct be_ops drive_ops = {
 	.name = "drive",
-	.caps = BE_CAP_TRASH | BE_CAP_DIR_RENAME_ATOMIC | BE_CAP_SETATTR,
+	.caps = BE_CAP_TRASH | BE_CAP_DIR_RENAME_ATOMIC | BE_CAP_SETATTR | BE_CAP_RMDIR_TREE,
 	.check = drive_check,
 	.list = drive_list,
 	.stat = drive_stat,
@@ -3572,6 +4000,7 @@ static const struct be_ops drive_ops = {
 	.upload_cancel = drive_upload_cancel,
 	.mkdir = drive_mkdir,
 	.rmdir = drive_rmdir,
+	.rmdir_tree = drive_rmdir_tree,
 	.rename = drive_rename,
 	.rename_dir = drive_rename_dir,
 	.remove = drive_remove,
@@ -3579,6 +4008,7 @@ static const struct be_ops drive_ops = {
 	.compose = NULL,
 	.setattr = drive_setattr,
 	.free = drive_free,
+	.changes = drive_changes,
 };
 
 static long dflt(long v, long def)

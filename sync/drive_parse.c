@@ -313,6 +313,129 @@ out:
 	return rc;
 }
 
+void drive_changes_page_release(struct drive_changes_page *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->n; i++) {
+		free(p->v[i].file_id);
+		drive_file_release(&p->v[i].file);
+	}
+	free(p->v);
+	free(p->next_token);
+	free(p->new_start);
+	memset(p, 0, sizeof(*p));
+}
+
+/* A page token: a non-empty string without control characters. */
+static int token_dup(const char *tok, const char *what, char **out, struct err *err)
+{
+	const char *c;
+
+	for (c = tok; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return err_set(err, ERR_PARSE, "%s holds a control character", what);
+	if (!*tok)
+		return err_set(err, ERR_PARSE, "%s is empty", what);
+	*out = strdup(tok);
+	if (!*out)
+		return err_set(err, ERR_NOMEM, "out of memory");
+	return 0;
+}
+
+int drive_parse_changes_page(const char *buf, size_t len, struct drive_changes_page *out,
+			     struct err *err)
+{
+	struct drive_changes_page pg;
+	json_t *j = NULL, *arr = NULL, *it = NULL, *file = NULL;
+	const char *next = NULL, *start = NULL, *id = NULL;
+	size_t i, n;
+	int rc = -1;
+
+	memset(&pg, 0, sizeof(pg));
+	memset(out, 0, sizeof(*out));
+	if (jsonh_parse_object(buf, len, "Drive change list", &j, err) < 0)
+		goto out;
+	if (jsonh_opt_array(j, "changes", &arr, err) < 0 ||
+	    jsonh_opt_str(j, "nextPageToken", &next, err) < 0 ||
+	    jsonh_opt_str(j, "newStartPageToken", &start, err) < 0)
+		goto out;
+	if (!next == !start) {
+		err_set(err, ERR_PARSE, "Drive change list: %s", next ?
+			"both nextPageToken and newStartPageToken" :
+			"neither nextPageToken nor newStartPageToken");
+		goto out;
+	}
+	n = json_array_size(arr);
+	if (n) {
+		pg.v = calloc(n, sizeof(*pg.v));
+		if (!pg.v) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct drive_change *c = &pg.v[i];
+
+		if (jsonh_elem_object(arr, i, "changes", &it, err) < 0)
+			goto out;
+		pg.n++;
+		if (jsonh_get_str(it, "fileId", &id, err) < 0 ||
+		    jsonh_opt_bool(it, "removed", 0, &c->removed, err) < 0 ||
+		    jsonh_opt_object(it, "file", &file, err) < 0) {
+			err_prefix(err, "changes[%zu]", i);
+			goto out;
+		}
+		if (!drive_id_valid(id, strlen(id))) {
+			err_set(err, ERR_PARSE, "changes[%zu]: fileId is not a valid id", i);
+			goto out;
+		}
+		c->file_id = strdup(id);
+		if (!c->file_id) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (file && !c->removed) {
+			if (drive_file_from_json(file, &c->file, err) < 0) {
+				err_prefix(err, "changes[%zu].file", i);
+				goto out;
+			}
+			c->has_file = 1;
+			if (strcmp(c->file.id, c->file_id) != 0) {
+				err_set(err, ERR_PARSE, "changes[%zu]: file.id differs from fileId", i);
+				goto out;
+			}
+		}
+	}
+	if (next && token_dup(next, "nextPageToken", &pg.next_token, err) < 0)
+		goto out;
+	if (start && token_dup(start, "newStartPageToken", &pg.new_start, err) < 0)
+		goto out;
+	*out = pg;
+	memset(&pg, 0, sizeof(pg));
+	rc = 0;
+out:
+	drive_changes_page_release(&pg);
+	json_decref(j);
+	return rc;
+}
+
+char *drive_parse_start_token(const char *buf, size_t len, struct err *err)
+{
+	json_t *j = NULL;
+	const char *tok = NULL;
+	char *out = NULL;
+
+	if (jsonh_parse_object(buf, len, "Drive start page token", &j, err) < 0)
+		return NULL;
+	if (jsonh_get_str(j, "startPageToken", &tok, err) == 0)
+		token_dup(tok, "startPageToken", &out, err);
+	json_decref(j);
+	return out;
+}
+
 int drive_parse_ids(const char *buf, size_t len, char **ids, size_t max, struct err *err)
 {
 	json_t *j = NULL, *arr = NULL;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct gcs {
 	int max_fail;
 	long retry_base_ms;
 	long rewrite_max;
+	atomic_int swept;         /* leftover append temporaries looked for */
 };
 
 /* --- a growing string ------------------------------------------------------ */
@@ -953,6 +955,26 @@ static int next_token(struct gcs_page *pg, char **token, const char *what, struc
 	return 0;
 }
 
+/* Where append tails wait to be composed: a hidden directory at the mount's
+ * root (its objects live about a second; one left by a crash can be
+ * deleted). Listings of the root never show it. */
+#define GCS_TMP_DIR ".durafs-tmp"
+
+/* Drop the entry named GCS_TMP_DIR from a finished (sorted) list. */
+static void hide_tmp_dir(struct be_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		if (!strcmp(l->v[i].name, GCS_TMP_DIR)) {
+			be_entry_release(&l->v[i]);
+			memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(l->v[0]));
+			l->n--;
+			return;
+		}
+	}
+}
+
 static int gcs_list(struct be *b, const char *dir, struct be_list *out, struct err *err)
 {
 	struct gcs *g = G(b);
@@ -983,6 +1005,8 @@ static int gcs_list(struct be *b, const char *dir, struct be_list *out, struct e
 		goto out;
 	}
 	be_list_finish(&l);
+	if (!*dir)
+		hide_tmp_dir(&l);
 	log_debug(TAG, "listed \"%s\": %zu entries in %zu pages", dir, l.n, page);
 	be_list_release(out);
 	*out = l;
@@ -1326,9 +1350,12 @@ static char *upload_meta_json(const char *name, const struct be_meta *m,
 	}
 	if (json_object_set_new(j, "contentType", json_string(m->content_type ?
 				m->content_type : "application/octet-stream")) < 0 ||
-	    json_object_set_new(j, "crc32c", json_string(crc)) < 0 ||
-	    json_object_set_new(j, "md5Hash", json_string(md5)) < 0 ||
 	    json_object_set(j, "metadata", md) < 0)
+		goto nomem;
+	/* Sums not known yet: the final request carries them (x-goog-hash). */
+	if ((!(m->flags & BE_META_SUMS_LATE) || (m->flags & BE_META_SUMS_READY)) &&
+	    (json_object_set_new(j, "crc32c", json_string(crc)) < 0 ||
+	     json_object_set_new(j, "md5Hash", json_string(md5)) < 0))
 		goto nomem;
 	s = jsonh_dumps(j, err);
 	goto out;
@@ -1347,6 +1374,8 @@ static int verify_committed(const struct gcs_obj *o, const struct be_meta *m,
 	if (o->size != m->size)
 		return err_set(err, ERR_PARSE, "upload \"%s\": committed size %" PRIu64
 			       " differs from %" PRIu64, path, o->size, m->size);
+	if ((m->flags & BE_META_SUMS_LATE) && !(m->flags & BE_META_SUMS_READY))
+		return 0;   /* sums not known yet: the caller checks them */
 	if (o->has_crc32c && o->crc32c != m->crc32c)
 		return err_set(err, ERR_PARSE, "upload \"%s\": committed crc32c differs "
 			       "(checksum mismatch)", path);
@@ -1745,14 +1774,16 @@ out:
 	return rc;
 }
 
-static int gcs_upload_chunk(struct be *b, struct be_upload *up, int fd,
-			    struct be_entry *out, struct err *err)
+/* upload_chunk with the upload's byte 0 at fd offset base_off (0 for a
+ * whole file; an append's tail starts further in). */
+static int upload_chunk_at(struct be *b, struct be_upload *up, int fd, uint64_t base_off,
+			   struct be_entry *out, struct err *err)
 {
 	struct gcs *g = G(b);
 	struct http_resp resp = { 0 };
 	struct http_req req;
-	char cr[128];
-	const char *hdrs[2] = { cr, NULL };
+	char cr[128], hash[96], crc[9], md5[25];
+	const char *hdrs[3] = { cr, NULL, NULL };
 	uint64_t len, p, before;
 	int last, fails = 0, q, rc = -1;
 
@@ -1781,12 +1812,26 @@ static int gcs_upload_chunk(struct be *b, struct be_upload *up, int fd,
 			snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64
 				 "/%" PRIu64, up->persisted, up->persisted + len - 1,
 				 up->meta.size);
+		hdrs[1] = NULL;
+		if (last && (up->meta.flags & BE_META_SUMS_LATE)) {
+			/* The final request carries the sums the session began
+			 * without; the server checks the whole object. */
+			if (!(up->meta.flags & BE_META_SUMS_READY)) {
+				err_set(err, ERR_INVAL, "upload \"%s\": final chunk without "
+					"checksums", up->path);
+				goto out;
+			}
+			ck_crc32c_b64(up->meta.crc32c, crc);
+			ck_md5_b64(up->meta.md5, md5);
+			snprintf(hash, sizeof(hash), "X-Goog-Hash: crc32c=%s,md5=%s", crc, md5);
+			hdrs[1] = hash;
+		}
 		memset(&req, 0, sizeof(req));
 		req.method = "PUT";
 		req.url = up->session;
 		req.headers = hdrs;
 		req.body_fd = len ? fd : -1;
-		req.body_off = (off_t)up->persisted;
+		req.body_off = (off_t)(base_off + up->persisted);
 		req.body_len = (size_t)len;
 		/* Never blindly re-sent: after a failure we ask what persisted. */
 		req.retry = HTTP_RETRY_NONE;
@@ -1852,6 +1897,12 @@ static int gcs_upload_chunk(struct be *b, struct be_upload *up, int fd,
 out:
 	http_resp_release(&resp);
 	return rc;
+}
+
+static int gcs_upload_chunk(struct be *b, struct be_upload *up, int fd,
+			    struct be_entry *out, struct err *err)
+{
+	return upload_chunk_at(b, up, fd, 0, out, err);
 }
 
 static int gcs_upload_cancel(struct be *b, struct be_upload *up, struct err *err)
@@ -2490,7 +2541,10 @@ static int gcs_compose(struct be *b, const char *to, const struct be_pre *to_pre
 		s = json_object();
 		if (!s || json_object_set_new(s, "name", json_string(sn)) < 0 ||
 		    (src_vers && src_vers[i].gen > 0 &&
-		     json_object_set_new(s, "generation", json_integer(src_vers[i].gen)) < 0) ||
+		     (json_object_set_new(s, "generation", json_integer(src_vers[i].gen)) < 0 ||
+		      json_object_set_new(s, "objectPreconditions",
+					  json_pack("{s:I}", "ifGenerationMatch",
+						    (json_int_t)src_vers[i].gen)) < 0)) ||
 		    json_array_append_new(arr, s) < 0) {
 			s = NULL;
 			goto nomem;
@@ -2518,7 +2572,26 @@ static int gcs_compose(struct be *b, const char *to, const struct be_pre *to_pre
 		goto out;
 	if (call(g, "POST", url, hdrs, body, strlen(body), HTTP_RETRY_SAFE, &resp, err) < 0) {
 		if (err && err->code == ERR_CONFLICT) {
-			current_entry(g, dst, to, out);
+			struct be_entry cur;
+
+			/* A retry after a lost reply finds our own result. */
+			memset(&cur, 0, sizeof(cur));
+			current_entry(g, dst, to, &cur);
+			if (meta && meta->size && cur.type == BE_FILE && cur.size == meta->size &&
+			    cur.has_crc32c && cur.crc32c == meta->crc32c &&
+			    to_pre->kind == BE_PRE_MATCH && cur.ver.gen != to_pre->ver.gen) {
+				err_clear(err);
+				if (out)
+					*out = cur;
+				else
+					be_entry_release(&cur);
+				rc = 0;
+				goto out;
+			}
+			if (out)
+				*out = cur;
+			else
+				be_entry_release(&cur);
 			err_set(err, ERR_CONFLICT, "compose \"%s\": changed remotely", to);
 			err->http_status = 412;
 		} else {
@@ -2530,6 +2603,10 @@ static int gcs_compose(struct be *b, const char *to, const struct be_pre *to_pre
 		err_prefix(err, "compose \"%s\"", to);
 		goto out;
 	}
+	/* On a mismatch *out still tells what was committed (the caller
+	 * replaces it, guarded by its generation). */
+	if (out && gcs_obj_to_entry(&o, base, strlen(base), out, err) < 0)
+		goto out;
 	if (meta && meta->size && o.size != meta->size) {
 		err_set(err, ERR_PARSE, "compose \"%s\": result has %" PRIu64 " bytes, expected %"
 			PRIu64, to, o.size, meta->size);
@@ -2539,8 +2616,6 @@ static int gcs_compose(struct be *b, const char *to, const struct be_pre *to_pre
 		err_set(err, ERR_PARSE, "compose \"%s\": checksum mismatch", to);
 		goto out;
 	}
-	if (out && gcs_obj_to_entry(&o, base, strlen(base), out, err) < 0)
-		goto out;
 	rc = 0;
 	goto out;
 nomem:
@@ -2557,6 +2632,237 @@ out:
 	free(url);
 	free(body);
 	free(sn);
+	return rc;
+}
+
+
+/* Checksums of fd's bytes [off, off+len) into *m (size, crc32c, md5). */
+static int range_meta(int fd, uint64_t off, uint64_t len, struct be_meta *m, struct err *err)
+{
+	enum { BUFSZ = 1 << 20 };
+	struct ck_md5 md5 = { 0 };
+	char *buf = malloc(BUFSZ);
+	uint64_t done = 0;
+	uint32_t crc = 0;
+	size_t n;
+	int rc = -1;
+
+	if (!buf || ck_md5_init(&md5) < 0) {
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	while (done < len) {
+		n = len - done < BUFSZ ? (size_t)(len - done) : BUFSZ;
+		if (pread_full(fd, buf, n, off + done, err) < 0)
+			goto out;
+		crc = ck_crc32c(crc, buf, n);
+		ck_md5_update(&md5, buf, n);
+		done += n;
+	}
+	ck_md5_final(&md5, m->md5);
+	m->crc32c = crc;
+	m->size = len;
+	rc = 0;
+out:
+	ck_md5_release(&md5);
+	free(buf);
+	return rc;
+}
+
+/* Upload fd's bytes [off, off + m->size) as the new object at mount path
+ * tmp (must not exist); *o = the committed object. */
+static int put_tail(struct be *b, const char *tmp, int fd, uint64_t off,
+		    const struct be_meta *m, struct gcs_obj *o, struct err *err)
+{
+	struct gcs *g = G(b);
+	struct be_upload up;
+	struct be_entry ent;
+	struct be_pre pre;
+	char *data = NULL, *name = NULL;
+	int r, rc = -1;
+
+	memset(&up, 0, sizeof(up));
+	memset(&ent, 0, sizeof(ent));
+	memset(&pre, 0, sizeof(pre));
+	memset(o, 0, sizeof(*o));
+	pre.kind = BE_PRE_ABSENT;
+	if (m->size < g->chunk) {
+		data = malloc(m->size ? (size_t)m->size : 1);
+		name = path_name(g, tmp, 0, err);
+		if (!data || !name) {
+			if (!data)
+				err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (pread_full(fd, data, (size_t)m->size, off, err) < 0)
+			goto out;
+		if (ck_crc32c(0, data, (size_t)m->size) != m->crc32c) {
+			err_set(err, ERR_INVAL, "the file changed while its tail was sent");
+			goto out;
+		}
+		if (post_multipart(g, name, data, m, NULL, 0, o, err) < 0)
+			goto out;
+		rc = verify_committed(o, m, tmp, err);
+		goto out;
+	}
+	if (gcs_upload_begin(b, tmp, m, &pre, &up, err) < 0)
+		goto out;
+	for (;;) {
+		be_entry_release(&ent);
+		r = upload_chunk_at(b, &up, fd, off, &ent, err);
+		if (r < 0) {
+			struct err tmp_err;
+
+			err_clear(&tmp_err);
+			gcs_upload_cancel(b, &up, &tmp_err);
+			goto out;
+		}
+		if (r == 1)
+			break;
+	}
+	/* The object as a compose source needs its generation and sums. */
+	name = path_name(g, tmp, 0, err);
+	if (!name || get_obj(g, name, ent.ver.gen, o, err) < 0)
+		goto out;
+	rc = verify_committed(o, m, tmp, err);
+out:
+	be_entry_release(&ent);
+	free(data);
+	free(name);
+	return rc;
+}
+
+/* Temporaries older than this are leftovers of a crash (a live one lives
+ * about a second). */
+#define GCS_TMP_MAX_AGE_S 3600
+
+/* Once per backend instance: delete the append temporaries a crash left
+ * behind (older than GCS_TMP_MAX_AGE_S; each guarded by its generation).
+ * Best effort: failures are logged at debug level. */
+static void sweep_tmp(struct be *b)
+{
+	struct gcs *g = G(b);
+	struct be_list l = { 0 };
+	char path[128], *name = NULL;
+	time_t now = time(NULL);
+	struct err e;
+	size_t i;
+
+	if (atomic_exchange(&g->swept, 1))
+		return;
+	err_clear(&e);
+	if (gcs_list(b, GCS_TMP_DIR, &l, &e) < 0) {
+		if (e.code != ERR_NOTFOUND)
+			log_debug(TAG, "looking for leftover append temporaries: %s", e.msg);
+		return;
+	}
+	for (i = 0; i < l.n; i++) {
+		if (l.v[i].type != BE_FILE || l.v[i].mtime.tv_sec > now - GCS_TMP_MAX_AGE_S)
+			continue;
+		snprintf(path, sizeof(path), GCS_TMP_DIR "/%.64s", l.v[i].name);
+		free(name);
+		name = path_name(g, path, 0, &e);
+		if (!name || delete_obj(g, name, l.v[i].ver.gen, 0, &e) < 0)
+			log_debug(TAG, "deleting leftover %s: %s", path, e.msg);
+		else
+			log_info(TAG, "deleted %s, a temporary left by an interrupted append",
+				 path);
+	}
+	free(name);
+	be_list_release(&l);
+}
+
+static int gcs_append(struct be *b, const char *path, const struct be_version *ver,
+		      uint64_t old_size, uint32_t tail_crc32c, int fd,
+		      const struct be_meta *meta, struct be_entry *out, struct err *err)
+{
+	struct gcs *g = G(b);
+	struct gcs_obj t = { 0 };
+	struct be_meta tm;
+	struct be_pre pre;
+	struct be_version vers[2];
+	unsigned char rnd[12];
+	char tmp[64], hex[25];
+	const char *srcs[2];
+	struct err e2;
+	char *tname = NULL;
+	int rc = -1, have_tmp = 0;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	memset(&tm, 0, sizeof(tm));
+	if (!ver || ver->gen <= 0 || old_size == 0 || meta->size <= old_size)
+		return err_set(err, ERR_INVAL, "append \"%s\": nothing to append to (size %"
+			       PRIu64 " after %" PRIu64 ")", path, meta->size, old_size);
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return err_set(err, ERR_IO, "append \"%s\": no randomness for a temporary "
+			       "name", path);
+	enc_hex(rnd, sizeof(rnd), hex);
+	snprintf(tmp, sizeof(tmp), GCS_TMP_DIR "/%s", hex);
+	if (range_meta(fd, old_size, meta->size - old_size, &tm, err) < 0) {
+		err_prefix(err, "append \"%s\"", path);
+		goto out;
+	}
+	if (tm.crc32c != tail_crc32c) {
+		err_set(err, ERR_INVAL, "append \"%s\": the file changed since its checksums "
+			"were computed", path);
+		goto out;
+	}
+	/* The temporary's mtime is its birth, for sweep_tmp. */
+	tm.mtime.tv_sec = time(NULL);
+	tm.content_type = meta->content_type;
+	sweep_tmp(b);
+	if (put_tail(b, tmp, fd, old_size, &tm, &t, err) < 0) {
+		err_prefix(err, "append \"%s\": sending the tail", path);
+		goto out;
+	}
+	have_tmp = 1;
+	memset(&pre, 0, sizeof(pre));
+	pre.kind = BE_PRE_MATCH;
+	pre.ver = *ver;
+	memset(vers, 0, sizeof(vers));
+	vers[0] = *ver;
+	vers[1].gen = t.generation;
+	srcs[0] = path;
+	srcs[1] = tmp;
+	if (gcs_compose(b, path, &pre, srcs, vers, 2, meta, out, err) < 0) {
+		if (err->code == ERR_CONFLICT)
+			goto out;
+		if (err->code == ERR_NOTFOUND) {
+			/* Our source generation is gone: the file changed. */
+			char *name = path_name(g, path, 0, &e2);
+
+			if (name && out) {
+				be_entry_release(out);
+				current_entry(g, name, path, out);
+			}
+			free(name);
+			err_set(err, ERR_CONFLICT, "append \"%s\": changed remotely", path);
+			err->http_status = 412;
+			goto out;
+		}
+		err_prefix(err, "append \"%s\"", path);
+		goto out;
+	}
+	if (out && (out->size != meta->size || !out->has_crc32c ||
+		    out->crc32c != meta->crc32c)) {
+		/* gcs_compose checked it; an answer without a crc32c is not
+		 * good enough to call the content verified. */
+		err_set(err, ERR_PARSE, "append \"%s\": the composed object's checksum is "
+			"missing or differs (checksum mismatch)", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (have_tmp) {
+		err_clear(&e2);
+		tname = path_name(g, tmp, 0, &e2);
+		if (!tname || delete_obj(g, tname, t.generation, 0, &e2) < 0)
+			log_warn(TAG, "append \"%s\": could not delete the temporary object %s "
+				 "(%s); it can be deleted by hand", path, tmp, e2.msg);
+	}
+	free(tname);
+	gcs_obj_release(&t);
 	return rc;
 }
 
@@ -2669,7 +2975,7 @@ static void gcs_free(struct be *b)
 static const struct be_ops gcs_ops = {
 	.name = "gcs",
 	.caps = BE_CAP_COMPOSE | BE_CAP_IDS_ARE_PATHS | BE_CAP_DIR_MARKERS | BE_CAP_VERSIONS |
-		BE_CAP_SETATTR,
+		BE_CAP_SETATTR | BE_CAP_SUMS_LATE,
 	.check = gcs_check,
 	.list = gcs_list,
 	.stat = gcs_stat,
@@ -2688,6 +2994,7 @@ static const struct be_ops gcs_ops = {
 	.purge = gcs_purge,
 	.compose = gcs_compose,
 	.setattr = gcs_setattr,
+	.append = gcs_append,
 	.free = gcs_free,
 };
 
@@ -2753,6 +3060,7 @@ int gcs_new(const struct gcs_opts *o, struct be **out, struct err *err)
 	g->page_size = o->page_size ? o->page_size : 1000;
 	g->max_fail = o->chunk_max_failures > 0 ? o->chunk_max_failures : 10;
 	g->retry_base_ms = o->retry_base_ms > 0 ? o->retry_base_ms : 500;
+	atomic_init(&g->swept, 0);
 	g->rewrite_max = o->rewrite_max_bytes_per_call;
 	*out = &g->base;
 	g = NULL;

@@ -67,7 +67,7 @@
 **   the FUSE write path; replaying 20 MB at the next open takes
 **   milliseconds. jnl_open and jnl_close fold the WAL in completely.
 **
-** 3. Schema (PRAGMA user_version = 1, application_id = 0x64726673 "drfs")
+** 3. Schema (PRAGMA user_version = 2, application_id = 0x64726673 "drfs")
 ** ----------------------------------------------------------------------
 **   files(fid INTEGER PRIMARY KEY AUTOINCREMENT,   -- stable identity
 **         path TEXT,            -- current path; NULL once unlinked
@@ -95,7 +95,9 @@
 **   deps(seq, dep) PRIMARY KEY(seq,dep), INDEX(dep)  -- seq waits for dep
 **     triggers keep ops.ndeps = count of its deps rows
 **   dirs(path PRIMARY KEY, complete, fetched_ms)
-**   entries(dir, name, type, size, mtime_ns, remote) PRIMARY KEY(dir,name)
+**   entries(dir, name, type, size, mtime_ns, remote,
+**           flags)              -- BE_EF_* of the remote entry (version 2)
+**     PRIMARY KEY(dir,name)
 **   meta(key PRIMARY KEY, value)
 **   cache_files(name PRIMARY KEY, remote, bytes, atime_ms) INDEX(atime_ms)
 **   cache_blocks(name, start, end) PRIMARY KEY(name,start)
@@ -233,7 +235,9 @@
 ** 11. Recovery (run by jnl_open, in one transaction)
 ** --------------------------------------------------
 **   1. Check application_id and user_version: a newer schema is refused
-**      ("written by a newer durafs"), a foreign database too.
+**      ("written by a newer durafs"), a foreign database too; an older one
+**      is upgraded in place, in the same transaction (version 1 -> 2: the
+**      column entries.flags, 0 for the stored rows).
 **   2. SQLite replays its WAL (committed transactions only).
 **   3. IN_PROGRESS ops go back to PENDING with their claim and lease
 **      cleared; attempts, error and upload session are kept, so an
@@ -270,7 +274,7 @@
 
 #include "durafs/journal.h"
 
-#define JNL_SCHEMA_VERSION 1
+#define JNL_SCHEMA_VERSION 2
 #define JNL_APP_ID 0x64726673 /* "drfs" */
 #define JNL_PATH_MAX 4096
 
@@ -347,6 +351,8 @@
 	  "not_before_ms=min(?5,created_ms+?6) WHERE seq=?1") \
 	X(OP_SET_MTIME, "UPDATE ops SET mtime_ns=?2 WHERE seq=?1") \
 	X(OP_SET_FLAGS, "UPDATE ops SET flags=?2 WHERE seq=?1") \
+	X(OP_DEFER, "UPDATE ops SET not_before_ms=max(not_before_ms,?2) WHERE " \
+	  "seq=?1 AND state=0 AND attempts=0") \
 	X(OP_REMOVALS_BELOW, "SELECT seq FROM ops WHERE path>?1 AND path<?2 " \
 	  "AND kind IN (4,5) AND +state=0 AND attempts=0") \
 	X(OP_OF_FID, "SELECT seq,state,attempts,fid2,path,path2 FROM ops " \
@@ -438,14 +444,15 @@
 	X(DIR_FORGET_ENT, "DELETE FROM entries WHERE dir=?1 OR (dir>?2 AND " \
 	  "dir<?3)") \
 	X(ENT_PUT, "INSERT OR REPLACE INTO entries(dir,name,type,size,mtime_ns," \
-	  "remote) VALUES(?1,?2,?3,?4,?5,?6)") \
-	X(ENT_INSERT, "INSERT INTO entries(dir,name,type,size,mtime_ns,remote) " \
-	  "VALUES(?1,?2,?3,?4,?5,?6)") \
-	X(ENT_GET, "SELECT name,type,size,mtime_ns,remote FROM entries WHERE " \
-	  "dir=?1 AND name=?2") \
-	X(ENT_LIST, "SELECT name,type,size,mtime_ns,remote FROM entries WHERE " \
-	  "dir=?1 ORDER BY name") \
+	  "remote,flags) VALUES(?1,?2,?3,?4,?5,?6,?7)") \
+	X(ENT_INSERT, "INSERT INTO entries(dir,name,type,size,mtime_ns,remote," \
+	  "flags) VALUES(?1,?2,?3,?4,?5,?6,?7)") \
+	X(ENT_GET, "SELECT name,type,size,mtime_ns,remote,flags FROM entries " \
+	  "WHERE dir=?1 AND name=?2") \
+	X(ENT_LIST, "SELECT name,type,size,mtime_ns,remote,flags FROM entries " \
+	  "WHERE dir=?1 ORDER BY name") \
 	X(ENT_DEL, "DELETE FROM entries WHERE dir=?1 AND name=?2") \
+	X(ENT_COUNT, "SELECT count(*) FROM entries WHERE dir=?1") \
 	X(META_SET, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)") \
 	X(META_GET, "SELECT value FROM meta WHERE key=?1") \
 	X(CF_GET, "SELECT remote FROM cache_files WHERE name=?1") \
@@ -557,6 +564,7 @@ static const char schema_sql[] =
 	" size INTEGER NOT NULL,"
 	" mtime_ns INTEGER NOT NULL,"
 	" remote TEXT,"
+	" flags INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY(dir,name)) WITHOUT ROWID;"
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
 	"CREATE TABLE cache_files("
@@ -591,6 +599,7 @@ struct jnl {
 	uint64_t claim_wakes;    /* bumped by jnl_wake_claimers */
 	int nospc;               /* the last failure was a full disk */
 	int ckpt_freed;          /* ... and the checkpoint after it worked */
+	int64_t removal_delay_ms; /* jnl_set_removal_delay */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -2177,6 +2186,11 @@ again:
 	if (id && folded &&
 	    exec_fid_i64(j, ST_OP_SET_FLAGS, id, JNL_OPF_TREE, "flag op", err))
 		goto done;
+	/* In the same transaction, so no worker claims it before. */
+	if (id && j->removal_delay_ms > 0 && strchr(f.path, '/') &&
+	    exec_fid_i64(j, ST_OP_DEFER, id, now_ms(j) + j->removal_delay_ms,
+			 "defer removal", err))
+		goto done;
 	rc = 0;
 done:
 	rc = tx_end(j, rc, err);
@@ -3042,6 +3056,13 @@ out:
 	return rc;
 }
 
+void jnl_set_removal_delay(struct jnl *j, int64_t delay_ms)
+{
+	lock(j);
+	j->removal_delay_ms = delay_ms > 0 ? delay_ms : 0;
+	unlock(j);
+}
+
 int jnl_expedite(struct jnl *j, uint64_t fid, uint64_t up_to_seq,
 		 struct err *err)
 {
@@ -3645,6 +3666,7 @@ static void bind_entry(sqlite3_stmt *s, const char *dir,
 	bind_i64(s, 4, (int64_t)e->size);
 	bind_i64(s, 5, e->mtime_ns);
 	bind_text(s, 6, e->remote);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)e->flags);
 }
 
 static int entry_from_row(sqlite3_stmt *s, struct jnl_entry *e)
@@ -3653,6 +3675,7 @@ static int entry_from_row(sqlite3_stmt *s, struct jnl_entry *e)
 	e->type = sqlite3_column_int(s, 1);
 	e->size = (uint64_t)sqlite3_column_int64(s, 2);
 	e->mtime_ns = (int64_t)sqlite3_column_int64(s, 3);
+	e->flags = (unsigned)sqlite3_column_int64(s, 5);
 	if (col_str(s, 0, &e->name) || col_str(s, 4, &e->remote)) {
 		jnl_entry_release(e);
 		return -1;
@@ -3783,6 +3806,58 @@ done:
 out:
 	unlock(j);
 	jnl_entries_free(arr, cnt);
+	return rc;
+}
+
+int jnl_dir_info(struct jnl *j, const char *dir, size_t *n, int64_t *fetched_ms,
+		 int *complete, struct err *err)
+{
+	sqlite3_stmt *s;
+	int rc = -1, r;
+
+	*n = 0;
+	*fetched_ms = 0;
+	*complete = 0;
+	if (!dir_valid(dir))
+		return err_set(err, ERR_INVAL, "journal: invalid directory");
+	lock(j);
+	/* One read transaction, so the flag and the count agree. */
+	if (exec_sql(j, "BEGIN", "begin", err))
+		goto out;
+	s = stmt(j, ST_DIR_GET, err);
+	if (!s)
+		goto done;
+	bind_text(s, 1, dir);
+	r = st_row(j, s, "read listing", err);
+	if (r < 0)
+		goto done;
+	if (r == 0) {
+		err_set(err, ERR_NOTFOUND, "journal: no stored listing of %s",
+			*dir ? dir : "/");
+		goto done;
+	}
+	*complete = sqlite3_column_int(s, 0);
+	*fetched_ms = (int64_t)sqlite3_column_int64(s, 1);
+	st_reset(s);
+	s = stmt(j, ST_ENT_COUNT, err);
+	if (!s)
+		goto done;
+	bind_text(s, 1, dir);
+	r = st_row(j, s, "count listing", err);
+	if (r < 0)
+		goto done;
+	*n = r > 0 ? (size_t)sqlite3_column_int64(s, 0) : 0;
+	st_reset(s);
+	rc = 0;
+done:
+	tx_abort(j);  /* read only: end the transaction */
+	if (rc < 0) {
+		*n = 0;
+		*complete = 0;
+		*fetched_ms = 0;
+	}
+out:
+	unlock(j);
 	return rc;
 }
 
@@ -4442,6 +4517,29 @@ out:
 	return rc;
 }
 
+/* Upgrade a journal of schema version `from` to JNL_SCHEMA_VERSION, one
+ * step after the other, inside the caller's transaction (a crash leaves
+ * the old version whole). 0 or -1 with *err. */
+static int schema_upgrade(struct jnl *j, int64_t from, struct err *err)
+{
+	static const char *const steps[] = {
+		/* 1 -> 2: entry flags (BE_EF_*: read-only, size unknown) */
+		"ALTER TABLE entries ADD COLUMN flags INTEGER NOT NULL DEFAULT 0",
+	};
+	char sql[64];
+	int64_t v;
+
+	for (v = from; v < JNL_SCHEMA_VERSION; v++) {
+		if (v - 1 >= (int64_t)(sizeof(steps) / sizeof(steps[0])))
+			return err_set(err, ERR_INVAL, "journal: no upgrade from schema "
+				       "version %lld", (long long)v);
+		if (exec_sql(j, steps[v - 1], "upgrade schema", err))
+			return -1;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", JNL_SCHEMA_VERSION);
+	return exec_sql(j, sql, "upgrade schema", err) ? -1 : 0;
+}
+
 /* Check or create the schema (spec, section 11, step 1). */
 static int schema_setup(struct jnl *j, int *created, struct err *err)
 {
@@ -4483,6 +4581,8 @@ static int schema_setup(struct jnl *j, int *created, struct err *err)
 			"version %lld", j->path, (long long)ver);
 		goto done;
 	}
+	if (ver < JNL_SCHEMA_VERSION && schema_upgrade(j, ver, err))
+		goto done;
 	rc = 0;
 done:
 	return tx_end(j, rc, err);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,11 @@
 #define SCH_FLUSH_TICK_MS 200      /* progress report period of sch_flush */
 #define SCH_GC_EVERY 2             /* gc every this many housekeeping rounds */
 #define SCH_VER_MAX (BE_ID_MAX + 64)
+#define SCH_TRACK_MAX 4096         /* slots of files whose writes are tracked for
+				    * appends (a power of 2, at most 4096) */
+#define SCH_APPEND_MIN (256u * 1024u) /* committed size from which growth is sent
+				    * as an append (compose) rather than whole */
+#define SCH_UPDATE_GAP_MS 1000     /* GCS: one update per second per object */
 #define SCH_NAME_MAX 255
 
 /* One worker thread and what it is doing (for status and lease renewal). */
@@ -53,6 +59,21 @@ struct sch_worker {
 	uint32_t attempts;
 	char *path;                 /* malloc'd copy while busy */
 	uint64_t total, persisted;
+	int snapshot;               /* the file is open for writing */
+};
+
+/* What the scheduler knows of one file's writes since its last commit
+ * (sch_note_write), to tell when its new content only grew. In memory: a
+ * restart forgets it, and the next upload is whole. */
+struct sch_track {
+	uint64_t fid;
+	int anchored;               /* a commit of ours happened in this run */
+	int claimed;                /* a write of it is being uploaded */
+	uint64_t low;               /* lowest offset changed since the content
+				     * of the last commit was read (UINT64_MAX:
+				     * none) */
+	uint64_t low_after;         /* the same since the running upload began */
+	int64_t last_update_ms;     /* last remote update of it (monotonic) */
 };
 
 struct sched {
@@ -66,6 +87,9 @@ struct sched {
 	/* protected by mu */
 	sched_event_fn ev_fn;
 	void *ev_ud;
+	sched_open_fn open_fn;
+	void *open_ud;
+	struct sch_track *trk;      /* SCH_TRACK_MAX slots, fid 0 = free */
 	int running;                /* threads exist */
 	int joining;                /* one sch_stop is joining them */
 	int alive;                  /* workers between start and exit */
@@ -203,6 +227,9 @@ static void make_cause(struct err *dst, const struct err *src, const char *verb,
 	*dst = *src;
 	if (!dst->code)
 		dst->code = ERR_IO;
+	/* Quota and rate reasons: what happened and what to do, in words. */
+	if (be_err_advise(dst, src, verb, path))
+		return;
 	if (path && !strstr(dst->msg, path))
 		err_prefix(dst, "%s \"%s\"", verb, path);
 	if (dst->reason[0] && !strstr(dst->msg, dst->reason)) {
@@ -280,8 +307,18 @@ static void out_journal_error(struct sch_out *out, const struct err *e)
 static void worker_set(struct sch_worker *w, const struct jnl_op *op)
 {
 	char *p = op->path ? strdup(op->path) : NULL;
+	sched_open_fn fn;
+	void *ud;
+	int snap = 0;
 
 	pthread_mutex_lock(&w->s->mu);
+	fn = w->s->open_fn;
+	ud = w->s->open_ud;
+	pthread_mutex_unlock(&w->s->mu);
+	if (fn && op->kind == JNL_OP_WRITE)
+		snap = fn(ud, op->fid) ? 1 : 0;
+	pthread_mutex_lock(&w->s->mu);
+	w->snapshot = snap;
 	w->busy = 1;
 	w->uploading = 0;
 	w->seq = op->seq;
@@ -359,6 +396,88 @@ static int content_moved(struct sched *s, uint64_t fid, uint64_t version)
 	return moved;
 }
 
+/* --- append tracking ----------------------------------------------------------- */
+
+/* fid's slot (mu held), or NULL. The table is direct-mapped (O(1) on every
+ * write): with `create`, fid takes its slot from whatever file held it,
+ * unless an upload holds that one (NULL: not tracked, which only costs a
+ * whole upload later). */
+static struct sch_track *trk_find(struct sched *s, uint64_t fid, int create)
+{
+	struct sch_track *t;
+
+	if (!s->trk || !fid)
+		return NULL;
+	t = &s->trk[(fid * 0x9e3779b97f4a7c15ULL) >> 52 & (SCH_TRACK_MAX - 1)];
+	if (t->fid == fid)
+		return t;
+	if (!create || (t->fid && t->claimed))
+		return NULL;
+	memset(t, 0, sizeof(*t));
+	t->fid = fid;
+	t->low = UINT64_MAX;
+	t->low_after = UINT64_MAX;
+	return t;
+}
+
+void sch_note_write(struct sched *s, uint64_t fid, uint64_t off)
+{
+	struct sch_track *t;
+
+	pthread_mutex_lock(&s->mu);
+	t = trk_find(s, fid, 0);
+	if (t) {
+		if (off < t->low)
+			t->low = off;
+		if (t->claimed && off < t->low_after)
+			t->low_after = off;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A write of fid is about to read its content: later changes count for
+ * the next commit. *low = changes since the last commit (UINT64_MAX: none,
+ * 0 also when nothing is known), *last_ms its time. */
+static void trk_claim(struct sched *s, uint64_t fid, uint64_t *low, int64_t *last_ms)
+{
+	struct sch_track *t;
+
+	pthread_mutex_lock(&s->mu);
+	t = trk_find(s, fid, 1);
+	*low = 0;
+	*last_ms = 0;
+	if (t) {
+		t->claimed = 1;
+		t->low_after = UINT64_MAX;
+		if (t->anchored)
+			*low = t->low;
+		*last_ms = t->last_update_ms;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The write's attempt ended: committed (res R_DONE), conflicted (the
+ * remote now holds another version) or not. */
+static void trk_done(struct sched *s, uint64_t fid, int res)
+{
+	struct sch_track *t;
+
+	pthread_mutex_lock(&s->mu);
+	t = trk_find(s, fid, 0);
+	if (t && t->claimed) {
+		t->claimed = 0;
+		if (res == R_DONE) {
+			t->anchored = 1;
+			t->low = t->low_after;
+			t->last_update_ms = mono_ms();
+		} else if (res == R_CONFLICT) {
+			t->anchored = 0;
+			t->low = UINT64_MAX;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* --- uploads ----------------------------------------------------------------- */
 
 struct upl_ctx {
@@ -426,7 +545,8 @@ static int upl_on_state(void *ud, const struct be_upload *up)
 		c->stopped = 1;
 		return 1;
 	}
-	if (op->attempts <= SCH_STALE_ABORTS && content_moved(s, op->fid, c->version)) {
+	if (op->attempts <= SCH_STALE_ABORTS && !c->w->snapshot &&
+	    content_moved(s, op->fid, c->version)) {
 		c->stale = 1;
 		return 1;
 	}
@@ -769,6 +889,98 @@ done:
 	be_entry_release(&ent);
 }
 
+/* Sleep up to ms unless the scheduler stops. */
+static void nap(struct sched *s, int64_t ms)
+{
+	struct timespec ts = mono_after(ms);
+
+	pthread_mutex_lock(&s->mu);
+	while (!stopping(s) && pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0)
+		;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Append-only growth of a committed file (see sched.h): when the remote
+ * still holds the version the op replaces, nothing below its size changed
+ * since our last commit of it (sch_note_write) and the local prefix has its
+ * crc32c, send only the tail (be_append). Computes *meta (*have_meta = 1)
+ * when it gets that far. Returns 1 when the op is settled (out set), 0 to
+ * upload the whole file, 2 to upload it guarded by *over (a composite that
+ * came out wrong is replaced). */
+static int try_append(struct sch_worker *w, const struct jnl_op *op, int fd, uint64_t low,
+		      int64_t last_ms, struct be_meta *meta, int *have_meta,
+		      struct be_version *over, struct sch_out *out)
+{
+	struct sched *s = w->s;
+	struct be_version base;
+	struct be_entry cur, ent;
+	uint32_t pcrc = 0, tcrc = 0;
+	int64_t gap;
+	struct err e;
+	int r, rc = 0;
+
+	memset(&cur, 0, sizeof(cur));
+	memset(&ent, 0, sizeof(ent));
+	err_clear(&e);
+	if (!be_can_append(s->b) || op->session || low < SCH_APPEND_MIN ||
+	    base_version(op->base, &base, &e) != 1 || base.gen <= 0)
+		return 0;
+	if (be_stat(s->b, op->path, &cur, &e) < 0 || cur.type != BE_FILE ||
+	    !be_version_equal(&cur.ver, &base) || cur.size < SCH_APPEND_MIN ||
+	    low < cur.size || !cur.has_crc32c)
+		goto out;
+	if (be_meta_split_from_fd(fd, cur.size, meta, &pcrc, &tcrc, &e) < 0) {
+		out_error(out, op, &e);
+		rc = 1;
+		goto out;
+	}
+	*have_meta = 1;
+	meta->mtime = ns_to_ts(op->mtime_ns);
+	if (meta->size <= cur.size || pcrc != cur.crc32c) {
+		log_debug(TAG, "upload \"%s\": not an append of the committed version "
+			  "(%" PRIu64 " -> %" PRIu64 " bytes%s); sending it whole", op->path,
+			  cur.size, meta->size, pcrc != cur.crc32c ? ", prefix differs" : "");
+		goto out;
+	}
+	gap = last_ms ? last_ms + SCH_UPDATE_GAP_MS - mono_ms() : 0;
+	if (gap > 0)
+		nap(s, gap);   /* one update per second per object */
+	if (stopping(s)) {
+		out->res = R_REQUEUE;
+		rc = 1;
+		goto out;
+	}
+	worker_upload(w, meta->size - cur.size, 0);
+	r = be_append(s->b, op->path, &base, cur.size, tcrc, fd, meta, &ent, &e);
+	if (r == 0) {
+		log_debug(TAG, "upload \"%s\": appended %" PRIu64 " bytes to the committed %"
+			  PRIu64 " (compose)", op->path, meta->size - cur.size, cur.size);
+		out_done(out, &ent.ver);
+		out->bytes = meta->size - cur.size;
+		stat_add(s, &s->st.appends, 1);
+		rc = 1;
+		goto out;
+	}
+	if (e.code == ERR_CANCELED && stopping(s)) {
+		out->res = R_REQUEUE;
+		rc = 1;
+		goto out;
+	}
+	if (e.code == ERR_PARSE && ent.ver.gen > 0) {
+		log_warn(TAG, "upload \"%s\": the composed object differs from the local file "
+			 "(%s); replacing it with the whole file", op->path, e.msg);
+		*over = ent.ver;
+		rc = 2;
+		goto out;
+	}
+	log_info(TAG, "upload \"%s\": appending the new tail failed (%s); sending the whole "
+		 "file instead", op->path, e.msg);
+out:
+	be_entry_release(&cur);
+	be_entry_release(&ent);
+	return rc;
+}
+
 static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_out *out)
 {
 	struct sched *s = w->s;
@@ -776,18 +988,35 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	struct be_meta meta;
 	struct be_entry ent;
 	struct be_pre pre;
+	struct be_version over;
 	struct upl_ctx c;
 	struct err e;
-	int fd = -1;
+	uint64_t low;
+	int64_t last_ms;
+	struct stat st;
+	int fd = -1, have_meta = 0, ap;
 
 	memset(&meta, 0, sizeof(meta));
 	memset(&ent, 0, sizeof(ent));
 	memset(&up, 0, sizeof(up));
+	memset(&over, 0, sizeof(over));
 	err_clear(&e);
+	trk_claim(s, op->fid, &low, &last_ms);
 	fd = open_cache(s, op, out);
 	if (fd < 0)
 		goto out;
-	if (be_meta_from_fd(fd, &meta, &e) < 0) {
+	ap = try_append(w, op, fd, low, last_ms, &meta, &have_meta, &over, out);
+	if (ap == 1)
+		goto out;
+	if (!have_meta && (be_caps(s->b) & BE_CAP_SUMS_LATE) && fstat(fd, &st) == 0 &&
+	    (uint64_t)st.st_size >= s->o.small_max) {
+		/* Large: checksums computed while the chunks go out (no pass
+		 * over the file before the first byte is sent). */
+		meta.size = (uint64_t)st.st_size;
+		meta.flags = BE_META_SUMS_LATE;
+		have_meta = 1;
+	}
+	if (!have_meta && be_meta_from_fd(fd, &meta, &e) < 0) {
 		out_error(out, op, &e);
 		goto out;
 	}
@@ -795,6 +1024,10 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	if (guard_for(op->base, &pre, &e) < 0) {
 		out_error(out, op, &e);
 		goto out;
+	}
+	if (ap == 2) {
+		pre.kind = BE_PRE_MATCH;
+		pre.ver = over;
 	}
 	upl_ctx_init(&c, w, op, 1);
 	up.chunk_size = s->o.chunk_size;
@@ -831,6 +1064,7 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	}
 	upload_failed(s, op, &c, &up, &e, out);
 out:
+	trk_done(s, op->fid, out->res);
 	be_entry_release(&ent);
 	if (fd >= 0)
 		close(fd);
@@ -857,9 +1091,16 @@ static void run_mkdir(struct sch_worker *w, const struct jnl_op *op, struct sch_
 static void run_rmdir(struct sch_worker *w, const struct jnl_op *op, struct sch_out *out)
 {
 	struct err e;
+	int rc;
 
 	err_clear(&e);
-	if (be_rmdir(w->s->b, op->path, &e) == 0 || e.code == ERR_NOTFOUND) {
+	/* JNL_OPF_TREE: the unlinks below were folded into this rmdir; the
+	 * backend removes the folder with its contents in one call. */
+	if ((op->flags & JNL_OPF_TREE) && (be_caps(w->s->b) & BE_CAP_RMDIR_TREE))
+		rc = be_rmdir_tree(w->s->b, op->path, &e);
+	else
+		rc = be_rmdir(w->s->b, op->path, &e);
+	if (rc == 0 || e.code == ERR_NOTFOUND) {
 		out_done(out, NULL);
 		return;
 	}
@@ -1631,7 +1872,10 @@ int sch_new(struct jnl *j, struct be *b, const struct sched_opts *o,
 	if (!s)
 		return err_set(err, ERR_NOMEM, "scheduler: out of memory");
 	s->dir = strdup(o->files_dir);
-	if (!s->dir) {
+	s->trk = calloc(SCH_TRACK_MAX, sizeof(*s->trk));
+	if (!s->dir || !s->trk) {
+		free(s->dir);
+		free(s->trk);
 		free(s);
 		return err_set(err, ERR_NOMEM, "scheduler: out of memory");
 	}
@@ -1665,6 +1909,14 @@ int sch_new(struct jnl *j, struct be *b, const struct sched_opts *o,
 	}
 	*out = s;
 	return 0;
+}
+
+void sch_set_open_fn(struct sched *s, sched_open_fn fn, void *ud)
+{
+	pthread_mutex_lock(&s->mu);
+	s->open_fn = fn;
+	s->open_ud = ud;
+	pthread_mutex_unlock(&s->mu);
 }
 
 void sch_set_event_fn(struct sched *s, sched_event_fn fn, void *ud)
@@ -1824,6 +2076,7 @@ void sch_free(struct sched *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s->dir);
+	free(s->trk);
 	free(s);
 }
 
@@ -1909,6 +2162,7 @@ int sch_uploads(struct sched *s, struct sched_upload **v, size_t *n, struct err 
 		r[k].total = s->w[i].total;
 		r[k].persisted = s->w[i].persisted;
 		r[k].attempts = s->w[i].attempts;
+		r[k].snapshot = s->w[i].snapshot;
 		r[k].path = strdup(s->w[i].path ? s->w[i].path : "");
 		k++;
 		if (!r[k - 1].path)

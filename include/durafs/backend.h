@@ -113,6 +113,18 @@ struct be_meta {
 	unsigned char md5[16];
 	struct timespec mtime;    /* stored as goog-reserved-file-mtime (GCS) */
 	const char *content_type; /* NULL: application/octet-stream */
+	unsigned flags;           /* BE_META_* */
+};
+
+/* be_meta.flags */
+enum {
+	BE_META_SUMS_LATE = 1u << 0,  /* crc32c and md5 are not known when the
+				       * session begins: they are computed while
+				       * the chunks go out and sent with the
+				       * final request (be_upload_file; backends
+				       * with BE_CAP_SUMS_LATE) */
+	BE_META_SUMS_READY = 1u << 1, /* with SUMS_LATE: crc32c and md5 are set
+				       * now (the final request carries them) */
 };
 
 /* State of one resumable upload: a plain struct the caller may save (the
@@ -150,6 +162,11 @@ enum {
 	BE_CAP_VERSIONS = 1 << 4,     /* purge removes noncurrent versions */
 	BE_CAP_DIR_RENAME_ATOMIC = 1 << 5, /* rename_dir is one call (Drive) */
 	BE_CAP_SETATTR = 1 << 6,      /* setattr op available (GCS, Drive) */
+	BE_CAP_RMDIR_TREE = 1 << 7,   /* rmdir_tree op: deleting a folder deletes
+				       * (trashes) its contents in one call
+				       * (Drive) */
+	BE_CAP_SUMS_LATE = 1 << 12,   /* resumable uploads may begin without
+				       * checksums (BE_META_SUMS_LATE; GCS) */
 };
 
 /* What setattr changes (be_attr.set): a set of BE_ATTR_* bits, so that more
@@ -164,6 +181,31 @@ struct be_attr {
 };
 
 struct be;
+
+/* One remote change, as be_changes reports it. Paths follow the path
+ * convention above; every string is borrowed for the callback only. */
+struct be_change {
+	const char *id;           /* the service's id of the item */
+	const char *old_path;     /* where the mount showed the item before the
+				   * change, when the backend knows (its
+				   * listing cache; Drive: a trashed item's
+				   * parent), else NULL */
+	const char *new_dir;      /* the directory holding the item now, or
+				   * NULL when it is gone, trashed, outside
+				   * the mount or its place is unknown */
+	const char *new_name;     /* its shown name there, before any
+				   * duplicate suffix (NULL when new_dir is,
+				   * or when the item is not shown) */
+	int gone;                 /* removed, trashed, or moved out of the
+				   * mount */
+	enum be_type type;        /* BE_DIR, BE_FILE...; BE_NONE when unknown
+				   * (removed items) */
+	struct be_version ver;    /* its version now (as in a listing's
+				   * entry), zero when gone */
+};
+/* Receives each change of be_changes in order. Return 0 to go on, non-zero
+ * to stop (be_changes then fails with ERR_CANCELED). */
+typedef int (*be_change_fn)(void *ud, const struct be_change *c);
 
 /* The table each backend fills. Every function pointer is set except those
  * marked optional (NULL when the capability is absent). Call them through
@@ -285,7 +327,10 @@ struct be_ops {
 
 	/* Optional (BE_CAP_COMPOSE): concatenate the n source paths at their
 	 * versions into `to`, guarded by to_pre (a source may be `to` itself:
-	 * appending). The result's crc32c is known, its md5 is not. */
+	 * appending). The result's crc32c is known, its md5 is not. Sources
+	 * with a version are guarded by it too (GCS objectPreconditions). When
+	 * meta->size is set, the result's size and crc32c are checked against
+	 * meta: ERR_PARSE on a mismatch, with *out the committed entry. */
 	int (*compose)(struct be *b, const char *to, const struct be_pre *to_pre,
 		       const char *const *srcs, const struct be_version *src_vers,
 		       size_t n, const struct be_meta *meta, struct be_entry *out,
@@ -307,6 +352,40 @@ struct be_ops {
 
 	/* Free the instance (no call may be running). */
 	void (*free)(struct be *b);
+
+	/* Optional (NULL when the service has no change feed, as GCS): the
+	 * remote changes since `token` (see be_changes). */
+	int (*changes)(struct be *b, const char *token, be_change_fn fn, void *ud,
+		       char **new_token, struct err *err);
+
+	/* Optional (BE_CAP_RMDIR_TREE): remove directory `path` with
+	 * everything below it in one call (Drive: into the trash, or for good
+	 * with -o delete=permanent). ERR_NOTFOUND when it does not exist (a
+	 * replay treats that as done); the root is refused (ERR_INVAL). */
+	int (*rmdir_tree)(struct be *b, const char *path, struct err *err);
+
+	/* Optional (BE_CAP_COMPOSE): the file `path`, still at version `ver`,
+	 * holds exactly the first old_size bytes of fd; make it hold fd's
+	 * meta->size bytes by sending only the tail [old_size, meta->size)
+	 * (GCS: a temporary object composed onto it with generation
+	 * preconditions on the destination and both sources, then deleted).
+	 * tail_crc32c is the crc32c of the tail as the caller computed meta:
+	 * a tail that reads differently now fails with ERR_INVAL before
+	 * anything is sent. The result is checked against meta (size,
+	 * crc32c; a composite has no md5). On success *out is the new entry.
+	 * ERR_CONFLICT (*out = the current entry) when the remote changed;
+	 * ERR_PARSE when the result differs from meta (*out = what was
+	 * committed: the caller must upload the whole file guarded by it);
+	 * ERR_INVAL when the service refuses to append here (e.g. too many
+	 * components): the caller uploads the whole file instead. Nothing is
+	 * left behind on failure except, after a crash, an orphaned temporary
+	 * (see the backend's docs). */
+	int (*append)(struct be *b, const char *path, const struct be_version *ver,
+		      uint64_t old_size, uint32_t tail_crc32c, int fd,
+		      const struct be_meta *meta, struct be_entry *out, struct err *err);
+
+	/* Optional (NULL: everything allowed): see be_ns_check. */
+	int (*ns_check)(struct be *b, const char *path, const char *to);
 };
 
 /* The common head of every backend instance; each backend embeds it first
@@ -355,6 +434,41 @@ int be_compose(struct be *b, const char *to, const struct be_pre *to_pre,
  * be_caps() first to choose another way). */
 int be_setattr(struct be *b, const char *path, const struct be_version *ver,
 	       const struct be_attr *attr, struct be_entry *out, struct err *err);
+/* ERR_INVAL "not supported" when the backend has no append op. */
+int be_append(struct be *b, const char *path, const struct be_version *ver,
+	      uint64_t old_size, uint32_t tail_crc32c, int fd, const struct be_meta *meta,
+	      struct be_entry *out, struct err *err);
+/* 1 when the backend can append a tail (be_append). */
+int be_can_append(const struct be *b);
+/* The remote changes since token, in order, through every page of the
+ * service's feed: fn is called for each; on success *new_token (malloc'd)
+ * is where the next call continues. token NULL or "": no change is
+ * reported, *new_token is the feed's current position (a start token). A
+ * page that fails (after retries) fails the whole call: the caller keeps
+ * its old token and asks again later, so no change is ever skipped (some
+ * may be reported twice; handling a change must be idempotent).
+ * ERR_INVAL "not supported" when the backend has no change feed. */
+int be_changes(struct be *b, const char *token, be_change_fn fn, void *ud, char **new_token,
+	       struct err *err);
+/* 1 when the backend has a change feed (be_changes works). */
+int be_has_changes(const struct be *b);
+/* The rmdir_tree op; ERR_INVAL "not supported" without BE_CAP_RMDIR_TREE. */
+static inline int be_rmdir_tree(struct be *b, const char *path, struct err *err)
+{
+	struct err local;
+
+	if (!b->ops->rmdir_tree)
+		return err_set(err, ERR_INVAL, "%s: no rmdir of a whole tree", b->ops->name);
+	return b->ops->rmdir_tree(b, path, err ? err : &local);
+}
+/* Whether the backend's namespace lets the mount create or remove the
+ * entry `path` (to NULL), or rename `path` to `to`, before anything is
+ * journaled: BE_NS_OK, BE_NS_FIXED when a directory involved is fixed by
+ * the backend (layout=colab's root and Shareddrives/: EPERM), BE_NS_XDEV
+ * when from and to lie in different spaces (two drives: EXDEV, so tools
+ * copy instead). Pure and fast (no request); thread-safe. */
+enum { BE_NS_OK = 0, BE_NS_FIXED = 1, BE_NS_XDEV = 2 };
+int be_ns_check(struct be *b, const char *path, const char *to);
 /* Free b (NULL is fine). */
 void be_free(struct be *b);
 
@@ -373,15 +487,32 @@ typedef int (*be_upload_state_fn)(void *ud, const struct be_upload *up);
  * at most `max_restarts` times, and on_state reports the new session. The
  * caller must keep fd's content unchanged meanwhile (if it changed, cancel
  * and start over with new meta). On success *out is the committed entry;
- * on ERR_CONFLICT the current remote one. */
+ * on ERR_CONFLICT the current remote one.
+ * Hashing while uploading: with BE_META_SUMS_LATE in meta->flags (only
+ * meta->size need be set) and a backend with BE_CAP_SUMS_LATE, a file of
+ * at least small_max bytes starts its session (or resumes a restored one
+ * whose up->meta has BE_META_SUMS_LATE) without checksums; a helper thread
+ * computes crc32c and md5 of fd's first meta->size bytes while the chunks
+ * go out, and the final request carries them, so the server refuses a
+ * body that differs from them (GCS: HTTP 400, ERR_INVAL) and the
+ * committed object is checked against them. up->meta then holds them
+ * (BE_META_SUMS_READY). Otherwise (no capability, a smaller file) the
+ * checksums are computed first, as without the flag. */
 int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta *meta,
 		   const struct be_pre *pre, uint64_t small_max, int max_restarts,
 		   struct be_upload *up, be_upload_state_fn on_state, void *ud,
 		   struct be_entry *out, struct err *err);
 
 /* Compute size, crc32c and md5 of fd's whole content (pread from 0; EINTR
- * and short reads handled). Leaves mtime and content_type untouched. */
+ * and short reads handled). Leaves mtime and content_type untouched; clears
+ * the BE_META_SUMS_* flags (the sums are known). */
 int be_meta_from_fd(int fd, struct be_meta *meta, struct err *err);
+/* Like be_meta_from_fd, and in the same single pass the crc32c of the
+ * first `split` bytes into *pcrc and of the rest into *tcrc (either may be
+ * NULL; when the file is shorter than split, *pcrc is 0, the crc32c of
+ * nothing: the caller compares sizes). */
+int be_meta_split_from_fd(int fd, uint64_t split, struct be_meta *meta, uint32_t *pcrc,
+			  uint32_t *tcrc, struct err *err);
 
 /* --- entries, lists, names ------------------------------------------------ */
 
@@ -435,5 +566,27 @@ int be_chunk_size_valid(uint64_t size);
  * chunk but the last is exactly chunk_size (a multiple of 256 KiB). */
 uint64_t be_chunk_next(uint64_t total, uint64_t persisted, uint64_t chunk_size,
 		       int *last);
+
+/* --- errors a user can act on -------------------------------------------- */
+
+/* Google's error reasons that a user can do something about
+ * (userRateLimitExceeded, rateLimitExceeded, storageQuotaExceeded,
+ * downloadQuotaExceeded, quotaExceeded, dailyLimitExceeded): what to do,
+ * one sentence without a trailing period, or NULL for any other reason
+ * (NULL or "" included). Static text; thread-safe. Used by the scheduler
+ * (writes), the read path (reads) and `durafs status`, so the same reason
+ * always gets the same advice. */
+const char *be_reason_advice(const char *reason);
+/* The first reason known to be_reason_advice that appears in text (a
+ * journal error message, a log line) as a whole word, or NULL. Returns a
+ * pointer to static text. */
+const char *be_reason_find(const char *text);
+/* Fill dst from src for a failure of `verb` ("upload", "read"...) on path
+ * whose Google reason has advice: "<verb> \"<path>\": <what happened>
+ * (Google's reason: <reason>); what to do: <advice>". Returns 1 when it
+ * did (code, status and reason are kept), 0 (dst untouched) when src's
+ * reason has no advice. dst may be src. */
+int be_err_advise(struct err *dst, const struct err *src, const char *verb,
+		  const char *path);
 
 #endif

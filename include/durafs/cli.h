@@ -24,5 +24,7 @@ int cmd_sync(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 /* `durafs trash list|purge SOURCE [...]` (fs/cmd_trash.c). */
 int cmd_trash(int argc, char **argv);
+/* `durafs cache warm|status|drop PATH...` (fs/cmd_cache.c). */
+int cmd_cache(int argc, char **argv);
 
 #endif

@@ -57,6 +57,17 @@ long ctl_peer_uid(struct ctl_conn *c);
  * server for each client, and by tests over a socketpair. */
 void ctl_serve_fd(int fd, ctl_handler_fn fn, void *ud, const atomic_int *stop);
 
+/* Extra commands served by another part of the process than the server's
+ * handler (the filesystem core adds "cache"): a request whose "cmd" equals
+ * cmd goes to fn(ud, ...) instead, on every connection of every server of
+ * the process (and ctl_serve_fd). At most 8 routes; 0, or -1 when the
+ * table is full or cmd is already routed. ctl_route_remove waits for
+ * nothing: the caller removes its route before freeing ud, after every
+ * server that could call it has stopped (ctl_server_stop joins the
+ * handlers). Thread-safe. */
+int ctl_route_add(const char *cmd, ctl_handler_fn fn, void *ud);
+void ctl_route_remove(const char *cmd, void *ud);
+
 struct ctl_server;
 
 /* Listen on path (an existing socket file is replaced: the caller holds the

@@ -191,6 +191,30 @@ void drive_page_release(struct drive_page *p);
 int drive_parse_list_page(const char *buf, size_t len, struct drive_page *out,
 			  struct err *err);
 
+/* One change of changes.list. */
+struct drive_change {
+	char *file_id;            /* required */
+	int removed;              /* removed for good (or no longer visible) */
+	int has_file;
+	struct drive_file file;   /* its latest state (has_file) */
+};
+/* One page of changes.list: either next_token (more pages follow) or
+ * new_start (the last page: where the next poll starts) is set. */
+struct drive_changes_page {
+	struct drive_change *v;
+	size_t n;
+	char *next_token;
+	char *new_start;
+};
+void drive_changes_page_release(struct drive_changes_page *p);
+/* Parse a changes.list reply (zeroes *out first; on failure *out is
+ * empty). ERR_PARSE when malformed: a change without fileId, a file that
+ * does not parse, neither or both of nextPageToken / newStartPageToken. */
+int drive_parse_changes_page(const char *buf, size_t len, struct drive_changes_page *out,
+			     struct err *err);
+/* changes.getStartPageToken reply: the token, malloc'd, or NULL with *err. */
+char *drive_parse_start_token(const char *buf, size_t len, struct err *err);
+
 /* files.generateIds reply: up to max ids (each valid as a file id) into
  * ids[] (malloc'd each). Returns the count, or -1 with *err. */
 int drive_parse_ids(const char *buf, size_t len, char **ids, size_t max, struct err *err);

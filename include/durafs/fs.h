@@ -33,7 +33,14 @@
  *   through every page on first use and again on access after
  *   dir_cache_ttl; one stored by an earlier mount, or with more than 1000
  *   entries, answers at once and is refreshed in the background. A listing
- *   that cannot be fetched gives EIO (never a short directory).
+ *   that cannot be fetched gives EIO (never a short directory) unless a
+ *   complete listing of that directory is stored: that one is then served
+ *   whole and refetched in the background on access after each further
+ *   dir_cache_ttl; for one dir_cache_ttl after any failed listing, every
+ *   stale complete listing answers at once. The kernel may keep a
+ *   directory's entries (FOPEN_CACHE_DIR) while the merged listing is
+ *   unchanged, for at most half of dir_cache_ttl. With poll_interval, a
+ *   Drive mount also follows the remote's change feed (fs_poll.h).
  * - Writes go to a whole local cache file at local-disk speed and are
  *   journaled on flush/release (uploaded after writeback_delay); opening an
  *   existing remote file for writing without O_TRUNC first fetches all of

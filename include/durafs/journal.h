@@ -416,6 +416,14 @@ int jnl_retry(struct jnl *j, uint64_t seq, struct err *err);
  * it); later ops it held back may run. ERR_INVAL in another state. */
 int jnl_resolve(struct jnl *j, uint64_t seq, struct err *err);
 
+/* From now on, the unlink and rmdir ops of paths inside a directory (not
+ * at the top level) are appended claimable only delay_ms later (0, the
+ * default: at once), so that the rmdir of an `rm -rf` on a backend that
+ * deletes a folder with its contents can still fold them
+ * (jnl_rmdir_tree). jnl_expedite (fsync, flush) lifts the delay. Not kept
+ * across jnl_open. Thread-safe. */
+void jnl_set_removal_delay(struct jnl *j, int64_t delay_ms);
+
 /* Make the not-yet-attempted ops that fsync (fid != 0) or a flush (fid 0)
  * will wait for claimable now: those of fid (or all) with seq <= up_to_seq
  * and every op they depend on, ignoring the writeback delay. Retry backoff
@@ -494,6 +502,8 @@ struct jnl_entry {
 	uint64_t size;
 	int64_t mtime_ns;
 	char *remote;           /* remote version (be_version_format) or NULL */
+	unsigned flags;         /* the remote entry's BE_EF_* (read-only Docs
+				 * exports, size unknown) */
 };
 void jnl_entry_release(struct jnl_entry *e);
 void jnl_entries_free(struct jnl_entry *v, size_t n);
@@ -510,6 +520,13 @@ int jnl_dir_put(struct jnl *j, const char *dir, const struct jnl_entry *v,
 int jnl_dir_get(struct jnl *j, const char *dir, struct jnl_entry **v /* OUT */,
 		size_t *n /* OUT */, int64_t *fetched_ms /* OUT */,
 		int *complete /* OUT */, struct err *err);
+
+/* What jnl_dir_get would say about dir without reading its entries: their
+ * number, when it was fetched and whether it is complete. ERR_NOTFOUND if
+ * no listing was ever stored (outputs then 0). Thread-safe like the rest. */
+int jnl_dir_info(struct jnl *j, const char *dir, size_t *n /* OUT */,
+		 int64_t *fetched_ms /* OUT */, int *complete /* OUT */,
+		 struct err *err);
 
 /* Mark dir's listing incomplete (must be refetched); entries are kept. */
 int jnl_dir_invalidate(struct jnl *j, const char *dir, struct err *err);

@@ -37,6 +37,9 @@ struct fs;
 #define MNT_META_WORKERS "mount.upload_workers"
 #define MNT_META_CONFLICT "mount.conflict"       /* "keep-both" | "fail" */
 #define MNT_META_MOUNTPOINT "mount.mountpoint"   /* last mountpoint */
+#define MNT_META_DOCS "mount.docs"               /* "export" | "hide" (Drive) */
+#define MNT_META_DELETE "mount.delete"           /* "trash" | "permanent" (Drive) */
+#define MNT_META_LAYOUT "mount.layout"           /* "plain" | "colab" (Drive) */
 
 /* Every part of a mount. Fields are set by the calls below in order and
  * released by mnt_release in reverse; any may be NULL. Thread-safety: after
@@ -48,7 +51,8 @@ struct mnt {
 	char *journal_path;         /* cache_dir/journal.db */
 	char *ctl_path;             /* cache_dir/ctl.sock */
 	char endpoint[1024];        /* resolved API endpoint */
-	int emulated;               /* endpoint from STORAGE_EMULATOR_HOST */
+	int emulated;               /* endpoint from STORAGE_EMULATOR_HOST
+				     * (gs://) or DURAFS_DRIVE_ENDPOINT (drive:) */
 	int no_auth;                /* no Authorization header is sent */
 	char *auth_kind;            /* token source kind ("none" when no_auth) */
 	struct auth_provider *auth;
@@ -68,7 +72,9 @@ struct mnt {
 };
 
 /* Derive the paths (cache_dir/files, journal.db, ctl.sock) and the
- * endpoint from mo (borrowed). Touches nothing on disk. */
+ * endpoint from mo (borrowed): gcs_endpoint for gs://, drive_endpoint for
+ * drive: (whose source is validated here: ERR_INVAL naming the problem).
+ * Touches nothing on disk. */
 int mnt_init(struct mnt *m, const struct mopts *mo, struct err *err);
 
 /* Create the cache dir (and missing parents) 0700 and files/ in it; an
@@ -77,13 +83,15 @@ int mnt_init(struct mnt *m, const struct mopts *mo, struct err *err);
 int mnt_cache_dir_create(struct mnt *m, struct err *err);
 
 /* Credentials (none when no_auth, or when the endpoint comes from
- * STORAGE_EMULATOR_HOST and neither token_file nor credentials is given),
- * the HTTP client and the backend for mo->source. Sends no request. A
- * Drive source fails with ERR_INVAL (not built yet). ERR_AUTH names what
- * was tried when no credentials are found. */
+ * STORAGE_EMULATOR_HOST / DURAFS_DRIVE_ENDPOINT and neither token_file nor
+ * credentials is given; scope devstorage for gs://, drive for drive:), the
+ * HTTP client and the backend for mo->source (gcs_new or drive_new, with
+ * -o docs= and delete=). Sends no request. ERR_AUTH names what was tried
+ * when no credentials are found. */
 int mnt_remote_open(struct mnt *m, struct err *err);
 
-/* be_check: the remote answers, our credentials work, the bucket exists.
+/* be_check: the remote answers, our credentials work, the bucket (or the
+ * Drive root folder) exists.
  * The message says which of them failed, in one line. */
 int mnt_check(struct mnt *m, struct err *err);
 
@@ -96,7 +104,7 @@ int mnt_journal_open(struct mnt *m, int must_exist, struct err *err);
 
 /* Fill the options a journal recorded into *mo (defaults first, then the
  * recorded source, endpoint, credentials paths, chunk size, workers,
- * conflict mode). mo->cache_dir is set to cache_dir. The journal must be
+ * conflict mode, Drive docs and delete modes). mo->cache_dir is set to cache_dir. The journal must be
  * open (m->jnl) -- m->mo is not used. */
 int mnt_meta_load(struct jnl *j, const char *cache_dir, struct mopts *mo, struct err *err);
 

@@ -32,6 +32,12 @@
  *   changed meanwhile: the server verified that it holds exactly the
  *   checksummed snapshot, and the journal keeps the fid dirty so that its
  *   later write op sends the rest.
+ *   On a backend with BE_CAP_SUMS_LATE (GCS), a file of at least small_max
+ *   starts its session without a checksum pass: the sums are computed
+ *   while the chunks go out and sent with the final request (see
+ *   be_upload_file); a session stored that way resumes the same way.
+ *   Appends (backends with an append op, GCS): see sch_note_write. An
+ *   upload of a file open for writing is a snapshot (sch_set_open_fn).
  * - MKDIR, SYMLINK: created remotely (mkdir is idempotent).
  * - UNLINK (guarded by base; already gone = done), RMDIR (gone = done).
  * - RENAME: a file or symlink with be_rename (source guarded by base, the
@@ -47,6 +53,10 @@
  *
  * Errors
  * ------
+ * - Google's reasons a user can act on (be_reason_advice: rate limits,
+ *   quotas, storageQuotaExceeded) get a message saying what happened and
+ *   what to do (be_err_advise), kept with the op for `durafs status`; it is
+ *   logged once per op and kind of error like any other.
  * - Transient (ERR_NET, ERR_TIMEOUT, ERR_RATE, ERR_GONE, ERR_QUOTA,
  *   ERR_NOMEM, ERR_HTTP with a 5xx/408/429 or no status, ERR_AUTH: the
  *   user can fix the credentials; ERR_PARSE for the first 3 attempts): the
@@ -200,6 +210,28 @@ typedef void (*sched_progress_fn)(void *ud, const struct jnl_progress *p);
 int sch_flush(struct sched *s, int64_t timeout_ms, sched_progress_fn fn, void *ud,
 	      struct err *err);
 
+/* Whether fid is open for writing in the filesystem now (a long-running
+ * writer: its uploads are snapshots, see sch_set_open_fn). Called on a
+ * worker thread with no scheduler or journal lock held; must not block. */
+typedef int (*sched_open_fn)(void *ud, uint64_t fid);
+/* The filesystem is about to change fid's cache file from byte `off` on (a
+ * write at off, a truncate to off). Feeds the append rule of WRITE ops:
+ * a file none of whose bytes below its committed size changed since our
+ * last commit of it (in this run) is sent as a tail appended to the
+ * committed version, when the backend can append (GCS compose) and the
+ * committed size is at least 256 KiB; anything else, and any failure of
+ * the append, uploads the whole file. Cheap; thread-safe; unknown fids are
+ * ignored. */
+void sch_note_write(struct sched *s, uint64_t fid, uint64_t off);
+
+/* Set (or clear, fn NULL) the open-file test. A write op of a file open
+ * for writing is uploaded as a snapshot: the upload is not abandoned
+ * when the file changes meanwhile (the server's checksum check, over the
+ * content read when the upload began, refuses a torn copy, which is then
+ * retried), and `durafs status` labels it. Takes effect for the next
+ * claimed op. */
+void sch_set_open_fn(struct sched *s, sched_open_fn fn, void *ud);
+
 /* One upload in flight, for `durafs status`. */
 struct sched_upload {
 	uint64_t seq;
@@ -207,6 +239,8 @@ struct sched_upload {
 	uint64_t total;
 	uint64_t persisted;
 	uint32_t attempts;
+	int snapshot;               /* 1: a snapshot of a file open for writing
+				     * (JSON key "snapshot") */
 };
 void sch_uploads_free(struct sched_upload *v, size_t n);
 /* The uploads running now, in no particular order (*v NULL when n is 0;
@@ -221,6 +255,8 @@ struct sched_stats {
 	uint64_t failures;
 	uint64_t sessions_resumed;  /* uploads continued from a stored session */
 	uint64_t sessions_restarted;/* sessions abandoned and begun again */
+	uint64_t appends;           /* writes sent as a tail appended to the
+				     * committed version (GCS compose) */
 };
 /* Counters since sch_new. */
 void sch_get_stats(struct sched *s, struct sched_stats *out);

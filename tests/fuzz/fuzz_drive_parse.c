@@ -73,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int quiet;
 	struct drive_page pg;
+	struct drive_changes_page chg;
 	struct drive_file f, c;
 	struct drive_batch_part parts[DRIVE_BATCH_MAX];
 	struct err err;
@@ -93,6 +94,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			drive_file_release(&c);
 		drive_file_release(&f);
 	}
+	if (drive_parse_changes_page((const char *)data, size, &chg, &err) == 0) {
+		/* the contract: exactly one of the two tokens, every change has
+		 * an id */
+		if (!chg.next_token == !chg.new_start)
+			abort();
+		for (i = 0; i < chg.n; i++)
+			if (!chg.v[i].file_id || !chg.v[i].file_id[0])
+				abort();
+		drive_changes_page_release(&chg);
+	} else if (chg.n || chg.v || chg.next_token || chg.new_start) {
+		abort();
+	}
+	s = drive_parse_start_token((const char *)data, size, &err);
+	free(s);
 	k = drive_parse_ids((const char *)data, size, ids, 8, &err);
 	for (i = 0; k > 0 && i < (size_t)k; i++)
 		free(ids[i]);

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -417,30 +418,50 @@ def test_progress_in_ipython_updates_one_display(monkeypatch):
 
 # --- Drive --------------------------------------------------------------------
 
-def test_drive_source_with_colab_layout(colab):
-    emu, mp = colab.emu, colab.mp()
-    colab.allowed.append(r"ERROR mount: Google Drive sources are not supported by this build")
-    try:
-        durafs_colab.mount(mp, source="drive:", no_auth=True, writeback_delay="0")
-    except durafs_colab.DurafsError as e:
-        if "not supported" in str(e) or "unknown source" in str(e):
-            pytest.skip("the Drive backend is not built yet: %s" % e)
-        raise
-    has_layout = "layout=" in subprocess.run([conftest.DURAFS, "mount", "--help"],
-                                             stdout=subprocess.PIPE, text=True).stdout
-    root = os.path.join(mp, "MyDrive") if has_layout else mp
-    if has_layout:
-        assert os.path.isdir(root), "layout=colab: no MyDrive/ at the root: %s" % os.listdir(mp)
-    with open(os.path.join(root, "from-colab.txt"), "w") as f:
-        f.write("hello drive\n")
-    durafs_colab.flush(mp)
-    st, _, body = emu.request("GET", "/drive/v3/files?q=" +
-                              "name%20%3D%20%27from-colab.txt%27%20and%20trashed%20%3D%20false"
-                              "&fields=files(id,name,size)")
+def drive_files(emu, name):
+    """Live files called name anywhere (My Drive and shared drives)."""
+    st, _, body = emu.request("GET", "/drive/v3/files?q=" + urllib.parse.quote(
+        "name = '%s' and trashed = false" % name) + "&fields=files(id,name,size,driveId)"
+        "&supportsAllDrives=true&includeItemsFromAllDrives=true&corpora=allDrives")
     assert st == 200, body
-    found = json.loads(body)["files"]
+    return json.loads(body)["files"]
+
+
+def test_drive_source_with_colab_layout(colab):
+    """mount() of drive: uses -o layout=colab: the paths of Colab's own
+    mount (/content/drive/MyDrive/..., /content/drive/Shareddrives/NAME/...)
+    work unchanged, and each write lands in the right drive."""
+    emu, mp = colab.emu, colab.mp()
+    sd = emu.control("drive/shared_drives", {"name": "Lab"})
+    sd_id = sd.get("id") or sd.get("drive", {}).get("id")
+    durafs_colab.mount(mp, source="drive:", no_auth=True, writeback_delay="0")
+    assert sorted(os.listdir(mp)) == ["MyDrive", "Shareddrives"]
+    assert os.listdir(os.path.join(mp, "Shareddrives")) == ["Lab"]
+    with open(os.path.join(mp, "MyDrive", "from-colab.txt"), "w") as f:
+        f.write("hello drive\n")
+    with open(os.path.join(mp, "Shareddrives", "Lab", "shared.txt"), "w") as f:
+        f.write("hello lab\n")
+    durafs_colab.flush(mp)
+    found = drive_files(emu, "from-colab.txt")
     assert len(found) == 1 and int(found[0]["size"]) == len("hello drive\n")
+    assert not found[0].get("driveId")
+    found = drive_files(emu, "shared.txt")
+    assert len(found) == 1 and found[0].get("driveId") == sd_id
+    # the root is Colab's fixed layout: nothing can be created there
+    with pytest.raises(PermissionError):
+        os.mkdir(os.path.join(mp, "elsewhere"))
     durafs_colab.flush_and_unmount(mp)
+
+
+def test_drive_source_plain_layout_on_request(colab):
+    """layout="plain" mounts the Drive root as it is (no MyDrive/)."""
+    emu, mp = colab.emu, colab.mp()
+    durafs_colab.mount(mp, source="drive:", no_auth=True, writeback_delay="0", layout="plain")
+    assert os.listdir(mp) == []
+    with open(os.path.join(mp, "top.txt"), "w") as f:
+        f.write("top\n")
+    durafs_colab.flush_and_unmount(mp)
+    assert len(drive_files(emu, "top.txt")) == 1
 
 
 # --- install() ------------------------------------------------------------------

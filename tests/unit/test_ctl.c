@@ -1,5 +1,6 @@
 /* Unit tests for fs/ctl.c: the line protocol over a socketpair (requests,
- * streamed replies, malformed input, peer hang-up seen by a long handler),
+ * streamed replies, malformed input, peer hang-up seen by a long handler,
+ * routed commands),
  * the server on a real socket path (mode, long paths, several clients,
  * prompt stop), and the client's timeouts and error cases. */
 #include <errno.h>
@@ -157,6 +158,66 @@ static void test_request_reply(void **state)
 	json_decref(req);
 	pair_end(&p, &c);
 	assert_int_equal(atomic_load(&p.h.requests), 3);
+}
+
+/* A routed command goes to its own handler, the rest to the server's. */
+static void routed(void *ud, struct ctl_conn *c, const json_t *req)
+{
+	json_t *r = json_pack("{s:s, s:s, s:O}", "result", "ok", "by", (const char *)ud,
+			      "req", req);
+
+	ctl_send(c, r);
+	json_decref(r);
+}
+
+static void test_routes(void **state)
+{
+	static char tag[] = "route", tag2[] = "other";
+	struct pair p;
+	struct ctl_client c;
+	json_t *req, *m;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(ctl_route_add("cache", routed, tag), 0);
+	assert_int_equal(ctl_route_add("cache", routed, tag2), -1);    /* taken */
+	assert_int_equal(ctl_route_add("", routed, tag2), -1);
+	assert_int_equal(ctl_route_add("cache2", NULL, tag2), -1);
+	pair_start(&p, &c);
+	req = json_pack("{s:s, s:s}", "cmd", "cache", "op", "status");
+	assert_int_equal(ctl_client_send(&c, req, &e), 0);
+	m = recv1(&c);
+	assert_string_equal(json_string_value(json_object_get(m, "by")), "route");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(m, "req"), "op")),
+			    "status");
+	json_decref(m);
+	json_decref(req);
+	/* others still reach the server's handler */
+	req = json_pack("{s:s}", "cmd", "echo");
+	assert_int_equal(ctl_client_send(&c, req, &e), 0);
+	m = recv1(&c);
+	assert_null(json_object_get(m, "by"));
+	assert_string_equal(json_string_value(json_object_get(m, "result")), "ok");
+	json_decref(m);
+	json_decref(req);
+	/* removing with another ud does nothing; with ours it unroutes */
+	ctl_route_remove("cache", tag2);
+	req = json_pack("{s:s}", "cmd", "cache");
+	assert_int_equal(ctl_client_send(&c, req, &e), 0);
+	m = recv1(&c);
+	assert_string_equal(json_string_value(json_object_get(m, "by")), "route");
+	json_decref(m);
+	ctl_route_remove("cache", tag);
+	assert_int_equal(ctl_client_send(&c, req, &e), 0);
+	m = recv1(&c);
+	assert_string_equal(json_string_value(json_object_get(m, "result")), "error");
+	json_decref(m);
+	json_decref(req);
+	pair_end(&p, &c);
+	assert_int_equal(atomic_load(&p.h.requests), 2);
+	/* the slot is free again */
+	assert_int_equal(ctl_route_add("cache", routed, tag2), 0);
+	ctl_route_remove("cache", tag2);
 }
 
 static void test_streamed_lines(void **state)
@@ -434,6 +495,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_reply),
+		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_streamed_lines),
 		cmocka_unit_test(test_malformed_requests),
 		cmocka_unit_test(test_overlong_request),

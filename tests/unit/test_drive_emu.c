@@ -565,6 +565,40 @@ static void test_basic_ops(void **state)
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	assert_int_equal(be_rmdir(be, "basic/sub2", &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
+
+	/* rmdir_tree: a folder with its contents in one call, into the trash. */
+	{
+		struct be_entry t1, t2;
+		char tid[BE_ID_MAX];
+		int64_t upd0, del0;
+
+		OK(be_mkdir(be, "basic/tree", NULL, &e_));
+		OK(be_mkdir(be, "basic/tree/deep", NULL, &e_));
+		put_ok(be, "basic/tree/a.txt", "a", &t1);
+		put_ok(be, "basic/tree/deep/b.txt", "b", &t2);
+		stat_id(be, "basic/tree", tid);
+		assert_true(be_caps(be) & BE_CAP_RMDIR_TREE);
+		upd0 = requests("drive.files.update", 0);
+		del0 = requests("drive.files.delete", 0);
+		OK(be_rmdir_tree(be, "basic/tree", &e_));
+		assert_int_equal(requests("drive.files.update", 0) - upd0, 1);
+		assert_int_equal(requests("drive.files.delete", 0) - del0, 0);
+		j = api_get(tid);
+		assert_non_null(j);
+		assert_true(json_is_true(json_object_get(j, "trashed")));
+		json_decref(j);
+		assert_int_equal(be_stat(be, "basic/tree", &cur, &e), -1);
+		assert_int_equal(e.code, ERR_NOTFOUND);
+		assert_int_equal(be_stat(be, "basic/tree/deep/b.txt", &cur, &e), -1);
+		assert_int_equal(e.code, ERR_NOTFOUND);
+		/* a replay finds it gone; the root is refused */
+		assert_int_equal(be_rmdir_tree(be, "basic/tree", &e), -1);
+		assert_int_equal(e.code, ERR_NOTFOUND);
+		assert_int_equal(be_rmdir_tree(be, "", &e), -1);
+		assert_int_equal(e.code, ERR_INVAL);
+		be_entry_release(&t1);
+		be_entry_release(&t2);
+	}
 	be_entry_release(&f1);
 	be_entry_release(&f2);
 }

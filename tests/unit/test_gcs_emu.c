@@ -1183,10 +1183,19 @@ static void test_prefix_mount(void **state)
 	put_str(be, "pm/rootless", "out", NULL);
 	put_str(bp, "made-here", "here", &ent);
 	be_entry_release(&ent);
+	/* append tails waiting for compose live in a hidden root directory:
+	 * never listed at the root, an ordinary name anywhere else */
+	put_str(be, "pm/root/.durafs-tmp/tail1", "t", NULL);
+	put_str(be, "pm/root/sub/.durafs-tmp/x", "x", NULL);
 	OK(be_list(bp, "", &l, &e_));
-	assert_int_equal(l.n, 2);
+	assert_int_equal(l.n, 3);
 	assert_string_equal(l.v[0].name, "inside");
 	assert_string_equal(l.v[1].name, "made-here");
+	assert_string_equal(l.v[2].name, "sub");
+	be_list_release(&l);
+	OK(be_list(bp, "sub", &l, &e_));
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.v[0].name, ".durafs-tmp");
 	be_list_release(&l);
 	OK(be_stat(be, "pm/root/made-here", &ent, &e_));
 	be_entry_release(&ent);

@@ -281,7 +281,7 @@ static void test_open_refuses_newer_and_foreign(void **state)
 	FAILS(jnl_open(f->path, NULL, &j2, NULL, &e), ERR_INVAL);
 	assert_non_null(strstr(e.msg, "newer durafs"));
 	assert_null(j2);
-	sql_on_file(f->path, "PRAGMA user_version=1");
+	sql_on_file(f->path, "PRAGMA user_version=2");
 	fx_open(f, NULL);
 	assert_int_equal(count_ops(f->j, JNL_MASK_ALL), 1);
 
@@ -1618,8 +1618,8 @@ static void test_entries(void **state)
 	FAILS(jnl_dir_get(f->j, "x", &v, &n, &fetched, &complete, &e),
 	      ERR_NOTFOUND);
 	memset(in, 0, sizeof(in));
-	in[0] = (struct jnl_entry){ "b", JNL_FILE, 10, 5, "g1" };
-	in[1] = (struct jnl_entry){ "a", JNL_DIR, 0, 6, NULL };
+	in[0] = (struct jnl_entry){ "b", JNL_FILE, 10, 5, "g1", 3 };
+	in[1] = (struct jnl_entry){ "a", JNL_DIR, 0, 6, NULL, 0 };
 	OK(jnl_dir_put(f->j, "x", in, 2, 1000, &e));
 	OK(jnl_dir_get(f->j, "x", &v, &n, &fetched, &complete, &e));
 	assert_int_equal(n, 2);
@@ -1632,11 +1632,13 @@ static void test_entries(void **state)
 	assert_int_equal(v[1].size, 10);
 	assert_int_equal(v[1].mtime_ns, 5);
 	assert_string_equal(v[1].remote, "g1");
+	assert_int_equal(v[1].flags, 3);
+	assert_int_equal(v[0].flags, 0);
 	jnl_entries_free(v, n);
 	/* A duplicate name is refused and the old listing stays. */
-	in[2] = (struct jnl_entry){ "b", JNL_FILE, 1, 1, NULL };
+	in[2] = (struct jnl_entry){ "b", JNL_FILE, 1, 1, NULL, 0 };
 	FAILS(jnl_dir_put(f->j, "x", in, 3, 2000, &e), ERR_INVAL);
-	in[2] = (struct jnl_entry){ "a/b", JNL_FILE, 1, 1, NULL };
+	in[2] = (struct jnl_entry){ "a/b", JNL_FILE, 1, 1, NULL, 0 };
 	FAILS(jnl_dir_put(f->j, "x", in, 3, 2000, &e), ERR_INVAL);
 	OK(jnl_dir_get(f->j, "x", &v, &n, &fetched, &complete, &e));
 	assert_int_equal(n, 2);
@@ -1648,11 +1650,12 @@ static void test_entries(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(complete, 0);
 	jnl_entries_free(v, n);
-	one = (struct jnl_entry){ "c", JNL_SYMLINK, 3, 7, "g3" };
+	one = (struct jnl_entry){ "c", JNL_SYMLINK, 3, 7, "g3", 2 };
 	OK(jnl_entry_put(f->j, "x", &one, &e));
 	OK(jnl_entry_get(f->j, "x", "c", &one, &e));
 	assert_int_equal(one.type, JNL_SYMLINK);
 	assert_string_equal(one.remote, "g3");
+	assert_int_equal(one.flags, 2);
 	jnl_entry_release(&one);
 	OK(jnl_entry_del(f->j, "x", "c", &e));
 	OK(jnl_entry_del(f->j, "x", "c", &e));
@@ -1684,6 +1687,43 @@ static void test_entries(void **state)
 	assert_string_equal(val, "def");
 	free(val);
 	FAILS(jnl_meta_set(f->j, "", "x", &e), ERR_INVAL);
+}
+
+/* A journal of schema version 1 (entries without flags, as session 1
+ * wrote them) is upgraded in place on open: its stored listings and ops
+ * survive, their flags read 0, and new flags are stored. */
+static void test_schema_upgrade_v1(void **state)
+{
+	struct fx *f = *state;
+	struct jnl_entry in = { "doc.docx", JNL_FILE, 10, 5, "g1.0:id1", 0 }, one;
+	struct err e;
+
+	new_written(f->j, "a", 1, NULL);
+	OK(jnl_dir_put(f->j, "d", &in, 1, 1000, &e));
+	jnl_close(f->j);
+	f->j = NULL;
+	/* Turn it into what version 1 had. */
+	sql_on_file(f->path, "ALTER TABLE entries DROP COLUMN flags;"
+		    "PRAGMA user_version=1");
+	fx_open(f, NULL);
+	assert_int_equal(count_ops(f->j, JNL_MASK_ALL), 1);
+	memset(&one, 0, sizeof(one));
+	OK(jnl_entry_get(f->j, "d", "doc.docx", &one, &e));
+	assert_int_equal(one.flags, 0);
+	assert_int_equal(one.size, 10);
+	assert_string_equal(one.remote, "g1.0:id1");
+	jnl_entry_release(&one);
+	in.flags = 3;
+	OK(jnl_entry_put(f->j, "d", &in, &e));
+	OK(jnl_entry_get(f->j, "d", "doc.docx", &one, &e));
+	assert_int_equal(one.flags, 3);
+	jnl_entry_release(&one);
+	OK(jnl_check(f->j, &e));
+	/* Reopening a version 2 journal upgrades nothing and keeps it. */
+	fx_reopen(f, NULL);
+	OK(jnl_entry_get(f->j, "d", "doc.docx", &one, &e));
+	assert_int_equal(one.flags, 3);
+	jnl_entry_release(&one);
 }
 
 /* A directory of 100,000 entries: stored and read back whole, sorted, and
@@ -1886,6 +1926,69 @@ static void test_rmdir_tree(void **state)
 	jnl_op_release(&op);
 	assert_int_equal(jnl_claim_next(f->j, &op, &e), 1);
 	assert_int_equal(op.seq, s1);
+	OK(jnl_complete(f->j, op.seq, op.claim, NULL, &e));
+	jnl_op_release(&op);
+}
+
+/* jnl_set_removal_delay: removals inside a directory wait (so a later
+ * rmdir_tree folds them even though workers are idle), top-level ones and
+ * other ops do not, and jnl_expedite (flush) lifts the wait. */
+static void test_removal_delay(void **state)
+{
+	struct fx *f = *state;
+	struct jnl_op op, *v = NULL;
+	struct err e;
+	uint64_t d, a, b, top, w, s, s1;
+	size_t n;
+
+	jnl_set_removal_delay(f->j, 60000);
+	OK(jnl_file_new(f->j, "d", JNL_DIR, NULL, "", 0, 0, &d, &e));
+	a = remote_file(f->j, "d/a", "ga");
+	b = remote_file(f->j, "d/b", "gb");
+	top = remote_file(f->j, "top", "gt");
+	OK(jnl_unlink(f->j, a, &s, &e));
+	assert_true(s > 0);
+	/* held back: an idle worker finds nothing */
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 0);
+	/* a top-level unlink and a write are not */
+	OK(jnl_unlink(f->j, top, &s1, &e));
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 1);
+	assert_int_equal(op.seq, s1);
+	OK(jnl_complete(f->j, op.seq, op.claim, NULL, &e));
+	jnl_op_release(&op);
+	w = new_written(f->j, "d/new", 3, NULL);
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 1);
+	assert_int_equal(op.fid, w);
+	OK(jnl_complete(f->j, op.seq, op.claim, "gn", &e));
+	jnl_op_release(&op);
+	OK(jnl_unlink(f->j, b, NULL, &e));
+	OK(jnl_unlink(f->j, w, NULL, &e));
+	/* rm -rf d: the waiting unlinks fold into one rmdir, not held back */
+	OK(jnl_rmdir_tree(f->j, d, &s1, &e));
+	OK(jnl_list_ops(f->j, JNL_MASK_ALL, 0, &v, &n, &e));
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].flags, JNL_OPF_TREE);
+	jnl_ops_free(v, n);
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 1);
+	assert_int_equal(op.seq, s1);
+	OK(jnl_complete(f->j, op.seq, op.claim, NULL, &e));
+	jnl_op_release(&op);
+	/* a flush does not wait for the delay */
+	OK(jnl_file_new(f->j, "e", JNL_DIR, NULL, "", 0, 0, &d, &e));
+	a = remote_file(f->j, "e/a", "gea");
+	OK(jnl_unlink(f->j, a, &s, &e));
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 0);
+	OK(jnl_expedite(f->j, 0, jnl_last_seq(f->j), &e));
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 1);
+	assert_int_equal(op.seq, s);
+	OK(jnl_complete(f->j, op.seq, op.claim, NULL, &e));
+	jnl_op_release(&op);
+	/* 0 turns it off */
+	jnl_set_removal_delay(f->j, 0);
+	b = remote_file(f->j, "e/b", "geb");
+	OK(jnl_unlink(f->j, b, &s, &e));
+	assert_int_equal(jnl_claim_next(f->j, &op, &e), 1);
+	assert_int_equal(op.seq, s);
 	OK(jnl_complete(f->j, op.seq, op.claim, NULL, &e));
 	jnl_op_release(&op);
 }
@@ -2243,6 +2346,8 @@ int main(void)
 		T(test_stats_and_progress),
 		T(test_children_and_removed),
 		T(test_entries),
+		T(test_schema_upgrade_v1),
+		T(test_removal_delay),
 		T(test_entries_100k),
 		T(test_cache_map),
 		T(test_check_detects_tampering),

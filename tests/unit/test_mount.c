@@ -221,13 +221,41 @@ static void test_remote_and_check(void **state)
 	assert_int_equal(mnt_check(&t->m, &e), -1);
 	assert_non_null(strstr(e.msg, "cannot reach http://127.0.0.1:1"));
 	take_down(t);
-	/* Drive is not built yet */
+	/* Drive: the endpoint from DURAFS_DRIVE_ENDPOINT, no credentials, the
+	 * drive backend, and its root answers */
+	setenv("DURAFS_DRIVE_ENDPOINT", emuh_url(t->emu), 1);
 	opts(t, "drive:");
 	assert_int_equal(mnt_init(&t->m, &t->mo, &e), 0);
-	assert_int_equal(mnt_remote_open(&t->m, &e), -1);
-	assert_int_equal(e.code, ERR_INVAL);
-	assert_non_null(strstr(e.msg, "Drive"));
+	assert_string_equal(t->m.endpoint, emuh_url(t->emu));
+	assert_int_equal(t->m.emulated, 1);
+	assert_int_equal(mnt_remote_open(&t->m, &e), 0);
+	assert_int_equal(t->m.no_auth, 1);
+	assert_string_equal(be_name(t->m.be), "drive");
+	assert_true(be_caps(t->m.be) & BE_CAP_RMDIR_TREE);
+	assert_int_equal(mnt_check(&t->m, &e), 0);
 	take_down(t);
+	/* a folder that does not exist: one line */
+	opts(t, "drive:no/such/folder");
+	assert_int_equal(mnt_init(&t->m, &t->mo, &e), 0);
+	assert_int_equal(mnt_remote_open(&t->m, &e), 0);
+	assert_int_equal(mnt_check(&t->m, &e), -1);
+	assert_null(strchr(e.msg, '\n'));
+	take_down(t);
+	/* a malformed source fails in mnt_init, before any credentials */
+	opts(t, "drive:id=");
+	err_clear(&e);
+	assert_int_equal(mnt_init(&t->m, &t->mo, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	assert_non_null(strstr(e.msg, "drive:id="));
+	take_down(t);
+	/* an explicit endpoint is not an emulator: credentials are needed */
+	opts(t, "drive:");
+	t->mo.endpoint = strdup("http://127.0.0.1:1");
+	assert_int_equal(mnt_init(&t->m, &t->mo, &e), 0);
+	assert_string_equal(t->m.endpoint, "http://127.0.0.1:1");
+	assert_int_equal(t->m.emulated, 0);
+	take_down(t);
+	unsetenv("DURAFS_DRIVE_ENDPOINT");
 }
 
 static void test_journal_meta(void **state)
@@ -244,6 +272,8 @@ static void test_journal_meta(void **state)
 	t->mo.upload_workers = 3;
 	t->mo.conflict = MOPTS_CONFLICT_FAIL;
 	t->mo.token_file = strdup("/x/token");
+	t->mo.docs = MOPTS_DOCS_HIDE;
+	t->mo.delete_mode = MOPTS_DELETE_PERMANENT;
 	assert_int_equal(mnt_init(&t->m, &t->mo, &e), 0);
 	assert_int_equal(mnt_cache_dir_create(&t->m, &e), 0);
 	assert_int_equal(mnt_journal_open(&t->m, 0, &e), 0);
@@ -267,6 +297,8 @@ static void test_journal_meta(void **state)
 	assert_int_equal(loaded.chunk_size, 512 * 1024);
 	assert_int_equal(loaded.upload_workers, 3);
 	assert_int_equal(loaded.conflict, MOPTS_CONFLICT_FAIL);
+	assert_int_equal(loaded.docs, MOPTS_DOCS_HIDE);
+	assert_int_equal(loaded.delete_mode, MOPTS_DELETE_PERMANENT);
 	assert_string_equal(loaded.mountpoint, "/mnt/x");
 	mopts_release(&loaded);
 	jnl_close(j);

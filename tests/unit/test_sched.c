@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "durafs/backend.h"
+#include "durafs/drive.h"
 #include "durafs/gcs.h"
 #include "durafs/http.h"
 #include "durafs/journal.h"
@@ -1110,6 +1111,108 @@ static void test_stop_idle(void **state)
  * several seconds: with sched_opts.http, sch_stop cancels them and returns
  * within a few seconds; the ops stay pending (not failed) and the upload
  * completes once the remote is back. */
+/* Put a file on backend b at path (through be_put) and track it in the
+ * journal as clean at that version. Returns its fid. */
+static uint64_t remote_tracked_file(struct be *b, const char *path, const char *content)
+{
+	struct be_pre pre = { BE_PRE_ABSENT, { 0, 0, "" } };
+	struct be_meta meta;
+	struct be_entry ent;
+	char cp[256], ver[BE_ID_MAX + 64];
+	uint64_t fid = 0;
+	int fd;
+
+	memset(&meta, 0, sizeof(meta));
+	memset(&ent, 0, sizeof(ent));
+	cache_path("upload.tmp", cp, sizeof(cp));
+	write_all(cp, content, strlen(content));
+	fd = open(cp, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	OK(be_meta_from_fd(fd, &meta, &e_));
+	OK(be_put(b, path, fd, &meta, &pre, &ent, &e_));
+	close(fd);
+	assert_int_equal(be_version_format(&ent.ver, ver, sizeof(ver)), 0);
+	OK(jnl_file_new(fx.j, path, JNL_FILE, NULL, ver, meta.size, wall_ns(), &fid, &e_));
+	be_entry_release(&ent);
+	return fid;
+}
+
+static uint64_t remote_tracked_dir(struct be *b, const char *path)
+{
+	struct be_entry ent;
+	char ver[BE_ID_MAX + 64];
+	uint64_t fid = 0;
+
+	memset(&ent, 0, sizeof(ent));
+	OK(be_mkdir(b, path, &ent, &e_));
+	assert_int_equal(be_version_format(&ent.ver, ver, sizeof(ver)), 0);
+	OK(jnl_file_new(fx.j, path, JNL_DIR, NULL, ver, 0, wall_ns(), &fid, &e_));
+	be_entry_release(&ent);
+	return fid;
+}
+
+/* Drive deletes a folder with its contents: `rm -rf` (the unlinks held
+ * back by the removal delay, then the rmdirs absorbing them) is one trash
+ * call on the top folder, run by the scheduler as rmdir_tree. */
+static void test_rmdir_tree_drive(void **state)
+{
+	struct drive_opts dopt;
+	struct be *db = NULL;
+	struct be_entry ent;
+	struct err e;
+	uint64_t top, sub, f[4], seq = 0;
+	int64_t upd0, del0;
+	int i;
+
+	(void)state;
+	memset(&dopt, 0, sizeof(dopt));
+	dopt.source = "drive:";
+	dopt.endpoint = emuh_url(emu);
+	dopt.http = http;
+	OK(drive_new(&dopt, &db, &e_));
+	assert_true(be_caps(db) & BE_CAP_RMDIR_TREE);
+	top = remote_tracked_dir(db, "rt");
+	sub = remote_tracked_dir(db, "rt/sub");
+	f[0] = remote_tracked_file(db, "rt/a", "a");
+	f[1] = remote_tracked_file(db, "rt/b", "b");
+	f[2] = remote_tracked_file(db, "rt/sub/c", "c");
+	f[3] = remote_tracked_file(db, "rt/sub/d", "d");
+	jnl_set_removal_delay(fx.j, 60000);
+	OK(sch_new(fx.j, db, &fx.so, &fx.s, &e_));
+	OK(sch_start(fx.s, &e_));
+	upd0 = requests("drive.files.update");
+	del0 = requests("drive.files.delete");
+	/* rm -rf rt: depth first */
+	OK(jnl_unlink(fx.j, f[2], NULL, &e_));
+	OK(jnl_unlink(fx.j, f[3], NULL, &e_));
+	OK(jnl_rmdir_tree(fx.j, sub, NULL, &e_));
+	OK(jnl_unlink(fx.j, f[0], NULL, &e_));
+	OK(jnl_unlink(fx.j, f[1], NULL, &e_));
+	sleep_ms(300);              /* held back: nothing reached the remote */
+	assert_int_equal(requests("drive.files.update") - upd0, 0);
+	OK(jnl_rmdir_tree(fx.j, top, &seq, &e_));
+	assert_true(seq > 0);
+	/* one op left, flagged */
+	assert_int_equal(count_ops(JNL_MASK_ALL, 0, NULL), 1);
+	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	assert_int_equal(requests("drive.files.update") - upd0, 1);
+	assert_int_equal(requests("drive.files.delete") - del0, 0);
+	memset(&ent, 0, sizeof(ent));
+	assert_int_equal(be_stat(db, "rt", &ent, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	/* a plain rmdir of an empty folder stays an rmdir */
+	sub = remote_tracked_dir(db, "rt2");
+	OK(jnl_rmdir_tree(fx.j, sub, NULL, &e_));
+	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	assert_int_equal(be_stat(db, "rt2", &ent, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(count_ops(JNL_MASK_ALL, f[i], NULL), 0);
+	sch_free(fx.s);
+	fx.s = NULL;
+	be_free(db);
+}
+
 static void test_stop_unreachable(void **state)
 {
 	unsigned char *small = pattern(100 * KIB, 8), *big = pattern(3 * MIB, 9);
@@ -1249,6 +1352,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_progress, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_change_during_upload, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_remote_changes_kept, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_rmdir_tree_drive, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests_name("sched", tests, group_setup, group_teardown);

@@ -1,0 +1,471 @@
+/* The Drive backend's change feed (be_changes over changes.list) against a
+ * real durafs-emulator: the start token, what each change reports (paths
+ * under the mount root, old path of a move seen by another client, trashed
+ * items gone (also when the folder was never listed), items outside the
+ * root left out), paging through every page,
+ * a failing page failing the whole call without losing a change, and the
+ * reply parser on malformed input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "durafs/backend.h"
+#include "durafs/drive.h"
+#include "durafs/http.h"
+#include "durafs/log.h"
+#include "emu_harness.h"
+
+static struct emuh *emu;
+static struct http *http;
+static struct be *mine;       /* drive:w, the "poller" (caches listings) */
+static struct be *other;      /* drive:w, another client */
+
+#define OK(call) do { struct err e_; err_clear(&e_); \
+	if ((call) < 0) fail_msg("%s: %s (%s)", #call, e_.msg, err_code_name(e_.code)); \
+	} while (0)
+
+/* --- helpers --------------------------------------------------------------- */
+
+static void faults(const char *rules)
+{
+	struct err e;
+
+	if (emuh_faults(emu, rules, &e) < 0)
+		fail_msg("faults %s: %s", rules, e.msg);
+}
+
+static int64_t requests(const char *kind)
+{
+	struct err e;
+	int64_t v = 0;
+
+	if (emuh_requests(emu, kind, 0, &v, &e) < 0)
+		fail_msg("requests %s: %s", kind, e.msg);
+	return v;
+}
+
+static struct be *new_drive(const char *source)
+{
+	struct drive_opts o;
+	struct be *b = NULL;
+	struct err e;
+
+	memset(&o, 0, sizeof(o));
+	o.source = source;
+	o.endpoint = emuh_url(emu);
+	o.http = http;
+	o.cache_ttl_ms = 60000;
+	o.retry_base_ms = 2;
+	o.pace_backoff_ms = 20;
+	o.pace_interval_ms = 10;
+	if (drive_new(&o, &b, &e) < 0)
+		fail_msg("drive_new %s: %s", source, e.msg);
+	return b;
+}
+
+static void put(struct be *b, const char *path, const char *s)
+{
+	char tmpl[] = "/tmp/durafs-drive-chg-XXXXXX";
+	struct be_meta m;
+	struct be_pre pre;
+	struct err e;
+	int fd = mkstemp(tmpl);
+
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
+	m.mtime.tv_sec = 1700000000;
+	memset(&pre, 0, sizeof(pre));
+	pre.kind = BE_PRE_ABSENT;
+	if (be_put(b, path, fd, &m, &pre, NULL, &e) < 0)
+		fail_msg("put %s: %s", path, e.msg);
+	close(fd);
+}
+
+static void list(struct be *b, const char *dir)
+{
+	struct be_list l = { 0 };
+
+	OK(be_list(b, dir, &l, &e_));
+	be_list_release(&l);
+}
+
+/* The reports of one be_changes call. */
+struct rec {
+	char *id, *old_path, *new_dir, *new_name;
+	int gone;
+	enum be_type type;
+	int64_t gen;
+};
+struct recs {
+	struct rec v[256];
+	size_t n;
+};
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int collect(void *ud, const struct be_change *c)
+{
+	struct recs *r = ud;
+	struct rec *x;
+
+	assert_true(r->n < 256);
+	x = &r->v[r->n++];
+	x->id = dup_or_null(c->id);
+	x->old_path = dup_or_null(c->old_path);
+	x->new_dir = dup_or_null(c->new_dir);
+	x->new_name = dup_or_null(c->new_name);
+	x->gone = c->gone;
+	x->type = c->type;
+	x->gen = c->ver.gen;
+	return 0;
+}
+
+static void recs_free(struct recs *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++) {
+		free(r->v[i].id);
+		free(r->v[i].old_path);
+		free(r->v[i].new_dir);
+		free(r->v[i].new_name);
+	}
+	r->n = 0;
+}
+
+/* The last report whose new place is dir/name, or NULL. */
+static const struct rec *find_new(const struct recs *r, const char *dir, const char *name)
+{
+	size_t i;
+
+	for (i = r->n; i-- > 0;)
+		if (r->v[i].new_dir && r->v[i].new_name && !strcmp(r->v[i].new_dir, dir) &&
+		    !strcmp(r->v[i].new_name, name))
+			return &r->v[i];
+	return NULL;
+}
+
+static const struct rec *find_old(const struct recs *r, const char *path)
+{
+	size_t i;
+
+	for (i = r->n; i-- > 0;)
+		if (r->v[i].old_path && !strcmp(r->v[i].old_path, path))
+			return &r->v[i];
+	return NULL;
+}
+
+static char *start_token(struct be *b)
+{
+	char *tok = NULL;
+
+	OK(be_changes(b, NULL, collect, NULL, &tok, &e_));
+	assert_non_null(tok);
+	assert_true(*tok);
+	return tok;
+}
+
+/* --- tests ----------------------------------------------------------------- */
+
+static void test_start_token(void **state)
+{
+	char *t1, *t2;
+
+	(void)state;
+	assert_true(be_has_changes(mine));
+	t1 = start_token(mine);
+	put(other, "start.txt", "x");
+	t2 = start_token(mine);
+	assert_string_not_equal(t1, t2);
+	free(t1);
+	free(t2);
+}
+
+static void test_reports(void **state)
+{
+	struct recs r = { .n = 0 };
+	const struct rec *x;
+	char *tok, *next = NULL, *next2 = NULL;
+	struct err e;
+
+	(void)state;
+	OK(be_mkdir(other, "sub", NULL, &e_));
+	put(other, "sub/moved.txt", "m");
+	put(other, "sub/trashed.txt", "t");
+	list(mine, "");
+	list(mine, "sub");
+	tok = start_token(mine);
+	/* Another client creates, overwrites nothing, moves, trashes; and
+	 * something changes outside the mount's root. */
+	put(other, "new.txt", "hello");
+	OK(be_mkdir(other, "d2", NULL, &e_));
+	put(other, "d2/deep.bin", "deep");
+	{
+		struct be_entry ent;
+		struct be_pre pre;
+
+		memset(&pre, 0, sizeof(pre));
+		pre.kind = BE_PRE_ABSENT;
+		OK(be_stat(other, "sub/moved.txt", &ent, &e_));
+		OK(be_rename(other, "sub/moved.txt", &ent.ver, "d2/renamed.txt", &pre, NULL, &e_));
+		be_entry_release(&ent);
+		OK(be_stat(other, "sub/trashed.txt", &ent, &e_));
+		OK(be_remove(other, "sub/trashed.txt", &ent.ver, NULL, &e_));
+		be_entry_release(&ent);
+	}
+	OK(emuh_call(emu, "POST", "/_emulator/drive/files",
+		     "{\"name\":\"outside.txt\",\"content\":\"o\"}", NULL, &e_));
+
+	err_clear(&e);
+	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), 0);
+	assert_non_null(next);
+	assert_string_not_equal(next, tok);
+
+	x = find_new(&r, "", "new.txt");
+	assert_non_null(x);
+	assert_int_equal(x->type, BE_FILE);
+	assert_false(x->gone);
+	assert_null(x->old_path);
+	assert_true(x->gen > 0);
+	x = find_new(&r, "", "d2");
+	assert_non_null(x);
+	assert_int_equal(x->type, BE_DIR);
+	/* d2 was never listed by `mine`: its path came from Drive. */
+	assert_non_null(find_new(&r, "d2", "deep.bin"));
+	/* A move: the old place from mine's cached listing of "sub". */
+	x = find_old(&r, "sub/moved.txt");
+	assert_non_null(x);
+	assert_false(x->gone);
+	assert_string_equal(x->new_dir, "d2");
+	assert_string_equal(x->new_name, "renamed.txt");
+	/* Trashed: gone, at its old place. */
+	x = find_old(&r, "sub/trashed.txt");
+	assert_non_null(x);
+	assert_true(x->gone);
+	assert_null(x->new_dir);
+	/* Outside the root: not reported. */
+	assert_null(find_new(&r, "", "outside.txt"));
+	print_message("    %zu changes reported\n", r.n);
+	recs_free(&r);
+
+	/* Nothing new since: no report, same position. */
+	assert_int_equal(be_changes(mine, next, collect, &r, &next2, &e), 0);
+	assert_int_equal(r.n, 0);
+	assert_string_equal(next2, next);
+	free(tok);
+	free(next);
+	free(next2);
+}
+
+/* A trash seen by an instance that never listed the folder (a remount):
+ * the old place comes from the trashed item's parent. */
+static void test_trash_without_cache(void **state)
+{
+	struct recs r = { .n = 0 };
+	const struct rec *x;
+	struct be_entry ent;
+	struct be *fresh;
+	char *tok, *next = NULL;
+
+	(void)state;
+	OK(be_mkdir(other, "t2", NULL, &e_));
+	put(other, "t2/x.txt", "x");
+	fresh = new_drive("drive:w");
+	tok = start_token(fresh);
+	OK(be_stat(other, "t2/x.txt", &ent, &e_));
+	OK(be_remove(other, "t2/x.txt", &ent.ver, NULL, &e_));
+	be_entry_release(&ent);
+	OK(be_changes(fresh, tok, collect, &r, &next, &e_));
+	x = find_old(&r, "t2/x.txt");
+	assert_non_null(x);
+	assert_true(x->gone);
+	assert_int_equal(x->type, BE_FILE);
+	recs_free(&r);
+	be_free(fresh);
+	free(tok);
+	free(next);
+}
+
+/* Every page is read; a page that fails fails the call, and asking again
+ * from the same token reports everything. */
+static void test_pages_and_failure(void **state)
+{
+	struct recs r = { .n = 0 };
+	char *tok, *next = NULL, rules[512], path[64];
+	int64_t before, t;
+	struct err e;
+	int i;
+
+	(void)state;
+	OK(be_mkdir(other, "pg", NULL, &e_));
+	list(mine, "pg");
+	tok = start_token(mine);
+	for (i = 0; i < 7; i++) {
+		snprintf(path, sizeof(path), "pg/f%d", i);
+		put(other, path, "p");
+	}
+	faults("[{\"kind\":\"page_cap\",\"max\":2}]");
+	before = requests("drive.changes.list");
+	err_clear(&e);
+	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), 0);
+	assert_true(requests("drive.changes.list") - before >= 4);
+	for (i = 0; i < 7; i++) {
+		snprintf(path, sizeof(path), "f%d", i);
+		assert_non_null(find_new(&r, "pg", path));
+	}
+	recs_free(&r);
+	free(next);
+	next = NULL;
+
+	/* The second page (its token is the third change's number) fails. */
+	t = strtoll(tok, NULL, 10);
+	assert_true(t > 0);
+	snprintf(rules, sizeof(rules),
+		 "[{\"kind\":\"page_cap\",\"max\":2},{\"kind\":\"status\",\"status\":503,"
+		 "\"path\":\"/drive/v3/changes\",\"query\":\"pageToken=%lld&\"}]",
+		 (long long)(t + 2));
+	faults(rules);
+	err_clear(&e);
+	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), -1);
+	assert_null(next);
+	assert_non_null(strstr(e.msg, "changes page 2"));
+	print_message("    error: %.160s\n", e.msg);
+	recs_free(&r);
+	faults("[{\"kind\":\"page_cap\",\"max\":2}]");
+	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), 0);
+	for (i = 0; i < 7; i++) {
+		snprintf(path, sizeof(path), "f%d", i);
+		assert_non_null(find_new(&r, "pg", path));
+	}
+	recs_free(&r);
+	faults("[]");
+	free(tok);
+	free(next);
+}
+
+static void test_parse(void **state)
+{
+	static const char *const bad[] = {
+		"[]",
+		"{\"changes\":[]}",
+		"{\"changes\":[],\"nextPageToken\":\"a\",\"newStartPageToken\":\"b\"}",
+		"{\"changes\":[{\"removed\":true}],\"newStartPageToken\":\"5\"}",
+		"{\"changes\":[{\"fileId\":\"a b\"}],\"newStartPageToken\":\"5\"}",
+		"{\"changes\":[{\"fileId\":\"abc\",\"file\":{\"id\":\"abc\"}}],"
+		"\"newStartPageToken\":\"5\"}",
+		"{\"changes\":[{\"fileId\":\"abc\",\"file\":{\"id\":\"xyz\",\"mimeType\":\"a/b\"}}],"
+		"\"newStartPageToken\":\"5\"}",
+		"{\"changes\":[1],\"newStartPageToken\":\"5\"}",
+		"{\"changes\":[],\"newStartPageToken\":\"\"}",
+		"{\"changes\":[],\"newStartPageToken\":\"a\\nb\"}",
+		"{\"changes\":[{\"fileId\":\"abc\",\"removed\":\"yes\"}],\"nextPageToken\":\"5\"}",
+	};
+	const char *good = "{\"changes\":[{\"fileId\":\"abc\",\"removed\":true},"
+			   "{\"fileId\":\"def\",\"file\":{\"id\":\"def\",\"name\":\"n\","
+			   "\"mimeType\":\"text/plain\",\"parents\":[\"p1\"],\"version\":\"7\"}}],"
+			   "\"nextPageToken\":\"12\"}";
+	struct drive_changes_page pg;
+	struct err e;
+	char *t;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err_clear(&e);
+		if (drive_parse_changes_page(bad[i], strlen(bad[i]), &pg, &e) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(e.code, ERR_PARSE);
+		assert_int_equal(pg.n, 0);
+		assert_null(pg.v);
+	}
+	assert_int_equal(drive_parse_changes_page(good, strlen(good), &pg, &e), 0);
+	assert_int_equal(pg.n, 2);
+	assert_string_equal(pg.v[0].file_id, "abc");
+	assert_true(pg.v[0].removed);
+	assert_false(pg.v[0].has_file);
+	assert_true(pg.v[1].has_file);
+	assert_string_equal(pg.v[1].file.parent, "p1");
+	assert_int_equal(pg.v[1].file.version, 7);
+	assert_string_equal(pg.next_token, "12");
+	assert_null(pg.new_start);
+	drive_changes_page_release(&pg);
+	t = drive_parse_start_token("{\"startPageToken\":\"42\"}",
+				    strlen("{\"startPageToken\":\"42\"}"), &e);
+	assert_non_null(t);
+	assert_string_equal(t, "42");
+	free(t);
+	assert_null(drive_parse_start_token("{\"startPageToken\":42}",
+					    strlen("{\"startPageToken\":42}"), &e));
+	assert_int_equal(e.code, ERR_PARSE);
+}
+
+static int setup(void **state)
+{
+	struct emuh_opts eo;
+	struct http_opts ho;
+	struct be *top;
+	struct err e;
+
+	(void)state;
+	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+	memset(&eo, 0, sizeof(eo));
+	eo.no_auth = 1;
+	if (emuh_start(&eo, &emu, &e) < 0) {
+		fprintf(stderr, "test_drive_changes: cannot start the emulator: %s\n", e.msg);
+		return -1;
+	}
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = 3;
+	ho.backoff_initial_ms = 2;
+	ho.backoff_max_ms = 20;
+	if (http_new(&ho, &http, &e) < 0) {
+		fprintf(stderr, "test_drive_changes: setup: %s\n", e.msg);
+		return -1;
+	}
+	top = new_drive("drive:");
+	if (be_mkdir(top, "w", NULL, &e) < 0) {
+		fprintf(stderr, "test_drive_changes: mkdir w: %s\n", e.msg);
+		return -1;
+	}
+	be_free(top);
+	mine = new_drive("drive:w");
+	other = new_drive("drive:w");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	be_free(mine);
+	be_free(other);
+	http_free(http);
+	emuh_stop(emu);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_start_token),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_trash_without_cache),
+		cmocka_unit_test(test_pages_and_failure),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

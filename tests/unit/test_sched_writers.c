@@ -1,0 +1,944 @@
+/* Tests of the write path for long-running writers and actionable errors
+ * (sync/sched.c, sync/backend.c, sync/gcs.c) against a real durafs-emulator:
+ * the advice for Google's quota and rate reasons, checksums split at an
+ * offset, be_append (GCS compose of a tail, inline and resumable, with its
+ * guards), the scheduler's append rule (tracked writes, fallbacks, one
+ * update per second), snapshot labelling of files open for writing, and a
+ * storage quota failure that keeps the change. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "durafs/backend.h"
+#include "durafs/cksum.h"
+#include "durafs/gcs.h"
+#include "durafs/http.h"
+#include "durafs/journal.h"
+#include "durafs/log.h"
+#include "durafs/sched.h"
+#include "emu_harness.h"
+
+#define BUCKET "durafs-writers"
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+static struct emuh *emu;
+static struct http *http;
+static struct be *be;
+
+struct fx {
+	char dir[64];
+	char files[96];
+	char db[96];
+	struct jnl *j;
+	struct sched *s;
+	struct sched_opts so;
+	unsigned next_cache;
+	int open_answer;            /* what the open-file test answers */
+	int ev_conflict;
+	pthread_mutex_t mu;
+};
+
+static struct fx fx;
+
+#define OK(call) do { struct err e_; err_clear(&e_); \
+	if ((call) < 0) fail_msg("line %d: %s: %s (%s)", __LINE__, #call, e_.msg, \
+				 err_code_name(e_.code)); \
+	} while (0)
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void faults(const char *rules)
+{
+	struct err e;
+
+	if (emuh_faults(emu, rules, &e) < 0)
+		fail_msg("faults %s: %s", rules, e.msg);
+}
+
+static int64_t requests(const char *kind)
+{
+	struct err e;
+	int64_t v = 0;
+
+	if (emuh_requests(emu, kind, 0, &v, &e) < 0)
+		fail_msg("requests %s: %s", kind, e.msg);
+	return v;
+}
+
+static unsigned char *pattern(size_t n, unsigned seed)
+{
+	unsigned char *p = malloc(n ? n : 1);
+	size_t i;
+
+	assert_non_null(p);
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 11);
+	return p;
+}
+
+static void write_at(const char *path, const void *data, size_t n, off_t off, int trunc)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0600);
+	const char *p = data;
+	ssize_t w;
+
+	assert_true(fd >= 0);
+	while (n) {
+		w = pwrite(fd, p, n, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		assert_true(w > 0);
+		p += w;
+		off += w;
+		n -= (size_t)w;
+	}
+	assert_int_equal(close(fd), 0);
+}
+
+struct buf {
+	unsigned char *p;
+	size_t n, cap;
+};
+
+static int buf_sink(void *ud, const void *data, size_t len)
+{
+	struct buf *b = ud;
+
+	if (b->n + len > b->cap) {
+		b->cap = (b->n + len) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->n, data, len);
+	b->n += len;
+	return 0;
+}
+
+static void check_remote(const char *path, const void *data, size_t n)
+{
+	struct buf got = { 0 };
+	struct err e;
+
+	if (be_read(be, path, NULL, 0, UINT64_MAX, buf_sink, &got, NULL, &e) < 0)
+		fail_msg("read %s: %s", path, e.msg);
+	if (got.n != n)
+		fail_msg("%s: remote has %zu bytes, want %zu", path, got.n, n);
+	if (n && memcmp(got.p, data, n) != 0)
+		fail_msg("%s: remote content differs", path);
+	free(got.p);
+}
+
+/* Names of every object in the bucket root listing (the mount's view). */
+static size_t remote_count(const char *dir)
+{
+	struct be_list l = { 0 };
+	size_t n;
+
+	OK(be_list(be, dir, &l, &e_));
+	n = l.n;
+	be_list_release(&l);
+	return n;
+}
+
+static int remote_exists(const char *path)
+{
+	struct be_entry ent;
+	struct err e;
+	int rc;
+
+	memset(&ent, 0, sizeof(ent));
+	rc = be_stat(be, path, &ent, &e);
+	if (rc < 0 && e.code != ERR_NOTFOUND)
+		fail_msg("stat %s: %s", path, e.msg);
+	be_entry_release(&ent);
+	return rc == 0;
+}
+
+/* --- advice ------------------------------------------------------------- */
+
+static void test_advice(void **state)
+{
+	static const char *const reasons[] = {
+		"storageQuotaExceeded", "userRateLimitExceeded", "rateLimitExceeded",
+		"downloadQuotaExceeded", "quotaExceeded", "dailyLimitExceeded",
+	};
+	struct err src, dst;
+	char longpath[400];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+		const char *a = be_reason_advice(reasons[i]);
+
+		assert_non_null(a);
+		assert_true(strlen(a) > 20);
+		assert_string_equal(be_reason_find(reasons[i]), reasons[i]);
+	}
+	assert_null(be_reason_advice(NULL));
+	assert_null(be_reason_advice(""));
+	assert_null(be_reason_advice("backendError"));
+	assert_non_null(strstr(be_reason_advice("storageQuotaExceeded"), "--retry-failed"));
+	/* Whole words only; the longer name wins inside a message. */
+	assert_string_equal(be_reason_find("upload \"a\": HTTP 403 userRateLimitExceeded: slow"),
+			    "userRateLimitExceeded");
+	assert_string_equal(be_reason_find("x (reason: rateLimitExceeded)"), "rateLimitExceeded");
+	assert_null(be_reason_find("myuserRateLimitExceededX"));
+	assert_null(be_reason_find("quotaExceededs"));
+	assert_null(be_reason_find(""));
+	assert_null(be_reason_find(NULL));
+	assert_string_equal(be_reason_find("a storageQuotaExceeded b quotaExceeded"),
+			    "storageQuotaExceeded");
+
+	err_clear(&src);
+	err_set(&src, ERR_NOSPC, "HTTP 403 storageQuotaExceeded: The user's quota is full.");
+	src.http_status = 403;
+	snprintf(src.reason, sizeof(src.reason), "storageQuotaExceeded");
+	assert_int_equal(be_err_advise(&dst, &src, "upload", "logs/run1.txt"), 1);
+	assert_int_equal(dst.code, ERR_NOSPC);
+	assert_int_equal(dst.http_status, 403);
+	assert_string_equal(dst.reason, "storageQuotaExceeded");
+	assert_non_null(strstr(dst.msg, "upload \"logs/run1.txt\""));
+	assert_non_null(strstr(dst.msg, "Google's reason: storageQuotaExceeded"));
+	assert_non_null(strstr(dst.msg, "what to do: "));
+	assert_string_equal(be_reason_find(dst.msg), "storageQuotaExceeded");
+	/* A long path is cut so the advice still fits. */
+	memset(longpath, 'p', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(be_err_advise(&src, &src, "read", longpath), 1);
+	assert_non_null(strstr(src.msg, "...\": "));
+	assert_non_null(strstr(src.msg, "retry-failed"));
+	/* Reasons without advice leave dst alone. */
+	err_set(&src, ERR_HTTP, "HTTP 500 backendError: oops");
+	snprintf(src.reason, sizeof(src.reason), "backendError");
+	memset(&dst, 0, sizeof(dst));
+	assert_int_equal(be_err_advise(&dst, &src, "upload", "a"), 0);
+	assert_int_equal(dst.code, 0);
+}
+
+/* --- checksums split at an offset --------------------------------------- */
+
+static void test_meta_split(void **state)
+{
+	const size_t n = 3 * MIB + 12345;
+	unsigned char *d = pattern(n, 1), md5[16];
+	char path[128];
+	struct be_meta m;
+	uint32_t pc = 1, tc = 1;
+	uint64_t splits[] = { 0, 1, 1000, MIB, MIB + 1, n - 1, n };
+	size_t i;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/split", fx.dir);
+	write_at(path, d, n, 0, 1);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ck_md5(d, n, md5);
+	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+		memset(&m, 0, sizeof(m));
+		OK(be_meta_split_from_fd(fd, splits[i], &m, &pc, &tc, &e_));
+		assert_int_equal(m.size, n);
+		assert_int_equal(m.crc32c, ck_crc32c(0, d, n));
+		assert_memory_equal(m.md5, md5, 16);
+		assert_int_equal(pc, ck_crc32c(0, d, (size_t)splits[i]));
+		assert_int_equal(tc, ck_crc32c(0, d + splits[i], n - (size_t)splits[i]));
+	}
+	/* Past the end: an empty prefix, the tail is nothing. */
+	OK(be_meta_split_from_fd(fd, n + 10, &m, &pc, &tc, &e_));
+	assert_int_equal(pc, 0);
+	assert_int_equal(tc, 0);
+	assert_int_equal(m.size, n);
+	/* NULL outputs: plain be_meta_from_fd. */
+	OK(be_meta_split_from_fd(fd, 100, &m, NULL, &tc, &e_));
+	assert_int_equal(tc, ck_crc32c(0, d + 100, n - 100));
+	OK(be_meta_split_from_fd(fd, 100, &m, NULL, NULL, &e_));
+	assert_int_equal(m.crc32c, ck_crc32c(0, d, n));
+	close(fd);
+	free(d);
+}
+
+/* --- be_append ---------------------------------------------------------- */
+
+static void meta_of(const unsigned char *d, size_t n, struct be_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->size = n;
+	m->crc32c = ck_crc32c(0, d, n);
+	ck_md5(d, n, m->md5);
+	m->mtime.tv_sec = 1700000000;
+}
+
+static void put_file(const char *path, const char *local, const unsigned char *d, size_t n,
+		     struct be_entry *out)
+{
+	struct be_meta m;
+	struct be_pre pre = { BE_PRE_ABSENT, { 0, 0, "" } };
+	struct be_upload up;
+	int fd;
+
+	write_at(local, d, n, 0, 1);
+	fd = open(local, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	meta_of(d, n, &m);
+	memset(&up, 0, sizeof(up));
+	OK(be_upload_file(be, path, fd, &m, &pre, 8 * MIB, 3, &up, NULL, NULL, out, &e_));
+	close(fd);
+}
+
+static void test_be_append(void **state)
+{
+	const size_t n0 = 600 * KIB, small = 40 * KIB, big = 700 * KIB;
+	unsigned char *d = pattern(n0 + small + big, 2);
+	char local[128];
+	struct be_entry e0, e1, e2, cur;
+	struct be_meta m;
+	struct err e;
+	int fd;
+
+	(void)state;
+	memset(&e0, 0, sizeof(e0));
+	memset(&e1, 0, sizeof(e1));
+	memset(&e2, 0, sizeof(e2));
+	memset(&cur, 0, sizeof(cur));
+	assert_true(be_can_append(be));
+	snprintf(local, sizeof(local), "%s/app", fx.dir);
+	/* Leftovers of a crash: the first append of this backend instance
+	 * (this test runs first) deletes the old temporary, not the fresh. */
+	{
+		struct be_pre pre = { BE_PRE_ABSENT, { 0, 0, "" } };
+		struct be_meta tm;
+
+		write_at(local, "left", 4, 0, 1);
+		fd = open(local, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		meta_of((const unsigned char *)"left", 4, &tm);
+		tm.mtime.tv_sec = 1000;
+		OK(be_put(be, ".durafs-tmp/old", fd, &tm, &pre, NULL, &e_));
+		tm.mtime.tv_sec = time(NULL);
+		OK(be_put(be, ".durafs-tmp/fresh", fd, &tm, &pre, NULL, &e_));
+		close(fd);
+		assert_int_equal(remote_count(".durafs-tmp"), 2);
+	}
+	put_file("app/log", local, d, n0, &e0);
+	/* A small tail: one request for the temporary, one compose. */
+	write_at(local, d + n0, small, (off_t)n0, 0);
+	fd = open(local, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	meta_of(d, n0 + small, &m);
+	OK(be_append(be, "app/log", &e0.ver, n0, ck_crc32c(0, d + n0, small), fd, &m, &e1,
+		     &e_));
+	assert_int_equal(e1.size, n0 + small);
+	assert_true(e1.ver.gen > e0.ver.gen);
+	assert_true(e1.has_crc32c);
+	assert_int_equal(e1.crc32c, m.crc32c);
+	check_remote("app/log", d, n0 + small);
+	close(fd);
+	assert_int_equal(remote_count(".durafs-tmp"), 1);
+	assert_int_equal(remote_exists(".durafs-tmp/fresh"), 1);
+	OK(be_stat(be, ".durafs-tmp/fresh", &cur, &e_));
+	OK(be_remove(be, ".durafs-tmp/fresh", &cur.ver, NULL, &e_));
+	be_entry_release(&cur);
+	/* A tail larger than the chunk size goes through a resumable session. */
+	write_at(local, d + n0 + small, big, (off_t)(n0 + small), 0);
+	fd = open(local, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	meta_of(d, n0 + small + big, &m);
+	OK(be_append(be, "app/log", &e1.ver, n0 + small, ck_crc32c(0, d + n0 + small, big), fd,
+		     &m, &e2, &e_));
+	assert_int_equal(e2.size, n0 + small + big);
+	check_remote("app/log", d, n0 + small + big);
+	/* No temporary is left: the mount's root has only app/. */
+	assert_int_equal(remote_count(""), 1);
+	assert_int_equal(remote_count("app"), 1);
+	/* A stale version: ERR_CONFLICT with the current entry; nothing left. */
+	err_clear(&e);
+	assert_int_equal(be_append(be, "app/log", &e1.ver, n0 + small,
+				   ck_crc32c(0, d + n0 + small, big), fd, &m, &cur, &e), -1);
+	assert_int_equal(e.code, ERR_CONFLICT);
+	assert_int_equal(cur.ver.gen, e2.ver.gen);
+	be_entry_release(&cur);
+	assert_int_equal(remote_count(""), 1);
+	/* A tail that no longer has the caller's checksum: refused before
+	 * anything is sent. */
+	err_clear(&e);
+	assert_int_equal(be_append(be, "app/log", &e2.ver, n0 + small, 12345u, fd, &m, NULL, &e),
+			 -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	/* Nothing to append. */
+	err_clear(&e);
+	assert_int_equal(be_append(be, "app/log", &e2.ver, m.size, 0, fd, &m, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	check_remote("app/log", d, n0 + small + big);
+	close(fd);
+	be_entry_release(&e0);
+	be_entry_release(&e1);
+	be_entry_release(&e2);
+	free(d);
+}
+
+/* --- hashing while uploading --------------------------------------------- */
+
+struct late_ctx {
+	const char *local;
+	uint64_t stop_at;           /* stop (return 1) once this much persisted */
+	uint64_t change_at;         /* overwrite the file's end once this much persisted */
+	int changed;
+	size_t n;
+};
+
+static int late_state(void *ud, const struct be_upload *up)
+{
+	struct late_ctx *c = ud;
+
+	if (c->change_at && !c->changed && up->persisted >= c->change_at) {
+		write_at(c->local, "CHANGED!", 8, (off_t)(c->n - 8), 0);
+		c->changed = 1;
+	}
+	if (c->stop_at && !up->done && up->persisted >= c->stop_at)
+		return 1;
+	return 0;
+}
+
+static void test_sums_late(void **state)
+{
+	const size_t n = 3 * MIB + 777;
+	unsigned char *d = pattern(n, 11), md5[16];
+	struct be_pre pre = { BE_PRE_ABSENT, { 0, 0, "" } };
+	struct late_ctx c;
+	struct be_upload up;
+	struct be_entry ent;
+	struct be_meta m;
+	char local[128];
+	struct err e;
+	int fd;
+
+	(void)state;
+	memset(&ent, 0, sizeof(ent));
+	assert_true(be_caps(be) & BE_CAP_SUMS_LATE);
+	snprintf(local, sizeof(local), "%s/late", fx.dir);
+	write_at(local, d, n, 0, 1);
+	fd = open(local, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ck_md5(d, n, md5);
+	/* Whole, with the sums sent at the end. */
+	memset(&m, 0, sizeof(m));
+	m.size = n;
+	m.flags = BE_META_SUMS_LATE;
+	memset(&up, 0, sizeof(up));
+	OK(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(ent.size, n);
+	assert_int_equal(ent.crc32c, ck_crc32c(0, d, n));
+	assert_memory_equal(ent.md5, md5, 16);
+	assert_true(up.meta.flags & BE_META_SUMS_READY);
+	assert_int_equal(up.meta.crc32c, ck_crc32c(0, d, n));
+	be_entry_release(&ent);
+	check_remote("late/a", d, n);
+	/* Resuming a session that turns out complete: its sums are checked
+	 * once known (here equal, then after a change of the file not). */
+	up.meta = m;
+	OK(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(ent.crc32c, ck_crc32c(0, d, n));
+	be_entry_release(&ent);
+	write_at(local, "X", 1, 5, 0);
+	up.meta = m;
+	err_clear(&e);
+	assert_int_equal(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL,
+					NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_PARSE);
+	write_at(local, d + 5, 1, 5, 0);
+	/* Stopped halfway, then resumed from the stored state: the rest only. */
+	memset(&c, 0, sizeof(c));
+	c.stop_at = MIB;
+	memset(&up, 0, sizeof(up));
+	up.chunk_size = 256 * KIB;
+	err_clear(&e);
+	assert_int_equal(be_upload_file(be, "late/b", fd, &m, &pre, 256 * KIB, 3, &up,
+					late_state, &c, &ent, &e), -1);
+	assert_int_equal(e.code, ERR_CANCELED);
+	assert_true(up.session[0] != '\0');
+	assert_true(up.persisted >= MIB && up.persisted < n);
+	{
+		struct err se;
+		int64_t before = 0, after = 0;
+
+		assert_int_equal(emuh_counter(emu, "gcs.upload_bytes_received", &before, &se), 0);
+		OK(be_upload_file(be, "late/b", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent,
+				  &e_));
+		assert_int_equal(emuh_counter(emu, "gcs.upload_bytes_received", &after, &se), 0);
+		assert_true(after - before <= (int64_t)(n - MIB));
+	}
+	assert_int_equal(ent.crc32c, ck_crc32c(0, d, n));
+	be_entry_release(&ent);
+	check_remote("late/b", d, n);
+	/* The file changes after its sums were taken: the server refuses. */
+	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":60}]");
+	memset(&c, 0, sizeof(c));
+	c.local = local;
+	c.change_at = 2 * MIB;
+	c.n = n;
+	memset(&up, 0, sizeof(up));
+	up.chunk_size = 256 * KIB;
+	err_clear(&e);
+	assert_int_equal(be_upload_file(be, "late/c", fd, &m, &pre, 256 * KIB, 3, &up,
+					late_state, &c, &ent, &e), -1);
+	assert_true(c.changed);
+	/* GCS answers 400 to a checksum mismatch (ERR_INVAL) */
+	assert_true(e.code == ERR_INVAL || e.code == ERR_PARSE);
+	be_entry_release(&ent);
+	memset(&ent, 0, sizeof(ent));
+	assert_int_equal(be_stat(be, "late/c", &ent, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	close(fd);
+	free(d);
+}
+
+/* --- the scheduler ------------------------------------------------------ */
+
+static int open_fn(void *ud, uint64_t fid)
+{
+	struct fx *f = ud;
+	int r;
+
+	(void)fid;
+	pthread_mutex_lock(&f->mu);
+	r = f->open_answer;
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
+static void on_event(void *ud, const struct sched_event *ev)
+{
+	struct fx *f = ud;
+
+	pthread_mutex_lock(&f->mu);
+	if (ev->kind == SCHED_EV_CONFLICT)
+		f->ev_conflict++;
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void fx_start(void)
+{
+	OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
+	sch_set_event_fn(fx.s, on_event, &fx);
+	sch_set_open_fn(fx.s, open_fn, &fx);
+	OK(sch_start(fx.s, &e_));
+}
+
+static void cache_path(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", fx.files, name);
+}
+
+/* A new local file at path holding data, journaled. Returns the fid. */
+static uint64_t new_file(const char *path, const void *data, size_t n)
+{
+	char name[32], cp[256];
+	uint64_t fid = 0, seq = 0;
+	int64_t mt = wall_ns();
+
+	snprintf(name, sizeof(name), "c%06u", ++fx.next_cache);
+	cache_path(name, cp, sizeof(cp));
+	write_at(cp, data, n, 0, 1);
+	OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
+	OK(jnl_write(fx.j, fid, n, mt, 0, &seq, &e_));
+	return fid;
+}
+
+/* Change fid's cache file as the filesystem does: tell the scheduler, mark
+ * dirty, write data at off (truncating to off + n when trunc), journal. */
+static void change(uint64_t fid, const void *data, size_t n, uint64_t off, int trunc)
+{
+	struct jnl_file f;
+	char cp[256];
+	uint64_t seq;
+
+	memset(&f, 0, sizeof(f));
+	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	OK(jnl_file_dirty(fx.j, fid, NULL, &e_));
+	sch_note_write(fx.s, fid, trunc ? 0 : off);
+	cache_path(f.cache_name, cp, sizeof(cp));
+	if (trunc)
+		write_at(cp, data, n, 0, 1);
+	else
+		write_at(cp, data, n, (off_t)off, 0);
+	OK(jnl_write(fx.j, fid, off + n, wall_ns(), 0, &seq, &e_));
+	jnl_file_release(&f);
+}
+
+static void wait_fid(uint64_t fid)
+{
+	OK(sch_wait_fid(fx.s, fid, 30000, &e_));
+}
+
+static uint64_t appends(void)
+{
+	struct sched_stats st;
+
+	sch_get_stats(fx.s, &st);
+	return st.appends;
+}
+
+static void test_sched_append(void **state)
+{
+	const size_t n0 = 512 * KIB, step = 20 * KIB, steps = 4;
+	unsigned char *d = pattern(n0 + steps * step, 3);
+	int64_t composes, t0;
+	uint64_t fid;
+	size_t i, n = n0;
+
+	(void)state;
+	fx_start();
+	fid = new_file("grow/a.csv", d, n0);
+	wait_fid(fid);
+	check_remote("grow/a.csv", d, n0);
+	composes = requests("gcs.objects.compose");
+	t0 = now_ms();
+	for (i = 0; i < steps; i++) {
+		change(fid, d + n, step, n, 0);
+		n += step;
+		wait_fid(fid);
+		check_remote("grow/a.csv", d, n);
+	}
+	assert_int_equal(appends(), steps);
+	assert_int_equal(requests("gcs.objects.compose") - composes, (int64_t)steps);
+	/* One update per second per object: steps updates after the first
+	 * commit take at least steps - 1 seconds... and the first waited for
+	 * the gap after the initial upload too. */
+	assert_true(now_ms() - t0 >= (int64_t)(steps - 1) * 1000 - 50);
+	assert_int_equal(remote_count(""), 1);  /* no temporary left */
+	free(d);
+}
+
+static void test_sched_append_fallbacks(void **state)
+{
+	const size_t n0 = 400 * KIB;
+	unsigned char *d = pattern(n0 + 3 * 10 * KIB, 4), *x;
+	struct be_entry cur, other;
+	struct be_meta m;
+	struct be_pre pre;
+	char local[128];
+	uint64_t fid;
+	size_t n = n0;
+	int fd;
+
+	(void)state;
+	memset(&cur, 0, sizeof(cur));
+	memset(&other, 0, sizeof(other));
+	fx_start();
+	fid = new_file("fb/f.bin", d, n0);
+	wait_fid(fid);
+	/* A change below the committed size: whole upload. */
+	change(fid, "XYZ", 3, 100, 0);
+	memcpy(d + 100, "XYZ", 3);
+	change(fid, d + n, 10 * KIB, n, 0);
+	n += 10 * KIB;
+	wait_fid(fid);
+	check_remote("fb/f.bin", d, n);
+	assert_int_equal(appends(), 0);
+	/* Now a plain append is one. */
+	change(fid, d + n, 10 * KIB, n, 0);
+	n += 10 * KIB;
+	wait_fid(fid);
+	check_remote("fb/f.bin", d, n);
+	assert_int_equal(appends(), 1);
+	/* After a restart nothing is known of the writes: whole again. */
+	sch_free(fx.s);
+	fx.s = NULL;
+	fx_start();
+	change(fid, d + n, 10 * KIB, n, 0);
+	n += 10 * KIB;
+	wait_fid(fid);
+	check_remote("fb/f.bin", d, n);
+	assert_int_equal(appends(), 0);
+	/* Someone else replaced the remote file: the append's guard fails,
+	 * the whole upload's too, and keep-both applies. */
+	OK(be_stat(be, "fb/f.bin", &cur, &e_));
+	x = pattern(n, 9);
+	snprintf(local, sizeof(local), "%s/other", fx.dir);
+	write_at(local, x, n, 0, 1);
+	fd = open(local, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	meta_of(x, n, &m);
+	pre.kind = BE_PRE_MATCH;
+	pre.ver = cur.ver;
+	OK(be_put(be, "fb/f.bin", fd, &m, &pre, &other, &e_));
+	close(fd);
+	change(fid, "tail", 4, n, 0);
+	{
+		struct err e;
+
+		err_clear(&e);
+		assert_int_equal(sch_wait_fid(fx.s, fid, 30000, &e), -1);
+		assert_int_equal(e.code, ERR_CONFLICT);
+	}
+	/* The event follows the journal's record: wait for it a little. */
+	{
+		int64_t t0 = now_ms();
+		int got = 0;
+
+		while (!got && now_ms() - t0 < 5000) {
+			pthread_mutex_lock(&fx.mu);
+			got = fx.ev_conflict;
+			pthread_mutex_unlock(&fx.mu);
+			if (!got)
+				sleep_ms(5);
+		}
+		assert_int_equal(got, 1);
+	}
+	check_remote("fb/f.bin", x, n);
+	assert_int_equal(remote_count("fb"), 2);   /* f.bin and its conflict copy */
+	be_entry_release(&cur);
+	be_entry_release(&other);
+	free(x);
+	free(d);
+}
+
+static void test_snapshot_label(void **state)
+{
+	const size_t n = 2 * MIB;
+	unsigned char *d = pattern(n, 5);
+	struct sched_upload *v = NULL;
+	size_t nv = 0, i;
+	int64_t t0;
+	int seen = 0;
+	uint64_t fid;
+
+	(void)state;
+	fx.open_answer = 1;
+	/* Slow chunks so the upload can be seen. */
+	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":150}]");
+	fx_start();
+	fid = new_file("snap/open.log", d, n);
+	t0 = now_ms();
+	while (!seen && now_ms() - t0 < 20000) {
+		OK(sch_uploads(fx.s, &v, &nv, &e_));
+		for (i = 0; i < nv; i++)
+			if (!strcmp(v[i].path, "snap/open.log") && v[i].snapshot)
+				seen = 1;
+		sch_uploads_free(v, nv);
+		v = NULL;
+		sleep_ms(10);
+	}
+	assert_true(seen);
+	/* The file keeps changing while it uploads (appends): a snapshot is
+	 * finished rather than abandoned. */
+	wait_fid(fid);
+	check_remote("snap/open.log", d, n);
+	free(d);
+}
+
+static void test_storage_quota_kept(void **state)
+{
+	unsigned char *d = pattern(100 * KIB, 6);
+	struct jnl_op *v = NULL;
+	size_t n = 0;
+	struct err e;
+	uint64_t fid;
+
+	(void)state;
+	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"storageQuotaExceeded\","
+	       "\"path\":\"/upload/*\"}]");
+	fx_start();
+	fid = new_file("q/full.bin", d, 100 * KIB);
+	err_clear(&e);
+	assert_int_equal(sch_wait_fid(fx.s, fid, 30000, &e), -1);
+	assert_int_equal(e.code, ERR_NOSPC);
+	OK(jnl_list_ops(fx.j, JNL_MASK(JNL_FAILED), 0, &v, &n, &e_));
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].err_code, ERR_NOSPC);
+	assert_non_null(strstr(v[0].err_msg, "q/full.bin"));
+	assert_non_null(strstr(v[0].err_msg, "storageQuotaExceeded"));
+	assert_non_null(strstr(v[0].err_msg, "what to do"));
+	assert_string_equal(be_reason_find(v[0].err_msg), "storageQuotaExceeded");
+	faults("[]");     /* space was freed */
+	OK(jnl_retry(fx.j, v[0].seq, &e_));
+	jnl_ops_free(v, n);
+	wait_fid(fid);
+	check_remote("q/full.bin", d, 100 * KIB);
+	free(d);
+}
+
+static void test_rate_limit_retried(void **state)
+{
+	unsigned char *d = pattern(50 * KIB, 7);
+	struct jnl_op *v = NULL;
+	size_t n = 0, i;
+	int64_t t0;
+	int seen = 0;
+	uint64_t fid;
+
+	(void)state;
+	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"userRateLimitExceeded\","
+	       "\"path\":\"/upload/*\",\"count\":40}]");
+	fx_start();
+	fid = new_file("r/slow.bin", d, 50 * KIB);
+	t0 = now_ms();
+	while (!seen && now_ms() - t0 < 20000) {
+		OK(jnl_list_ops(fx.j, JNL_MASK(JNL_PENDING), 0, &v, &n, &e_));
+		for (i = 0; i < n; i++)
+			if (v[i].err_code == ERR_RATE && v[i].err_msg &&
+			    strstr(v[i].err_msg, "userRateLimitExceeded") &&
+			    strstr(v[i].err_msg, "what to do"))
+				seen = 1;
+		jnl_ops_free(v, n);
+		sleep_ms(10);
+	}
+	assert_true(seen);
+	wait_fid(fid);     /* retried until the limit lifts: never failed */
+	check_remote("r/slow.bin", d, 50 * KIB);
+	free(d);
+}
+
+/* --- fixtures ----------------------------------------------------------- */
+
+static int fx_setup(void **state)
+{
+	struct err e;
+
+	(void)state;
+	memset(&fx, 0, sizeof(fx));
+	pthread_mutex_init(&fx.mu, NULL);
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/durafs-wr-XXXXXX");
+	if (!mkdtemp(fx.dir))
+		return -1;
+	snprintf(fx.files, sizeof(fx.files), "%s/files", fx.dir);
+	snprintf(fx.db, sizeof(fx.db), "%s/journal.db", fx.dir);
+	if (mkdir(fx.files, 0700) < 0)
+		return -1;
+	if (emuh_reset(emu, &e) < 0 || emuh_gcs_bucket(emu, BUCKET, 0, &e) < 0) {
+		fprintf(stderr, "test_sched_writers: reset: %s\n", e.msg);
+		return -1;
+	}
+	if (jnl_open(fx.db, NULL, &fx.j, NULL, &e) < 0) {
+		fprintf(stderr, "test_sched_writers: journal: %s\n", e.msg);
+		return -1;
+	}
+	memset(&fx.so, 0, sizeof(fx.so));
+	fx.so.workers = 4;
+	fx.so.chunk_size = 256 * KIB;
+	fx.so.small_max = 256 * KIB;
+	fx.so.files_dir = fx.files;
+	fx.so.retry_initial_ms = 30;
+	fx.so.retry_max_ms = 300;
+	fx.so.housekeeping_ms = 100;
+	fx.so.renew_ms = 500;
+	fx.so.http = http;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	faults("[]");
+	sch_free(fx.s);
+	fx.s = NULL;
+	jnl_close(fx.j);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
+	if (system(cmd) != 0)
+		return -1;
+	pthread_mutex_destroy(&fx.mu);
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	struct emuh_opts eo;
+	struct http_opts ho;
+	struct gcs_opts go;
+	struct err e;
+
+	(void)state;
+	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+	memset(&eo, 0, sizeof(eo));
+	eo.no_auth = 1;
+	if (emuh_start(&eo, &emu, &e) < 0) {
+		fprintf(stderr, "test_sched_writers: cannot start the emulator: %s\n", e.msg);
+		return -1;
+	}
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = 2;
+	ho.backoff_initial_ms = 2;
+	ho.backoff_max_ms = 20;
+	ho.backoff_jitter_ms = 2;
+	ho.connect_timeout_ms = 1000;
+	ho.low_speed_time_s = 5;
+	if (http_new(&ho, &http, &e) < 0) {
+		fprintf(stderr, "test_sched_writers: http: %s\n", e.msg);
+		return -1;
+	}
+	memset(&go, 0, sizeof(go));
+	go.bucket = BUCKET;
+	go.endpoint = emuh_url(emu);
+	go.http = http;
+	go.chunk_size = 256 * KIB;
+	go.retry_base_ms = 2;
+	go.chunk_max_failures = 30;
+	if (gcs_new(&go, &be, &e) < 0) {
+		fprintf(stderr, "test_sched_writers: gcs: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	be_free(be);
+	http_free(http);
+	emuh_stop(emu);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_advice, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_meta_split, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_be_append, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sums_late, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sched_append, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sched_append_fallbacks, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_label, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_storage_quota_kept, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_rate_limit_retried, fx_setup, fx_teardown),
+	};
+
+	return cmocka_run_group_tests_name("sched_writers", tests, group_setup, group_teardown);
+}
