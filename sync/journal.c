@@ -4530,7 +4530,7 @@ static int schema_upgrade(struct jnl *j, int64_t from, struct err *err)
 	int64_t v;
 
 	for (v = from; v < JNL_SCHEMA_VERSION; v++) {
-		if (v - 1 >= (int64_t)(sizeof(steps) / sizeof(steps[0])))
+		if (v < 1 || v - 1 >= (int64_t)(sizeof(steps) / sizeof(steps[0])))
 			return err_set(err, ERR_INVAL, "journal: no upgrade from schema "
 				       "version %lld", (long long)v);
 		if (exec_sql(j, steps[v - 1], "upgrade schema", err))

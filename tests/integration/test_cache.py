@@ -246,7 +246,7 @@ def test_cache_warm_resumes_after_interrupt(mounts, bucket):
     put_many(emu, files)
     m = mounts(emu, "gs://bkt", options=OPTS + ["prefetch_workers=2"])
     # slow media: the warm is interrupted part way
-    emu.faults([{"kind": "latency", "ms": 100, "path": "*", "query": "alt=media"}])
+    emu.faults([{"kind": "latency", "ms": 300, "path": "*", "query": "alt=media"}])
     p = subprocess.Popen([conftest.DURAFS, "cache", "warm", m.path("t"), "--json"], env=m.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
