@@ -2,7 +2,8 @@
  * credentials and the bucket or Drive folder, builds the mount (fs/mount.c), mounts with
  * FUSE, goes to the background once the mount answers, serves the control
  * socket, and on unmount or SIGTERM/SIGINT stops cleanly, leaving whatever
- * is not uploaded queued in the journal for the next mount. */
+ * is not uploaded queued in the journal for the next mount. A remount while
+ * the remote is unreachable goes on from the stored state, with a warning. */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -11,12 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "durafs/cli.h"
 #include "durafs/ctl.h"
 #include "durafs/daemon.h"
 #include "durafs/fs.h"
+#include "durafs/http.h"
 #include "durafs/log.h"
 #include "durafs/mopts.h"
 #include "durafs/mount.h"
@@ -24,6 +28,12 @@
 #define MOUNT_TAG "mount"
 #define FUSE_MAX_THREADS 64
 #define FUSE_MAX_IDLE 8
+/* A remount (a journal is there) gives the remote this long to answer the
+ * check before going on from the stored state: a frozen server would
+ * otherwise hold the mount for the HTTP layer's stall timeouts. */
+#define CHECK_DEADLINE_MS 10000
+#define OFFLINE_WARNING "remote unreachable: mounting from the stored state; changes are " \
+	"kept and uploaded when it is back"
 
 static void mount_usage(FILE *out)
 {
@@ -35,7 +45,8 @@ static void mount_usage(FILE *out)
 		"at MOUNTPOINT. Writes land in a local cache with a journal and are uploaded in\n"
 		"the background; fsync returns only once the file is committed remotely. The\n"
 		"command returns once the mount answers, or prints why it could not mount (exit 1;\n"
-		"2 for a bad option).\n"
+		"2 for a bad option). A remount while the remote is unreachable goes on from the\n"
+		"state stored in the cache dir, with a warning.\n"
 		"\n"
 		"  --cache-dir DIR   cache and journal [$XDG_CACHE_HOME/durafs/SOURCE-HASH]\n"
 		"  -f, --foreground  stay in the foreground, log to stderr\n"
@@ -62,6 +73,7 @@ struct daemon {
 	int handlers;
 	int notify_fd;
 	int log_fd;                 /* the log file, also for stderr once detached */
+	int term_fd;                /* the terminal's stderr until detached, or -1 */
 	char *log_path;
 	pthread_t main_thread;      /* runs the FUSE loop */
 };
@@ -134,7 +146,8 @@ out:
 }
 
 /* Open the log destination: -o log_file, or cache_dir/durafs.log unless in
- * the foreground. */
+ * the foreground (stderr then goes to the log too; the terminal's stderr
+ * is kept in d->term_fd for warnings until detached). */
 static int log_setup(struct daemon *d, struct err *err)
 {
 	if (d->mo.log_file)
@@ -150,9 +163,161 @@ static int log_setup(struct daemon *d, struct err *err)
 			/* stderr of libraries (libfuse) goes to the log too */
 			d->log_fd = open(d->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 					 0600);
-			if (d->log_fd >= 0)
+			if (d->log_fd >= 0) {
+				d->term_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
 				dup2(d->log_fd, STDERR_FILENO);
+			}
 		}
+	}
+	return 0;
+}
+
+/* "durafs mount: warning: MSG" on the terminal that ran `durafs mount`
+ * (nothing when the log itself goes to that terminal). Best effort. */
+static void term_warn(struct daemon *d, const char *msg)
+{
+	char line[ERR_MSG_MAX + 64];
+	int fd = d->term_fd >= 0 ? d->term_fd : STDERR_FILENO;
+	size_t n, off = 0;
+	ssize_t w;
+
+	if (d->term_fd < 0 && d->mo.foreground && !d->mo.log_file)
+		return;
+	snprintf(line, sizeof(line), "durafs mount: warning: %s\n", msg);
+	n = strlen(line);
+	while (off < n) {
+		w = write(fd, line + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+struct check_job {
+	struct mnt *m;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	int rc;
+	struct err err;
+};
+
+static void *check_main(void *arg)
+{
+	struct check_job *j = arg;
+	struct err e;
+	int rc;
+
+	err_clear(&e);
+	rc = mnt_check(j->m, &e);
+	pthread_mutex_lock(&j->mu);
+	j->rc = rc;
+	j->err = e;
+	j->done = 1;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/* mnt_check, given up after deadline_ms (<= 0: no deadline): the requests
+ * still running are then cancelled and it fails with ERR_TIMEOUT. Runs the
+ * check on a helper thread (joined before returning); nothing else may
+ * use m->http meanwhile. */
+static int check_remote(struct mnt *m, long deadline_ms, struct err *err)
+{
+	struct check_job j;
+	pthread_condattr_t ca;
+	pthread_t th;
+	struct timespec ts;
+	int late = 0, rc;
+
+	if (deadline_ms <= 0)
+		return mnt_check(m, err);
+	memset(&j, 0, sizeof(j));
+	j.m = m;
+	pthread_mutex_init(&j.mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&th, NULL, check_main, &j) != 0) {
+		rc = mnt_check(m, err);
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += deadline_ms / 1000;
+	ts.tv_nsec += (deadline_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&j.mu);
+	while (!j.done && !late)
+		late = pthread_cond_timedwait(&j.cv, &j.mu, &ts) == ETIMEDOUT;
+	late = !j.done;
+	pthread_mutex_unlock(&j.mu);
+	if (late)
+		http_cancel_all(m->http);
+	pthread_join(th, NULL);
+	if (late)
+		http_uncancel(m->http);
+	rc = j.rc;
+	if (rc < 0 && late) {
+		err_set(err, ERR_TIMEOUT, "cannot reach %s: no answer within %ld s", m->endpoint,
+			deadline_ms / 1000);
+	} else if (rc < 0 && err) {
+		*err = j.err;
+	}
+out:
+	pthread_cond_destroy(&j.cv);
+	pthread_mutex_destroy(&j.mu);
+	return rc;
+}
+
+/* Check the remote; when it cannot be reached and an earlier mount of the
+ * source left its state in the cache dir, go on from that state (warning
+ * in the log and on the terminal) with the journal open; otherwise fail
+ * with the check's message. */
+static int check_and_open(struct daemon *d, struct err *err)
+{
+	struct stat st;
+	struct err ce, je;
+	long deadline = stat(d->m.journal_path, &st) == 0 ? CHECK_DEADLINE_MS : 0;
+	char msg[ERR_MSG_MAX];
+
+	err_clear(&ce);
+	if (check_remote(&d->m, deadline, &ce) < 0) {
+		if (!mnt_unreachable(&ce)) {
+			if (err)
+				*err = ce;
+			return -1;
+		}
+		d->m.offline = 1;
+	}
+	err_clear(&je);
+	if (mnt_journal_open(&d->m, 0, &je) < 0) {
+		if (d->m.offline && je.code == ERR_NOTFOUND) {
+			/* a first mount needs the remote: the check's message */
+			if (err) {
+				size_t n = strlen(ce.msg);
+
+				*err = ce;
+				snprintf(err->msg + n, sizeof(err->msg) - n, " (nothing from an "
+					 "earlier mount of %s is stored in %s: a first mount needs "
+					 "the remote)", d->mo.source, d->mo.cache_dir);
+			}
+			return -1;
+		}
+		if (err)
+			*err = je;
+		return -1;
+	}
+	if (d->m.offline) {
+		log_warn(MOUNT_TAG, "%s (%s)", OFFLINE_WARNING, ce.msg);
+		snprintf(msg, sizeof(msg), "%s (%s)", OFFLINE_WARNING, ce.msg);
+		term_warn(d, msg);
 	}
 	return 0;
 }
@@ -178,9 +343,7 @@ static int start(struct daemon *d, int *code, struct err *err)
 			*code = CLI_USAGE;
 		return -1;
 	}
-	if (mnt_check(&d->m, err) < 0)
-		return -1;
-	if (mnt_journal_open(&d->m, 0, err) < 0)
+	if (check_and_open(d, err) < 0)
 		return -1;
 	if (mnt_sched_start(&d->m, err) < 0)
 		return -1;
@@ -252,6 +415,7 @@ int cmd_mount(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.notify_fd = -1;
 	d.log_fd = -1;
+	d.term_fd = -1;
 	err_clear(&e);
 	if (mopts_parse(argc, argv, &d.mo, &e) < 0) {
 		fprintf(stderr, "durafs mount: %s\n", e.msg);
@@ -293,6 +457,9 @@ int cmd_mount(int argc, char **argv)
 		dmn_notify(&d.notify_fd, 1, 0, NULL);
 		dmn_detach(d.log_fd);
 	}
+	if (d.term_fd >= 0)
+		close(d.term_fd);
+	d.term_fd = -1;
 	rc = dmn_session_loop(d.se, FUSE_MAX_THREADS, FUSE_MAX_IDLE, 1);
 	if (rc > 0)
 		log_info(MOUNT_TAG, "signal %d: unmounting %s (pending changes stay queued)", rc,
@@ -306,6 +473,8 @@ int cmd_mount(int argc, char **argv)
 	code = rc < 0 ? CLI_FAIL : CLI_OK;
 out:
 	log_close();
+	if (d.term_fd >= 0)
+		close(d.term_fd);
 	if (d.log_fd >= 0)
 		close(d.log_fd);
 	free(d.log_path);

@@ -70,6 +70,9 @@ static void print_human(const json_t *st)
 	else
 		printf("%s (no daemon: from the journal)\n", s(mnt, "source"));
 	printf("  cache dir    %s\n", s(mnt, "cache_dir"));
+	if (json_is_true(json_object_get(mnt, "started_offline")))
+		printf("  remote       unreachable at mount: serving the stored state, "
+		       "uploads wait until it answers\n");
 	prog_fmt_bytes(u(pend, "bytes"), b1, sizeof(b1));
 	printf("  pending      %" PRIu64 " operation%s, %s", u(pend, "ops"),
 	       u(pend, "ops") == 1 ? "" : "s", b1);

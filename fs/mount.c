@@ -244,6 +244,22 @@ int mnt_check(struct mnt *m, struct err *err)
 	return 0;
 }
 
+int mnt_unreachable(const struct err *e)
+{
+	if (!e)
+		return 0;
+	switch (e->code) {
+	case ERR_NET:
+	case ERR_TIMEOUT:
+	case ERR_CANCELED:
+		return 1;
+	case ERR_HTTP:
+		return e->http_status >= 500 && e->http_status <= 599;
+	default:
+		return 0;
+	}
+}
+
 static int meta_set_u64(struct jnl *j, const char *key, uint64_t v, struct err *err)
 {
 	char buf[32];
@@ -283,6 +299,41 @@ static int record_meta(struct mnt *m, struct err *err)
 	return 0;
 }
 
+/* Drive (layout plain): record the root id mnt_check resolved, or, offline,
+ * give the backend the one an earlier mount recorded. */
+static int drive_root_meta(struct mnt *m, struct err *err)
+{
+	char root[BE_ID_MAX], shared[BE_ID_MAX];
+	char *r = NULL, *sd = NULL;
+	int rc = -1;
+
+	if (!m->be || strncmp(m->mo->source, "drive:", 6) || m->mo->layout != MOPTS_LAYOUT_PLAIN)
+		return 0;
+	if (!m->offline) {
+		drive_root_id(m->be, root, sizeof(root));
+		if (!root[0])
+			return 0;   /* not resolved yet: keep what is recorded */
+		drive_root_drive_id(m->be, shared, sizeof(shared));
+		if (jnl_meta_set(m->jnl, MNT_META_DRIVE_ROOT, root, err) < 0 ||
+		    jnl_meta_set(m->jnl, MNT_META_DRIVE_SHARED, shared, err) < 0)
+			return -1;
+		return 0;
+	}
+	if (jnl_meta_get(m->jnl, MNT_META_DRIVE_ROOT, &r, err) < 0 ||
+	    jnl_meta_get(m->jnl, MNT_META_DRIVE_SHARED, &sd, err) < 0)
+		goto out;
+	if (!r || !*r)
+		log_info(MNT_TAG, "no stored root folder id: it is resolved once the remote "
+			 "answers");
+	else if (drive_root_restore(m->be, r, sd, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(r);
+	free(sd);
+	return rc;
+}
+
 int mnt_journal_open(struct mnt *m, int must_exist, struct err *err)
 {
 	const char *dir = m->mo->cache_dir;
@@ -294,6 +345,9 @@ int mnt_journal_open(struct mnt *m, int must_exist, struct err *err)
 	if (must_exist && stat(m->journal_path, &st) < 0)
 		return err_set(err, ERR_NOTFOUND, "no durafs journal in %s (%s)", dir,
 			       strerror(errno));
+	if (m->offline && !must_exist && stat(m->journal_path, &st) < 0)
+		return err_set(err, ERR_NOTFOUND, "nothing stored for %s in %s", m->mo->source,
+			       dir);
 	err_clear(&e);
 	if (jnl_open(m->journal_path, NULL, &m->jnl, &m->rec, &e) < 0) {
 		if (e.code == ERR_IO && e.sys_errno == EBUSY) {
@@ -314,7 +368,11 @@ int mnt_journal_open(struct mnt *m, int must_exist, struct err *err)
 			"--cache-dir", dir, src, m->mo->source);
 		goto out;
 	}
-	if (!must_exist && record_meta(m, err) < 0)
+	if (m->offline && !must_exist && !(src && !strcmp(src, m->mo->source))) {
+		err_set(err, ERR_NOTFOUND, "nothing stored for %s in %s", m->mo->source, dir);
+		goto out;
+	}
+	if (!must_exist && (record_meta(m, err) < 0 || drive_root_meta(m, err) < 0))
 		goto out;
 	if (m->rec.requeued || m->rec.redirtied || m->rec.pending || m->rec.failed ||
 	    m->rec.conflicts)
@@ -527,6 +585,35 @@ static json_t *bad_ops(struct mnt *m, uint64_t up_to)
 	return a;
 }
 
+/* Append to e's message what a timed-out flush still waits for: how many
+ * ops, the first paths, and the last error of the first one retried (the
+ * remote being down shows here). */
+static void waiting_summary(struct mnt *m, uint64_t up_to, struct err *e)
+{
+	struct jnl_op *v = NULL;
+	size_t n = 0, i, k = 0, len = strlen(e->msg);
+	const struct jnl_op *why = NULL;
+
+	if (jnl_list_ops(m->jnl, JNL_MASK(JNL_PENDING) | JNL_MASK(JNL_IN_PROGRESS), 0, &v, &n,
+			 NULL) < 0)
+		return;
+	for (i = 0; i < n; i++) {
+		if (up_to && v[i].seq > up_to)
+			continue;
+		if (k < 3 && len < sizeof(e->msg))
+			len += (size_t)snprintf(e->msg + len, sizeof(e->msg) - len, "%s%s",
+						k ? ", " : "; waiting: ", v[i].path ? v[i].path : "?");
+		if (!why && v[i].err_msg && v[i].err_msg[0])
+			why = &v[i];
+		k++;
+	}
+	if (k > 3 && len < sizeof(e->msg))
+		len += (size_t)snprintf(e->msg + len, sizeof(e->msg) - len, " and %zu more", k - 3);
+	if (why && len < sizeof(e->msg))
+		snprintf(e->msg + len, sizeof(e->msg) - len, " (last error: %s)", why->err_msg);
+	jnl_ops_free(v, n);
+}
+
 int mnt_flush(struct mnt *m, int64_t timeout_ms, mnt_progress_fn fn, void *ud,
 	      json_t **failed, struct err *err)
 {
@@ -562,6 +649,7 @@ int mnt_flush(struct mnt *m, int64_t timeout_ms, mnt_progress_fn fn, void *ud,
 		if (left != INT64_MAX && left - slice <= 0) {
 			err_set(&e, ERR_TIMEOUT, "flush timed out after %" PRId64 " ms; the changes "
 				"stay queued", timeout_ms);
+			waiting_summary(m, up_to, &e);
 			break;
 		}
 	}
@@ -686,6 +774,7 @@ json_t *mnt_status(struct mnt *m)
 	json_object_set_new(o, "uptime_s", json_integer((wall_ms() - m->started_ms) / 1000));
 	json_object_set_new(o, "read_only", json_boolean(mo->ro));
 	json_object_set_new(o, "daemon", json_boolean(m->fs != NULL));
+	json_object_set_new(o, "started_offline", json_boolean(m->offline));
 	json_object_set_new(st, "mount", o);
 
 	memset(&js, 0, sizeof(js));

@@ -1,6 +1,7 @@
 /* The backend interface's shared half (include/durafs/backend.h): dispatch
  * wrappers, entry lists (sorting, merging, lookup), POSIX name rules,
- * version text forms, chunk arithmetic and the whole-file upload driver. */
+ * version text forms, chunk arithmetic, the ranged-read window, reading
+ * an upload's file, and the whole-file upload driver. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -365,10 +366,9 @@ static int upload_file_core(struct be *b, const char *path, int fd, const struct
 		up->chunk_size = chunk;
 	}
 	if (up->session[0]) {
-		struct be_entry mine;
+		struct be_entry mine = { 0 };
 		struct be_entry *q = out ? out : &mine;
 
-		memset(&mine, 0, sizeof(mine));
 		r = be_upload_query(b, up, q, err);
 		if (r == 1 && h) {
 			/* Found complete before our sums were known: the backend
@@ -846,6 +846,125 @@ uint64_t be_chunk_next(uint64_t total, uint64_t persisted, uint64_t chunk_size,
 	}
 	*last = 0;
 	return chunk_size;
+}
+
+void be_upload_started(struct be_upload *up, const char *path, const struct be_meta *meta,
+		       uint64_t chunk, int committed)
+{
+	snprintf(up->path, sizeof(up->path), "%s", path);
+	up->meta = *meta;
+	up->meta.content_type = NULL;
+	up->chunk_size = chunk;
+	up->persisted = committed ? meta->size : 0;
+	up->done = committed ? 1 : 0;
+}
+
+int be_rdwin_feed(struct be_rdwin *w, const char *data, size_t len)
+{
+	uint64_t a, b, n;
+
+	a = w->pos;
+	b = w->pos + len;
+	w->pos = b;
+	if (b <= w->skip_to)
+		return 0;
+	if (a < w->skip_to) {
+		data += w->skip_to - a;
+		a = w->skip_to;
+	}
+	if (a >= w->end) {
+		w->enough = 1;
+		return 1;
+	}
+	n = (b > w->end ? w->end : b) - a;
+	if (n && w->sink(w->ud, data, (size_t)n) != 0) {
+		w->user_abort = 1;
+		return 1;
+	}
+	w->delivered += n;
+	w->skip_to = a + n;
+	if (b > w->end) {
+		/* More than asked for (a server ignoring Range): stop here. */
+		w->enough = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int be_pread_full(int fd, void *buf, size_t len, uint64_t off, struct err *err)
+{
+	char *p = buf;
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, p + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(err, "read at %" PRIu64, off + done);
+		if (n == 0)
+			return err_set(err, ERR_IO, "file shorter than %" PRIu64 " bytes "
+				       "(changed during upload)", off + len);
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int be_load_for_put(int fd, const struct be_meta *meta, uint64_t max, int by_md5,
+		    const char *path, char **data, struct err *err)
+{
+	unsigned char md5[16];
+	char *buf = NULL;
+	int changed, rc = -1;
+
+	*data = NULL;
+	if (meta->size > max) {
+		err_set(err, ERR_INVAL, "upload \"%s\": %" PRIu64 " bytes is too large for one "
+			"request (use a resumable upload)", path, meta->size);
+		goto out;
+	}
+	buf = malloc(meta->size ? (size_t)meta->size : 1);
+	if (!buf) {
+		err_set(err, ERR_NOMEM, "upload \"%s\": out of memory", path);
+		goto out;
+	}
+	if (be_pread_full(fd, buf, (size_t)meta->size, 0, err) < 0) {
+		err_prefix(err, "upload \"%s\"", path);
+		goto out;
+	}
+	if (by_md5) {
+		ck_md5(buf, (size_t)meta->size, md5);
+		changed = memcmp(md5, meta->md5, 16) != 0;
+	} else {
+		changed = ck_crc32c(0, buf, (size_t)meta->size) != meta->crc32c;
+	}
+	if (changed) {
+		err_set(err, ERR_INVAL, "upload \"%s\": content changed since its checksum was "
+			"computed", path);
+		goto out;
+	}
+	*data = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+int be_symlink_meta(const char *path, const char *target, const struct timespec *mtime,
+		    const char *content_type, struct be_meta *m, struct err *err)
+{
+	memset(m, 0, sizeof(*m));
+	if (!target || !*target || strlen(target) >= 4096)
+		return err_set(err, ERR_INVAL, "symlink \"%s\": bad target", path);
+	m->size = strlen(target);
+	m->crc32c = ck_crc32c(0, target, (size_t)m->size);
+	ck_md5(target, (size_t)m->size, m->md5);
+	if (mtime)
+		m->mtime = *mtime;
+	m->content_type = content_type;
+	return 0;
 }
 
 /* --- errors a user can act on ----------------------------------------------- */

@@ -1298,6 +1298,35 @@ void drive_root_id(struct be *b, char *buf, size_t len)
 	pthread_mutex_unlock(&d->root_mu);
 }
 
+void drive_root_drive_id(struct be *b, char *buf, size_t len)
+{
+	struct drive *d = D(b);
+
+	pthread_mutex_lock(&d->root_mu);
+	snprintf(buf, len, "%s", d->root_id[0] ? d->drive_id : "");
+	pthread_mutex_unlock(&d->root_mu);
+}
+
+int drive_root_restore(struct be *b, const char *root_id, const char *drive_id,
+		       struct err *err)
+{
+	struct drive *d = D(b);
+
+	if (!root_id || !drive_id_valid(root_id, strlen(root_id)) ||
+	    (drive_id && *drive_id && !drive_id_valid(drive_id, strlen(drive_id))))
+		return err_set(err, ERR_INVAL, "drive: the stored root folder id is malformed");
+	pthread_mutex_lock(&d->root_mu);
+	if (!d->root_id[0]) {
+		snprintf(d->drive_id, sizeof(d->drive_id), "%s", drive_id ? drive_id : "");
+		snprintf(d->root_id, sizeof(d->root_id), "%s", root_id);
+		d->root_is_top = d->src.path[0] == '\0' && d->src.kind != DRIVE_ROOT_ID;
+		log_debug(TAG, "root folder %s (stored)%s%s", d->root_id,
+			  d->drive_id[0] ? " on shared drive " : "", d->drive_id);
+	}
+	pthread_mutex_unlock(&d->root_mu);
+	return 0;
+}
+
 /* Resolve a mount path ("" = root: a synthetic child). rebuild: list every
  * folder on the way afresh instead of trusting cached listings. */
 static int resolve_x(struct drive *d, const char *path, int rebuild, struct dchild *out,
@@ -1537,49 +1566,22 @@ static int drive_stat(struct be *b, const char *path, struct be_entry *out, stru
 /* --- read -------------------------------------------------------------------- */
 
 struct rd {
-	be_sink_fn sink;
-	void *ud;
-	uint64_t pos, end, skip_to, delivered;
-	struct ck_md5 md5;
+	struct be_rdwin w;
+	struct ck_md5 md5;        /* md5 of [0, md5_pos) */
 	uint64_t md5_pos;
-	int md5_ok;
-	int enough, user_abort;
+	int md5_ok;               /* md5 covers a contiguous run from 0 */
 };
 
+/* http sink: the md5 of a run from 0, then the window. */
 static int rd_sink(void *ud, const char *data, size_t len)
 {
 	struct rd *r = ud;
-	uint64_t a, b, n;
 
-	if (r->md5_ok && r->pos == r->md5_pos) {
+	if (r->md5_ok && r->w.pos == r->md5_pos) {
 		ck_md5_update(&r->md5, data, len);
 		r->md5_pos += len;
 	}
-	a = r->pos;
-	b = r->pos + len;
-	r->pos = b;
-	if (b <= r->skip_to)
-		return 0;
-	if (a < r->skip_to) {
-		data += r->skip_to - a;
-		a = r->skip_to;
-	}
-	if (a >= r->end) {
-		r->enough = 1;
-		return 1;
-	}
-	n = (b > r->end ? r->end : b) - a;
-	if (n && r->sink(r->ud, data, (size_t)n) != 0) {
-		r->user_abort = 1;
-		return 1;
-	}
-	r->delivered += n;
-	r->skip_to = a + n;
-	if (b > r->end) {
-		r->enough = 1;
-		return 1;
-	}
-	return 0;
+	return be_rdwin_feed(&r->w, data, len);
 }
 
 /* Parse "bytes A-B/TOTAL". */
@@ -1653,12 +1655,12 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 	int pieces = 0, rc = -1;
 
 	memset(&r, 0, sizeof(r));
-	r.sink = sink;
-	r.ud = ud;
-	r.skip_to = off;
-	r.end = len > size - (off < size ? off : size) ? size : off + len;
+	r.w.sink = sink;
+	r.w.ud = ud;
+	r.w.skip_to = off;
+	r.w.end = len > size - (off < size ? off : size) ? size : off + len;
 	r.md5_ok = off == 0 && ck_md5_init(&r.md5) == 0;
-	if (off >= size || r.end <= off) {
+	if (off >= size || r.w.end <= off) {
 		rc = 0;
 		goto out;
 	}
@@ -1670,9 +1672,10 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 	if (!url)
 		goto out;
 	for (;;) {
-		start = r.skip_to;
-		snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64, start, r.end - 1);
-		r.pos = start;
+		start = r.w.skip_to;
+		snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64, start,
+			 r.w.end - 1);
+		r.w.pos = start;
 		memset(&req, 0, sizeof(req));
 		req.method = "GET";
 		req.url = url;
@@ -1684,12 +1687,12 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 		http_resp_release(&resp);
 		if (drive_do(d, &req, 0, &resp, err) == 0)
 			break;
-		if (r.enough) {
+		if (r.w.enough) {
 			err_clear(err);
 			rc = 0;
 			goto out;
 		}
-		if (r.user_abort) {
+		if (r.w.user_abort) {
 			err_set(err, ERR_CANCELED, "read \"%s\": stopped by the caller", path);
 			goto out;
 		}
@@ -1701,7 +1704,7 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 		if ((err->code == ERR_NET || err->code == ERR_TIMEOUT) && resp.sink_bytes > 0 &&
 		    ++pieces <= 100000) {
 			log_debug(TAG, "read \"%s\": transfer cut; continuing at %" PRIu64, path,
-				  r.skip_to);
+				  r.w.skip_to);
 			continue;
 		}
 		err_prefix(err, "read \"%s\"", path);
@@ -1719,14 +1722,14 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 				path);
 			goto out;
 		}
-		total = r.pos;
+		total = r.w.pos;
 	} else {
 		err_set(err, ERR_PARSE, "read \"%s\": unexpected HTTP status %ld", path, resp.status);
 		goto out;
 	}
-	if (r.skip_to < r.end && !r.enough) {
+	if (r.w.skip_to < r.w.end && !r.w.enough) {
 		err_set(err, ERR_NET, "read \"%s\": the reply ended after %" PRIu64 " of %" PRIu64
-			" bytes", path, r.skip_to, r.end);
+			" bytes", path, r.w.skip_to, r.w.end);
 		goto out;
 	}
 	if (r.md5_ok && r.md5_pos == size && f->has_md5) {
@@ -1742,7 +1745,7 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 out:
 	if (r.md5_ok)
 		ck_md5_release(&r.md5);
-	*got = r.delivered;
+	*got = r.w.delivered;
 	http_resp_release(&resp);
 	free(url);
 	return rc;
@@ -2210,55 +2213,16 @@ out:
 	return rc;
 }
 
-/* Read exactly len bytes of fd at off. */
-static int pread_full(int fd, char *buf, size_t len, uint64_t off, struct err *err)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(err, "read at %" PRIu64, off + done);
-		if (n == 0)
-			return err_set(err, ERR_IO, "file shorter than %" PRIu64 " bytes (changed "
-				       "during upload)", off + len);
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 static int drive_put(struct be *b, const char *path, int fd, const struct be_meta *meta,
 		     const struct be_pre *pre, struct be_entry *out, struct err *err)
 {
-	unsigned char md5[16];
 	char *data = NULL;
 	int rc = -1;
 
 	if (out)
 		memset(out, 0, sizeof(*out));
-	if (meta->size > (uint64_t)1 << 30) {
-		err_set(err, ERR_INVAL, "upload \"%s\": %" PRIu64 " bytes is too large for one "
-			"request (use a resumable upload)", path, meta->size);
+	if (be_load_for_put(fd, meta, (uint64_t)1 << 30, 1, path, &data, err) < 0)
 		goto out;
-	}
-	data = malloc(meta->size ? (size_t)meta->size : 1);
-	if (!data) {
-		err_set(err, ERR_NOMEM, "upload \"%s\": out of memory", path);
-		goto out;
-	}
-	if (pread_full(fd, data, (size_t)meta->size, 0, err) < 0) {
-		err_prefix(err, "upload \"%s\"", path);
-		goto out;
-	}
-	ck_md5(data, (size_t)meta->size, md5);
-	if (memcmp(md5, meta->md5, 16) != 0) {
-		err_set(err, ERR_INVAL, "upload \"%s\": content changed since its checksum was "
-			"computed", path);
-		goto out;
-	}
 	rc = put_mem(D(b), path, data, meta, NULL, pre, out, err);
 out:
 	free(data);
@@ -2271,15 +2235,8 @@ static int drive_symlink(struct be *b, const char *path, const char *target,
 {
 	struct be_meta m;
 
-	memset(&m, 0, sizeof(m));
-	if (!target || !*target || strlen(target) >= 4096)
-		return err_set(err, ERR_INVAL, "symlink \"%s\": bad target", path);
-	m.size = strlen(target);
-	m.crc32c = ck_crc32c(0, target, (size_t)m.size);
-	ck_md5(target, (size_t)m.size, m.md5);
-	if (mtime)
-		m.mtime = *mtime;
-	m.content_type = "text/plain";
+	if (be_symlink_meta(path, target, mtime, "text/plain", &m, err) < 0)
+		return -1;
 	return put_mem(D(b), path, target, &m, target, pre, out, err);
 }
 
@@ -2386,12 +2343,7 @@ static int drive_upload_begin(struct be *b, const char *path, const struct be_me
 	}
 	if (r == 1) {
 		/* Already committed by an earlier attempt. */
-		snprintf(up->path, sizeof(up->path), "%s", path);
-		up->meta = *meta;
-		up->meta.content_type = NULL;
-		up->chunk_size = chunk;
-		up->persisted = meta->size;
-		up->done = 1;
+		be_upload_started(up, path, meta, chunk, 1);
 		rc = 0;
 		goto out;
 	}
@@ -2433,12 +2385,7 @@ static int drive_upload_begin(struct be *b, const char *path, const struct be_me
 		err_set(err, ERR_PARSE, "upload \"%s\": session URI too long or malformed", path);
 		goto out;
 	}
-	snprintf(up->path, sizeof(up->path), "%s", path);
-	up->meta = *meta;
-	up->meta.content_type = NULL;
-	up->chunk_size = chunk;
-	up->persisted = 0;
-	up->done = 0;
+	be_upload_started(up, path, meta, chunk, 0);
 	rc = 0;
 out:
 	if (rc < 0)

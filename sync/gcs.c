@@ -1133,54 +1133,22 @@ out:
 /* --- read ---------------------------------------------------------------- */
 
 struct rd {
-	be_sink_fn sink;
-	void *ud;
-	uint64_t pos;             /* object offset of the next byte received */
-	uint64_t end;             /* stop before this offset (UINT64_MAX: none) */
-	uint64_t skip_to;         /* deliver only from this offset on */
-	uint64_t delivered;
+	struct be_rdwin w;
 	uint32_t crc;             /* crc32c of [0, crc_pos) */
 	uint64_t crc_pos;
 	int crc_ok;               /* crc covers a contiguous run from 0 */
-	int enough;               /* we stopped the transfer ourselves */
-	int user_abort;
 };
 
+/* http sink: the crc32c of a run from 0, then the window. */
 static int rd_sink(void *ud, const char *data, size_t len)
 {
 	struct rd *r = ud;
-	uint64_t a, b, n;
 
-	if (r->crc_ok && r->pos == r->crc_pos) {
+	if (r->crc_ok && r->w.pos == r->crc_pos) {
 		r->crc = ck_crc32c(r->crc, data, len);
 		r->crc_pos += len;
 	}
-	a = r->pos;
-	b = r->pos + len;
-	r->pos = b;
-	if (b <= r->skip_to)
-		return 0;
-	if (a < r->skip_to) {
-		data += r->skip_to - a;
-		a = r->skip_to;
-	}
-	if (a >= r->end) {
-		r->enough = 1;
-		return 1;
-	}
-	n = (b > r->end ? r->end : b) - a;
-	if (n && r->sink(r->ud, data, (size_t)n) != 0) {
-		r->user_abort = 1;
-		return 1;
-	}
-	r->delivered += n;
-	r->skip_to = a + n;
-	if (b > r->end) {
-		/* More than asked for (a server ignoring Range): stop here. */
-		r->enough = 1;
-		return 1;
-	}
-	return 0;
+	return be_rdwin_feed(&r->w, data, len);
 }
 
 static int gcs_read(struct be *b, const char *path, const struct be_version *ver,
@@ -1203,10 +1171,10 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 	if (got)
 		*got = 0;
 	memset(&r, 0, sizeof(r));
-	r.sink = sink;
-	r.ud = ud;
-	r.end = (len == UINT64_MAX || off > UINT64_MAX - len) ? UINT64_MAX : off + len;
-	r.skip_to = off;
+	r.w.sink = sink;
+	r.w.ud = ud;
+	r.w.end = (len == UINT64_MAX || off > UINT64_MAX - len) ? UINT64_MAX : off + len;
+	r.w.skip_to = off;
 	r.crc_ok = off == 0;
 	if (len == 0)
 		return 0;
@@ -1228,18 +1196,18 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 		goto out;
 	url = base;
 	for (;;) {
-		start = r.skip_to;
+		start = r.w.skip_to;
 		hdrs[0] = NULL;
-		if (start > 0 || r.end != UINT64_MAX) {
-			if (r.end == UINT64_MAX)
+		if (start > 0 || r.w.end != UINT64_MAX) {
+			if (r.w.end == UINT64_MAX)
 				snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-", start);
 			else
 				snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64,
-					 start, r.end - 1);
+					 start, r.w.end - 1);
 			hdrs[0] = range;
 		}
 		/* A 206 starts at `start`, a 200 at 0 (see the 200 check below). */
-		r.pos = start;
+		r.w.pos = start;
 		memset(&req, 0, sizeof(req));
 		req.method = "GET";
 		req.url = url;
@@ -1251,13 +1219,13 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 		http_resp_release(&resp);
 		if (http_do(g->http, &req, &resp, err) == 0)
 			break;
-		if (r.enough) {
+		if (r.w.enough) {
 			/* Stopped by us with everything asked for delivered. */
 			err_clear(err);
 			rc = 0;
 			goto out;
 		}
-		if (r.user_abort) {
+		if (r.w.user_abort) {
 			err_set(err, ERR_CANCELED, "read \"%s\": stopped by the caller", path);
 			goto out;
 		}
@@ -1270,7 +1238,7 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 		if (err && (err->code == ERR_NET || err->code == ERR_TIMEOUT) &&
 		    resp.sink_bytes > 0 && ++pieces <= 100000) {
 			log_debug(TAG, "read \"%s\": transfer cut after %" PRIu64 " bytes; "
-				  "continuing at %" PRIu64, path, resp.sink_bytes, r.skip_to);
+				  "continuing at %" PRIu64, path, resp.sink_bytes, r.w.skip_to);
 			continue;
 		}
 		err_prefix(err, "read \"%s\"", path);
@@ -1290,7 +1258,7 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 				"header (the bytes delivered are not valid)", path);
 			goto out;
 		}
-		total = r.pos;
+		total = r.w.pos;
 	} else {
 		err_set(err, ERR_PARSE, "read \"%s\": unexpected HTTP status %ld", path,
 			resp.status);
@@ -1314,7 +1282,7 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 	rc = 0;
 out:
 	if (got)
-		*got = r.delivered;
+		*got = r.w.delivered;
 	http_resp_release(&resp);
 	free(base);
 	return rc;
@@ -1382,26 +1350,6 @@ static int verify_committed(const struct gcs_obj *o, const struct be_meta *m,
 	if (o->has_md5 && memcmp(o->md5, m->md5, 16) != 0)
 		return err_set(err, ERR_PARSE, "upload \"%s\": committed md5 differs "
 			       "(checksum mismatch)", path);
-	return 0;
-}
-
-/* Read exactly len bytes of fd at off into buf. */
-static int pread_full(int fd, char *buf, size_t len, uint64_t off, struct err *err)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(err, "read at %" PRIu64, off + done);
-		if (n == 0)
-			return err_set(err, ERR_IO, "file shorter than %" PRIu64 " bytes "
-				       "(changed during upload)", off + len);
-		done += (size_t)n;
-	}
 	return 0;
 }
 
@@ -1511,25 +1459,8 @@ static int gcs_put(struct be *b, const char *path, int fd, const struct be_meta 
 
 	if (out)
 		memset(out, 0, sizeof(*out));
-	if (meta->size > (uint64_t)1 << 31) {
-		err_set(err, ERR_INVAL, "upload \"%s\": %" PRIu64 " bytes is too large for one "
-			"request (use a resumable upload)", path, meta->size);
+	if (be_load_for_put(fd, meta, (uint64_t)1 << 31, 0, path, &data, err) < 0)
 		goto out;
-	}
-	data = malloc(meta->size ? (size_t)meta->size : 1);
-	if (!data) {
-		err_set(err, ERR_NOMEM, "upload \"%s\": out of memory", path);
-		goto out;
-	}
-	if (pread_full(fd, data, (size_t)meta->size, 0, err) < 0) {
-		err_prefix(err, "upload \"%s\"", path);
-		goto out;
-	}
-	if (ck_crc32c(0, data, (size_t)meta->size) != meta->crc32c) {
-		err_set(err, ERR_INVAL, "upload \"%s\": content changed since its checksum "
-			"was computed", path);
-		goto out;
-	}
 	rc = put_mem(g, path, data, meta, NULL, pre, out, err);
 out:
 	free(data);
@@ -1542,15 +1473,8 @@ static int gcs_symlink(struct be *b, const char *path, const char *target,
 {
 	struct be_meta m;
 
-	memset(&m, 0, sizeof(m));
-	if (!target || !*target || strlen(target) >= 4096)
-		return err_set(err, ERR_INVAL, "symlink \"%s\": bad target", path);
-	m.size = strlen(target);
-	m.crc32c = ck_crc32c(0, target, (size_t)m.size);
-	ck_md5(target, (size_t)m.size, m.md5);
-	if (mtime)
-		m.mtime = *mtime;
-	m.content_type = "text/plain; charset=utf-8";
+	if (be_symlink_meta(path, target, mtime, "text/plain; charset=utf-8", &m, err) < 0)
+		return -1;
 	return put_mem(G(b), path, target, &m, target, pre, out, err);
 }
 
@@ -1624,12 +1548,7 @@ static int gcs_upload_begin(struct be *b, const char *path, const struct be_meta
 			be_entry_release(&cur);
 			if (rc == 0) {
 				/* Already committed by an earlier attempt. */
-				snprintf(up->path, sizeof(up->path), "%s", path);
-				up->meta = *meta;
-				up->meta.content_type = NULL;
-				up->chunk_size = chunk;
-				up->persisted = meta->size;
-				up->done = 1;
+				be_upload_started(up, path, meta, chunk, 1);
 			}
 			goto out;
 		}
@@ -1657,12 +1576,7 @@ static int gcs_upload_begin(struct be *b, const char *path, const struct be_meta
 		err_set(err, ERR_PARSE, "upload \"%s\": session URI is not a URL", path);
 		goto out;
 	}
-	snprintf(up->path, sizeof(up->path), "%s", path);
-	up->meta = *meta;
-	up->meta.content_type = NULL;
-	up->chunk_size = chunk;
-	up->persisted = 0;
-	up->done = 0;
+	be_upload_started(up, path, meta, chunk, 0);
 	rc = 0;
 out:
 	if (rc < 0)
@@ -2653,7 +2567,7 @@ static int range_meta(int fd, uint64_t off, uint64_t len, struct be_meta *m, str
 	}
 	while (done < len) {
 		n = len - done < BUFSZ ? (size_t)(len - done) : BUFSZ;
-		if (pread_full(fd, buf, n, off + done, err) < 0)
+		if (be_pread_full(fd, buf, n, off + done, err) < 0)
 			goto out;
 		crc = ck_crc32c(crc, buf, n);
 		ck_md5_update(&md5, buf, n);
@@ -2694,7 +2608,7 @@ static int put_tail(struct be *b, const char *tmp, int fd, uint64_t off,
 				err_set(err, ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		if (pread_full(fd, data, (size_t)m->size, off, err) < 0)
+		if (be_pread_full(fd, data, (size_t)m->size, off, err) < 0)
 			goto out;
 		if (ck_crc32c(0, data, (size_t)m->size) != m->crc32c) {
 			err_set(err, ERR_INVAL, "the file changed while its tail was sent");

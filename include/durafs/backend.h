@@ -567,6 +567,55 @@ int be_chunk_size_valid(uint64_t size);
 uint64_t be_chunk_next(uint64_t total, uint64_t persisted, uint64_t chunk_size,
 		       int *last);
 
+/* Fill the local half of up for a session just started (or found already
+ * committed) by a backend: path, a copy of *meta with content_type NULL,
+ * chunk_size = chunk; committed: persisted = meta->size and done = 1, else
+ * persisted = 0 and done = 0. The session URI is left to the caller. */
+void be_upload_started(struct be_upload *up, const char *path, const struct be_meta *meta,
+		       uint64_t chunk, int committed);
+
+/* The window of a ranged download (shared by the backends' read paths): the
+ * bytes of one or more transfers, each starting at pos (a restart after a
+ * cut starts at skip_to; a whole 200 reply starts at 0), are clipped to
+ * [skip_to, end) and passed in order to the caller's sink. The backend
+ * zeroes it, sets sink, ud, skip_to (the read's offset) and end, and sets
+ * pos before each transfer; the rest is kept by be_rdwin_feed. */
+struct be_rdwin {
+	be_sink_fn sink;
+	void *ud;
+	uint64_t pos;             /* object offset of the next byte received */
+	uint64_t end;             /* stop before this offset (UINT64_MAX: none) */
+	uint64_t skip_to;         /* deliver only from this offset on */
+	uint64_t delivered;       /* bytes passed to sink */
+	int enough;               /* we stopped the transfer ourselves */
+	int user_abort;           /* the sink returned non-zero */
+};
+/* Take len received bytes at w->pos: advance pos and deliver the part in
+ * [skip_to, end) that was not delivered yet. Returns 0 to go on, or 1 to
+ * stop the transfer: the window is full (enough = 1, also when more than
+ * asked for arrived: a server ignoring Range) or the sink refused
+ * (user_abort = 1). Suits http_req.sink directly. */
+int be_rdwin_feed(struct be_rdwin *w, const char *data, size_t len);
+
+/* Read exactly len bytes of fd at off into buf (short reads and EINTR
+ * handled). -1 with *err on a read error, or ERR_IO when the file is
+ * shorter (it changed during the upload). Thread-safe (pread). */
+int be_pread_full(int fd, void *buf, size_t len, uint64_t off, struct err *err);
+/* For a one-request upload of path: the whole file fd (meta->size bytes,
+ * at most max) read into a new malloc'd *data (the caller frees it), and
+ * checked against the checksum in meta (md5 when by_md5, else crc32c).
+ * -1 with *err ("upload \"path\": ...") and *data NULL when it is too
+ * large or changed since its checksum was computed (ERR_INVAL), out of
+ * memory, or unreadable. */
+int be_load_for_put(int fd, const struct be_meta *meta, uint64_t max, int by_md5,
+		    const char *path, char **data, struct err *err);
+/* The upload metadata of a symlink stored as an object whose content is its
+ * target: *m zeroed, then size, crc32c and md5 of target, mtime (when not
+ * NULL) and content_type (static text). -1 with ERR_INVAL ("symlink
+ * \"path\": bad target") when target is NULL, empty or 4096 bytes or more. */
+int be_symlink_meta(const char *path, const char *target, const struct timespec *mtime,
+		    const char *content_type, struct be_meta *m, struct err *err);
+
 /* --- errors a user can act on -------------------------------------------- */
 
 /* Google's error reasons that a user can do something about

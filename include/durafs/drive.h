@@ -301,6 +301,18 @@ int drive_new(const struct drive_opts *o, struct be **out, struct err *err);
  * into buf. b must be a Drive backend. */
 void drive_root_id(struct be *b, char *buf, size_t len);
 
+/* The shared drive the resolved root is on ("" on My Drive or before the
+ * first resolution) into buf. b must be a Drive backend. */
+void drive_root_drive_id(struct be *b, char *buf, size_t len);
+
+/* Give b the root a previous mount of the same source resolved (its
+ * drive_root_id and drive_root_drive_id; drive_id may be NULL or ""), so
+ * that it starts without asking the remote (a remount while the remote is
+ * unreachable). A root already resolved is kept. ERR_INVAL when an id is
+ * malformed. Thread-safe. */
+int drive_root_restore(struct be *b, const char *root_id, const char *drive_id,
+		       struct err *err);
+
 /* Pacing counters of a Drive backend. */
 struct drive_pace_stats {
 	uint64_t rate_hits;       /* rate-limit replies seen by writes */

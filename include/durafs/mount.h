@@ -40,6 +40,8 @@ struct fs;
 #define MNT_META_DOCS "mount.docs"               /* "export" | "hide" (Drive) */
 #define MNT_META_DELETE "mount.delete"           /* "trash" | "permanent" (Drive) */
 #define MNT_META_LAYOUT "mount.layout"           /* "plain" | "colab" (Drive) */
+#define MNT_META_DRIVE_ROOT "mount.drive_root"   /* resolved root folder id (Drive) */
+#define MNT_META_DRIVE_SHARED "mount.drive_root_drive" /* its shared drive, or "" */
 
 /* Every part of a mount. Fields are set by the calls below in order and
  * released by mnt_release in reverse; any may be NULL. Thread-safety: after
@@ -64,6 +66,10 @@ struct mnt {
 	struct fs *fs;              /* the daemon's filesystem, or NULL */
 	pid_t pid;
 	int64_t started_ms;         /* wall clock */
+	/* Set by the caller before mnt_journal_open when mnt_check found the
+	 * remote unreachable (mnt_unreachable): the mount then goes on from
+	 * what an earlier mount of the same source stored. */
+	int offline;
 	atomic_int stopping;        /* the daemon is going down */
 	/* What the control command "unmount" calls (the daemon sets it; NULL:
 	 * the command is refused). Runs on a control thread. */
@@ -95,11 +101,22 @@ int mnt_remote_open(struct mnt *m, struct err *err);
  * The message says which of them failed, in one line. */
 int mnt_check(struct mnt *m, struct err *err);
 
+/* 1 when e (from mnt_check) says the remote could not be reached rather
+ * than refused us: ERR_NET, ERR_TIMEOUT, ERR_CANCELED (a deadline of the
+ * caller), or an HTTP 5xx after retries. 0 for everything else (ERR_AUTH,
+ * ERR_NOTFOUND: a missing bucket or folder, ERR_PERM, a malformed reply). */
+int mnt_unreachable(const struct err *e);
+
 /* Open the journal (must_exist: it must be there already, for `sync
  * --flush --cache-dir`). A journal held by a running mount fails with
  * ERR_IO sys_errno EBUSY "cache dir ... is in use by another mount". For a
  * mount (!must_exist), a journal that recorded another source is refused
- * (ERR_INVAL) and the options are recorded in its meta table. */
+ * (ERR_INVAL) and the options are recorded in its meta table; on Drive
+ * (layout plain) so is the root folder id once resolved (by mnt_check).
+ * With m->offline, the journal must exist already and have recorded this
+ * source (a mount of it reached the remote before): else ERR_NOTFOUND and
+ * nothing is created or recorded; a stored Drive root id is given to the
+ * backend (drive_root_restore), so nothing needs the remote to start. */
 int mnt_journal_open(struct mnt *m, int must_exist, struct err *err);
 
 /* Fill the options a journal recorded into *mo (defaults first, then the
@@ -118,7 +135,8 @@ typedef int (*mnt_progress_fn)(void *ud, const struct jnl_progress *p);
 
 /* Wait until every op appended before the call is committed (0), or until
  * nothing more can progress (-1, ERR_CONFLICT/the first failure), or
- * timeout_ms passes (< 0: none; ERR_TIMEOUT), or fn asks to stop
+ * timeout_ms passes (< 0: none; ERR_TIMEOUT, the message naming the first
+ * paths still waiting and the last error of one retried), or fn asks to stop
  * (ERR_CANCELED). On -1 with a failure, *failed (when not NULL) gets a new
  * JSON array describing every failed or conflicting op the flush covered:
  * {"seq","op","path","path2"?,"state":"failed"|"conflict","error":code name,

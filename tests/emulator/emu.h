@@ -71,6 +71,11 @@ void emu_resp_error(struct emu_resp *r, int status, const char *reason,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void emu_resp_header(struct emu_resp *r, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* A resumable upload's "resume incomplete" reply: 308 with Range:
+ * bytes=0-(persisted-1) (no Range when nothing is persisted), or, when
+ * no308 (the request's X-GUploader-No-308 value, may be NULL) is "yes", a
+ * 200 with X-HTTP-Status-Code-Override: 308 (what Go clients ask for). */
+void emu_resp_incomplete(struct emu_resp *r, const char *no308, uint64_t persisted);
 
 /* The server's base URL, "http://127.0.0.1:PORT" (for session URIs). */
 const char *emu_base_url(const struct emu *e);

@@ -10,6 +10,7 @@
  *   completed_cb      conn freed
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -454,6 +455,18 @@ void emu_resp_header(struct emu_resp *r, const char *name, const char *fmt, ...)
 fail:
 	free(v);
 	free(n);
+}
+
+void emu_resp_incomplete(struct emu_resp *r, const char *no308, uint64_t persisted)
+{
+	if (no308 && !strcasecmp(no308, "yes")) {
+		emu_resp_text(r, 200, "text/plain", "", 0);
+		emu_resp_header(r, "X-HTTP-Status-Code-Override", "308");
+	} else {
+		emu_resp_text(r, 308, "text/plain", "", 0);
+	}
+	if (persisted)
+		emu_resp_header(r, "Range", "bytes=0-%" PRIu64, persisted - 1);
 }
 
 /* ------------------------------------------------------------------------ */

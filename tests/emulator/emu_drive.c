@@ -939,16 +939,7 @@ out:
 
 static void reply_incomplete(const struct dreq *q, struct emu_resp *r, uint64_t persisted)
 {
-	const char *no308 = hget(q, "X-GUploader-No-308");
-
-	if (no308 && !strcasecmp(no308, "yes")) {
-		emu_resp_text(r, 200, "text/plain", "", 0);
-		emu_resp_header(r, "X-HTTP-Status-Code-Override", "308");
-	} else {
-		emu_resp_text(r, 308, "text/plain", "", 0);
-	}
-	if (persisted)
-		emu_resp_header(r, "Range", "bytes=0-%" PRIu64, persisted - 1);
+	emu_resp_incomplete(r, hget(q, "X-GUploader-No-308"), persisted);
 }
 
 /* The file a finished session made (its current state). ss->mu held. */

@@ -55,6 +55,7 @@
 
 #include "durafs/enc.h"
 #include "emu_drive_store.h"
+#include "emu_file.h"
 #include "emu_parse.h"
 
 #define CHUNK_ALIGN (256 * 1024)
@@ -373,78 +374,6 @@ static void err_notfound(struct dst_err *e, const char *id)
 	set_err(e, 404, "notFound", "fileId", "File not found: %.80s.", id);
 }
 
-static int write_all(int fd, const void *buf, size_t len, off_t off, int use_off)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = use_off ? pwrite(fd, p, len, off) : write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len, off_t off)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static char *path_join(const char *dir, const char *sub, const char *leaf)
-{
-	char *p = NULL;
-
-	if (asprintf(&p, "%s/%s%s%s", dir, sub, leaf ? "/" : "", leaf ? leaf : "") < 0)
-		return NULL;
-	return p;
-}
-
-static int mkdir_p(const char *path)
-{
-	char *tmp = strdup(path), *p;
-	int rc = -1;
-
-	if (!tmp)
-		return -1;
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			goto out;
-		*p = '/';
-	}
-	rc = mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
-out:
-	free(tmp);
-	return rc;
-}
-
 static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void warn(const char *fmt, ...)
@@ -459,7 +388,7 @@ static void warn(const char *fmt, ...)
 	va_end(ap);
 	n = (int)strlen(buf);
 	buf[n++] = '\n';
-	if (write_all(STDERR_FILENO, buf, (size_t)n, 0, 0) < 0)
+	if (emf_write_all(STDERR_FILENO, buf, (size_t)n, 0, 0) < 0)
 		return;
 }
 
@@ -590,17 +519,12 @@ static struct dst_blob *blob_new(void)
 
 static int blob_map(struct dst_blob *b)
 {
-	int fd;
-	void *m;
+	char *m;
 
 	if (b->len == 0)
 		return 0;
-	fd = open(b->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	m = mmap(NULL, (size_t)b->len, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
+	m = emf_map_ro(b->path, (size_t)b->len);
+	if (!m)
 		return -1;
 	b->data = m;
 	b->mapped = 1;
@@ -613,7 +537,7 @@ static int blob_assign_path(struct dst *s, struct dst_blob *b)
 
 	b->id = atomic_fetch_add(&s->next_blob, 1);
 	snprintf(leaf, sizeof(leaf), "%016" PRIx64, b->id);
-	b->path = path_join(s->dir, "blobs", leaf);
+	b->path = emf_path_join(s->dir, "blobs", leaf);
 	return b->path ? 0 : -1;
 }
 
@@ -640,7 +564,7 @@ struct dst_blob *dst_blob_take(struct dst *s, char *data, uint64_t len)
 	if (blob_assign_path(s, b) < 0)
 		goto fail;
 	fd = open(b->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write_all(fd, data, (size_t)len, 0, 1) < 0)
+	if (fd < 0 || emf_write_all(fd, data, (size_t)len, 0, 1) < 0)
 		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;
@@ -705,7 +629,7 @@ static void blob_unlink(struct dst *s, struct dst_blob *b)
 static void jflush_buf(struct dst *s, const char *buf, size_t len)
 {
 	pthread_mutex_lock(&s->jmu);
-	if (s->jfd >= 0 && write_all(s->jfd, buf, len, 0, 0) < 0 && !s->jwarned) {
+	if (s->jfd >= 0 && emf_write_all(s->jfd, buf, len, 0, 0) < 0 && !s->jwarned) {
 		s->jwarned = 1;
 		warn("cannot append to the journal: %s", strerror(errno));
 	}
@@ -2808,7 +2732,7 @@ static int sess_open_file(struct dst *s, struct dst_sess *ss)
 {
 	if (!s->dir)
 		return 0;
-	ss->path = path_join(s->dir, "sessions", ss->id);
+	ss->path = emf_path_join(s->dir, "sessions", ss->id);
 	if (!ss->path)
 		return -1;
 	ss->fd = open(ss->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -2899,21 +2823,11 @@ int dst_sess_append(struct dst *s, struct dst_sess *ss, const void *data, size_t
 {
 	(void)s;
 	if (ss->fd >= 0) {
-		if (write_all(ss->fd, data, len, (off_t)ss->persisted, 1) < 0)
+		if (emf_write_all(ss->fd, data, len, (off_t)ss->persisted, 1) < 0)
 			return -1;
 	} else {
-		if (ss->persisted + len + 1 > ss->cap) {
-			size_t cap = ss->cap ? ss->cap : CHUNK_ALIGN;
-			char *g;
-
-			while (cap < ss->persisted + len + 1)
-				cap *= 2;
-			g = realloc(ss->buf, cap);
-			if (!g)
-				return -1;
-			ss->buf = g;
-			ss->cap = cap;
-		}
+		if (emf_buf_reserve(&ss->buf, &ss->cap, ss->persisted + len + 1, CHUNK_ALIGN) < 0)
+			return -1;
 		memcpy(ss->buf + ss->persisted, data, len);
 	}
 	sess_sums_update(ss, data, len);
@@ -3187,7 +3101,7 @@ static struct dst_blob *replay_blob(struct dst *s, struct blobmap *bm, const jso
 	}
 	if (id && len) {
 		snprintf(leaf, sizeof(leaf), "%016" PRIx64, id);
-		b->path = path_join(s->dir, "blobs", leaf);
+		b->path = emf_path_join(s->dir, "blobs", leaf);
 		if (!b->path || stat(b->path, &st) < 0 || (uint64_t)st.st_size != len ||
 		    blob_map(b) < 0) {
 			warn("blob %s is missing or damaged; its file is dropped", leaf);
@@ -3332,7 +3246,7 @@ static void restore_session_bytes(struct dst *s, struct dst_sess *ss)
 	off_t keep, off = 0;
 	char *buf = NULL;
 
-	ss->path = path_join(s->dir, "sessions", ss->id);
+	ss->path = emf_path_join(s->dir, "sessions", ss->id);
 	if (!ss->path)
 		goto expire;
 	ss->fd = open(ss->path, O_RDWR | O_CLOEXEC);
@@ -3349,7 +3263,7 @@ static void restore_session_bytes(struct dst *s, struct dst_sess *ss)
 	while (off < keep) {
 		size_t n = keep - off > (1 << 20) ? (1 << 20) : (size_t)(keep - off);
 
-		if (read_all(ss->fd, buf, n, off) < 0)
+		if (emf_read_all(ss->fd, buf, n, off) < 0)
 			goto expire;
 		sess_sums_update(ss, buf, n);
 		off += (off_t)n;
@@ -3612,8 +3526,8 @@ out:
 /* Delete blob and session files that nothing refers to. */
 static void collect_garbage(struct dst *s)
 {
-	char *bdir = path_join(s->dir, "blobs", NULL);
-	char *sdir = path_join(s->dir, "sessions", NULL);
+	char *bdir = emf_path_join(s->dir, "blobs", NULL);
+	char *sdir = emf_path_join(s->dir, "sessions", NULL);
 	DIR *d;
 	struct dirent *de;
 	size_t i;
@@ -3640,7 +3554,7 @@ static void collect_garbage(struct dst *s)
 			for (i = 0; i < nlive && !used; i++)
 				used = live[i] == id;
 			if (!used || !end || *end) {
-				char *p = path_join(bdir, de->d_name, NULL);
+				char *p = emf_path_join(bdir, de->d_name, NULL);
 
 				if (p)
 					unlink(p);
@@ -3657,7 +3571,7 @@ static void collect_garbage(struct dst *s)
 				continue;
 			ss = dmap_get(&s->sess, de->d_name);
 			if (!ss || ss->state != DST_SESS_ACTIVE) {
-				char *p = path_join(sdir, de->d_name, NULL);
+				char *p = emf_path_join(sdir, de->d_name, NULL);
 
 				if (p)
 					unlink(p);
@@ -3688,13 +3602,13 @@ struct dst *dst_open(const char *dir, char *why, size_t whysz)
 	atomic_init(&s->next_blob, 1);
 	if (dir) {
 		s->dir = strdup(dir);
-		if (!s->dir || mkdir_p(dir) < 0) {
+		if (!s->dir || emf_mkdir_p(dir) < 0) {
 			snprintf(why, whysz, "cannot create %s: %s", dir, strerror(errno));
 			goto fail;
 		}
 		for (i = 0; i < 2; i++) {
-			sub = path_join(dir, i ? "sessions" : "blobs", NULL);
-			if (!sub || mkdir_p(sub) < 0) {
+			sub = emf_path_join(dir, i ? "sessions" : "blobs", NULL);
+			if (!sub || emf_mkdir_p(sub) < 0) {
 				snprintf(why, whysz, "cannot create %s: %s", sub ? sub : dir,
 					 strerror(errno));
 				goto fail;
@@ -3702,7 +3616,7 @@ struct dst *dst_open(const char *dir, char *why, size_t whysz)
 			free(sub);
 			sub = NULL;
 		}
-		jpath = path_join(dir, "journal", NULL);
+		jpath = emf_path_join(dir, "journal", NULL);
 		if (!jpath || replay(s, jpath, why, whysz) < 0)
 			goto fail;
 		for (i = 0; i < s->sess.nb; i++) {

@@ -248,6 +248,33 @@ static int json_i64(const json_t *v, int64_t *out)
 	return -1;
 }
 
+/* The object name of an insert (?name=, else the resource's "name") and
+ * the attributes of its resource (NULL: none) into *spec. NULL after
+ * answering 400 when the name is missing or invalid or the resource is. */
+static const char *insert_name_spec(const struct emu_req *req, const json_t *res,
+				    struct gst_spec *spec, struct emu_resp *r)
+{
+	const char *name, *bad;
+	char why[160];
+
+	name = emu_req_query(req, "name");
+	if (!name)
+		name = json_string_value(json_object_get(res, "name"));
+	if (!name) {
+		emu_resp_error(r, 400, "required", "Required: the object name");
+		return NULL;
+	}
+	if ((bad = bad_object_name(name))) {
+		emu_resp_error(r, 400, "invalid", "%s", bad);
+		return NULL;
+	}
+	if (gst_spec_from_json(spec, res, why, sizeof(why)) < 0) {
+		emu_resp_error(r, 400, "invalid", "%s", why);
+		return NULL;
+	}
+	return name;
+}
+
 /* Parse a JSON request body (empty = NULL with no error). Returns 0, or -1
  * having answered 400. */
 static int body_json(const struct emu_req *req, struct emu_resp *r, json_t **out)
@@ -952,7 +979,7 @@ static void insert_multipart(struct gcs *g, struct emu *e, const struct emu_req 
 	struct gst_blob *blob = NULL;
 	json_t *meta = NULL;
 	json_error_t jerr;
-	const char *name, *bad, *crc, *md5;
+	const char *name, *crc, *md5;
 
 	r->kind = "gcs.objects.insert.multipart";
 	if (emu_parse_boundary(emu_req_header(req, "Content-Type"), boundary,
@@ -976,21 +1003,9 @@ static void insert_multipart(struct gcs *g, struct emu *e, const struct emu_req 
 		emu_resp_error(r, 400, "parseError", "Metadata part is not a JSON object");
 		goto out;
 	}
-	name = emu_req_query(req, "name");
+	name = insert_name_spec(req, meta, &spec, r);
 	if (!name)
-		name = json_string_value(json_object_get(meta, "name"));
-	if (!name) {
-		emu_resp_error(r, 400, "required", "Required: the object name");
 		goto out;
-	}
-	if ((bad = bad_object_name(name))) {
-		emu_resp_error(r, 400, "invalid", "%s", bad);
-		goto out;
-	}
-	if (gst_spec_from_json(&spec, meta, why, sizeof(why)) < 0) {
-		emu_resp_error(r, 400, "invalid", "%s", why);
-		goto out;
-	}
 	if (!spec.attr[GST_CONTENT_TYPE] && mp.part[1].ctype_len)
 		spec.attr[GST_CONTENT_TYPE] = strndup(mp.part[1].ctype, mp.part[1].ctype_len);
 	if (sums_from_json(r, meta, &crc, &md5) < 0)
@@ -1024,27 +1039,14 @@ static void insert_metadata_only(struct gcs *g, struct emu *e, const struct emu_
 	struct gst_spec spec = { 0 };
 	struct gst_blob *blob;
 	json_t *body = NULL;
-	const char *name, *bad;
-	char why[160];
+	const char *name;
 
 	r->kind = "gcs.objects.insert.metadata";
 	if (cond_from_query(req, "if", &c, r) < 0 || body_json(req, r, &body) < 0)
 		return;
-	name = emu_req_query(req, "name");
+	name = insert_name_spec(req, body, &spec, r);
 	if (!name)
-		name = json_string_value(json_object_get(body, "name"));
-	if (!name) {
-		emu_resp_error(r, 400, "required", "Required: the object name");
 		goto out;
-	}
-	if ((bad = bad_object_name(name))) {
-		emu_resp_error(r, 400, "invalid", "%s", bad);
-		goto out;
-	}
-	if (gst_spec_from_json(&spec, body, why, sizeof(why)) < 0) {
-		emu_resp_error(r, 400, "invalid", "%s", why);
-		goto out;
-	}
 	blob = gst_blob_copy(g->store, "", 0);
 	if (!blob) {
 		emu_resp_error(r, 500, "backendError", "Out of memory.");
@@ -1089,29 +1091,16 @@ static void resumable_start(struct gcs *g, struct emu *e, const struct emu_req *
 	json_t *meta = NULL;
 	struct gst_spec scratch = { 0 };
 	struct gst_sess *ss = NULL;
-	const char *name, *bad, *v, *crc, *md5;
-	char why[160];
+	const char *name, *v, *crc, *md5;
 	int64_t declared = -1;
 	int rc;
 
 	r->kind = "gcs.objects.insert.resumable";
 	if (body_json(req, r, &meta) < 0)
 		return;
-	name = emu_req_query(req, "name");
+	name = insert_name_spec(req, meta, &scratch, r);
 	if (!name)
-		name = json_string_value(json_object_get(meta, "name"));
-	if (!name) {
-		emu_resp_error(r, 400, "required", "Required: the object name");
 		goto out;
-	}
-	if ((bad = bad_object_name(name))) {
-		emu_resp_error(r, 400, "invalid", "%s", bad);
-		goto out;
-	}
-	if (meta && (gst_spec_from_json(&scratch, meta, why, sizeof(why)) < 0)) {
-		emu_resp_error(r, 400, "invalid", "%s", why);
-		goto out;
-	}
 	if (meta && sums_from_json(r, meta, &crc, &md5) < 0)
 		goto out;
 	if ((v = emu_req_header(req, "X-Upload-Content-Length")) && *v) {
@@ -1151,16 +1140,7 @@ out:
  * 200 with an override header instead: X-GUploader-No-308). */
 static void reply_incomplete(const struct emu_req *req, struct emu_resp *r, uint64_t persisted)
 {
-	const char *no308 = emu_req_header(req, "X-GUploader-No-308");
-
-	if (no308 && !strcasecmp(no308, "yes")) {
-		emu_resp_text(r, 200, "text/plain", "", 0);
-		emu_resp_header(r, "X-HTTP-Status-Code-Override", "308");
-	} else {
-		emu_resp_text(r, 308, "text/plain", "", 0);
-	}
-	if (persisted)
-		emu_resp_header(r, "Range", "bytes=0-%" PRIu64, persisted - 1);
+	emu_resp_incomplete(r, emu_req_header(req, "X-GUploader-No-308"), persisted);
 }
 
 /* The object a completed session made (200), or a minimal resource when it

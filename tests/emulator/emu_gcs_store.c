@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "emu_file.h"
 #include "emu_gcs_store.h"
 
 #define SL_MAX 24
@@ -107,84 +108,11 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int write_all(int fd, const void *buf, size_t len, off_t off, int use_off)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = use_off ? pwrite(fd, p, len, off) : write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len, off_t off)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static char *path_join(const char *dir, const char *sub, const char *leaf)
-{
-	char *p = NULL;
-
-	if (asprintf(&p, "%s/%s%s%s", dir, sub, leaf ? "/" : "", leaf ? leaf : "") < 0)
-		return NULL;
-	return p;
-}
-
 static int mkdir_one(const char *path)
 {
 	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return -1;
 	return 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char *tmp = strdup(path);
-	char *p;
-	int rc = -1;
-
-	if (!tmp)
-		return -1;
-	for (p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir_one(tmp) < 0)
-			goto out;
-		*p = '/';
-	}
-	rc = mkdir_one(tmp);
-out:
-	free(tmp);
-	return rc;
 }
 
 static void sum_bytes(const char *data, uint64_t len, uint32_t *crc, unsigned char md5[16])
@@ -238,7 +166,7 @@ static void blob_link(struct gst_blob *b)
 		 * delete of its source): write the file back from the mapping */
 		int fd = open(b->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
-		if (fd < 0 || write_all(fd, b->data, (size_t)b->len, 0, 1) < 0)
+		if (fd < 0 || emf_write_all(fd, b->data, (size_t)b->len, 0, 1) < 0)
 			fprintf(stderr, "gcs: cannot rewrite blob file %s: %s\n", b->path,
 				strerror(errno));
 		if (fd >= 0)
@@ -267,17 +195,12 @@ static struct gst_blob *blob_new(void)
 /* Map the blob's file (data dir); len already set. */
 static int blob_map(struct gst_blob *b)
 {
-	int fd;
-	void *m;
+	char *m;
 
 	if (b->len == 0)
 		return 0;
-	fd = open(b->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	m = mmap(NULL, (size_t)b->len, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
+	m = emf_map_ro(b->path, (size_t)b->len);
+	if (!m)
 		return -1;
 	b->data = m;
 	b->mapped = 1;
@@ -290,7 +213,7 @@ static int blob_assign_file(struct gst *s, struct gst_blob *b)
 
 	b->id = atomic_fetch_add(&s->next_blob, 1);
 	snprintf(leaf, sizeof(leaf), "%016" PRIx64, b->id);
-	b->path = path_join(s->dir, "blobs", leaf);
+	b->path = emf_path_join(s->dir, "blobs", leaf);
 	return b->path ? 0 : -1;
 }
 
@@ -308,7 +231,7 @@ static int blob_write_file(struct gst *s, struct gst_blob *b, const char *const 
 	if (fd < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
-		if (lens[i] && write_all(fd, data[i], (size_t)lens[i], off, 1) < 0)
+		if (lens[i] && emf_write_all(fd, data[i], (size_t)lens[i], off, 1) < 0)
 			goto out;
 		off += (off_t)lens[i];
 	}
@@ -839,7 +762,7 @@ static void jwrite(struct gst *s, json_t *rec)
 	}
 	len = strlen(line);
 	line[len] = '\n';  /* json_dumps' NUL becomes the line end */
-	if (write_all(s->jfd, line, len + 1, 0, 0) < 0 && !s->jwarned) {
+	if (emf_write_all(s->jfd, line, len + 1, 0, 0) < 0 && !s->jwarned) {
 		fprintf(stderr, "gcs: journal write failed: %s\n", strerror(errno));
 		s->jwarned = 1;
 	}
@@ -1250,6 +1173,27 @@ out:
 	return rc;
 }
 
+/* The version gen (0: the live one) of bucket/name for a change guarded by
+ * c; store lock held for writing. Sets *b, *n, *o and *idx (as
+ * name_version). GST_OK, or GST_ENOBUCKET, GST_ENOOBJ or the condition's
+ * failure (a not-modified one counts as a failed precondition). */
+static int find_for_write(struct gst *s, const char *bucket, const char *name, int64_t gen,
+			  const struct gst_cond *c, struct gst_bucket **b, struct gst_name **n,
+			  struct gst_obj **o, size_t *idx)
+{
+	int rc;
+
+	*b = bucket_find(s, bucket);
+	if (!*b)
+		return GST_ENOBUCKET;
+	*n = sl_find(*b, name);
+	*o = name_version(*n, gen, idx);
+	if (!*o)
+		return GST_ENOOBJ;
+	rc = cond_check(c, *o);
+	return rc == GST_ENOTMOD ? GST_EPRECOND : rc;
+}
+
 int gst_obj_delete(struct gst *s, const char *bucket, const char *name, int64_t gen,
 		   const struct gst_cond *c)
 {
@@ -1260,20 +1204,7 @@ int gst_obj_delete(struct gst *s, const char *bucket, const char *name, int64_t 
 	int rc;
 
 	pthread_rwlock_wrlock(&s->lock);
-	b = bucket_find(s, bucket);
-	if (!b) {
-		rc = GST_ENOBUCKET;
-		goto out;
-	}
-	n = sl_find(b, name);
-	o = name_version(n, gen, &idx);
-	if (!o) {
-		rc = GST_ENOOBJ;
-		goto out;
-	}
-	rc = cond_check(c, o);
-	if (rc == GST_ENOTMOD)
-		rc = GST_EPRECOND;
+	rc = find_for_write(s, bucket, name, gen, c, &b, &n, &o, &idx);
 	if (rc)
 		goto out;
 	if (gen == 0) {
@@ -1374,20 +1305,7 @@ int gst_obj_patch(struct gst *s, const char *bucket, const char *name, int64_t g
 	int rc;
 
 	pthread_rwlock_wrlock(&s->lock);
-	b = bucket_find(s, bucket);
-	if (!b) {
-		rc = GST_ENOBUCKET;
-		goto out;
-	}
-	n = sl_find(b, name);
-	o = name_version(n, gen, &idx);
-	if (!o) {
-		rc = GST_ENOOBJ;
-		goto out;
-	}
-	rc = cond_check(c, o);
-	if (rc == GST_ENOTMOD)
-		rc = GST_EPRECOND;
+	rc = find_for_write(s, bucket, name, gen, c, &b, &n, &o, &idx);
 	if (rc)
 		goto out;
 	nc = obj_clone(o);
@@ -1765,7 +1683,7 @@ static int sess_open_file(struct gst *s, struct gst_sess *ss)
 {
 	if (!s->dir)
 		return 0;
-	if (!ss->path && !(ss->path = path_join(s->dir, "sessions", ss->id)))
+	if (!ss->path && !(ss->path = emf_path_join(s->dir, "sessions", ss->id)))
 		return -1;
 	ss->fd = open(ss->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	return ss->fd < 0 ? -1 : 0;
@@ -1819,7 +1737,7 @@ static int random_id(char out[33])
 	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 	int i;
 
-	if (fd < 0 || read_all(fd, raw, sizeof(raw), 0) < 0) {
+	if (fd < 0 || emf_read_all(fd, raw, sizeof(raw), 0) < 0) {
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -1915,22 +1833,12 @@ static int sess_store(struct gst *s, struct gst_sess *ss, const void *data, size
 	if (s->dir) {
 		if (ss->fd < 0 && sess_open_file(s, ss) < 0)
 			return GST_EIO;
-		if (write_all(ss->fd, data, len, (off_t)ss->persisted, 1) < 0)
+		if (emf_write_all(ss->fd, data, len, (off_t)ss->persisted, 1) < 0)
 			return GST_EIO;
 		return GST_OK;
 	}
-	if (ss->persisted + len > ss->cap) {
-		size_t cap = ss->cap ? ss->cap : CHUNK_ALIGN;
-		char *nb;
-
-		while (cap < ss->persisted + len)
-			cap *= 2;
-		nb = realloc(ss->buf, cap);
-		if (!nb)
-			return GST_ENOMEM;
-		ss->buf = nb;
-		ss->cap = cap;
-	}
+	if (emf_buf_reserve(&ss->buf, &ss->cap, ss->persisted + len, CHUNK_ALIGN) < 0)
+		return GST_ENOMEM;
 	memcpy(ss->buf + ss->persisted, data, len);
 	return GST_OK;
 }
@@ -2276,7 +2184,7 @@ static struct gst_blob *replay_blob(struct gst *s, struct blobmap *bm, const jso
 	}
 	if (bid) {
 		b->id = bid;
-		b->path = path_join(s->dir, "blobs", id);
+		b->path = emf_path_join(s->dir, "blobs", id);
 		if (!b->path)
 			goto fail;
 		/* A file deleted later in the journal's history is normal (the
@@ -2442,7 +2350,7 @@ static int replay_sess(struct gst *s, const json_t *r)
 		ss->ended_ms = gst_now_ms();  /* ages from the restart */
 	fm = jstr(r, "fm");
 	snprintf(ss->fail_msg, sizeof(ss->fail_msg), "%s", fm ? fm : "");
-	ss->path = path_join(s->dir, "sessions", id);
+	ss->path = emf_path_join(s->dir, "sessions", id);
 	if (!ss->path) {
 		gst_sess_unref(ss);
 		return -1;
@@ -2474,7 +2382,7 @@ static void restore_session_bytes(struct gst *s, struct gst_sess *ss)
 	while (off < keep) {
 		size_t n = keep - off > (1u << 20) ? (1u << 20) : (size_t)(keep - off);
 
-		if (read_all(ss->fd, buf, n, (off_t)off) < 0)
+		if (emf_read_all(ss->fd, buf, n, (off_t)off) < 0)
 			goto gone;
 		ss->crc = ck_crc32c(ss->crc, buf, n);
 		ck_md5_update(&ss->md5, buf, n);
@@ -2681,7 +2589,7 @@ static void collect_garbage(struct gst *s)
 			}
 		}
 	}
-	d = path_join(s->dir, "blobs", NULL);
+	d = emf_path_join(s->dir, "blobs", NULL);
 	dir = d ? opendir(d) : NULL;
 	while (dir && (de = readdir(dir))) {
 		char *end = NULL;
@@ -2696,7 +2604,7 @@ static void collect_garbage(struct gst *s)
 		for (i = 0; !errno && *end == '\0' && i < nused && !found; i++)
 			found = used[i] == id;
 		if (!found) {
-			char *p = path_join(s->dir, "blobs", de->d_name);
+			char *p = emf_path_join(s->dir, "blobs", de->d_name);
 
 			if (p)
 				unlink(p);
@@ -2708,7 +2616,7 @@ static void collect_garbage(struct gst *s)
 	free(d);
 sessions:
 	free(used);
-	d = path_join(s->dir, "sessions", NULL);
+	d = emf_path_join(s->dir, "sessions", NULL);
 	dir = d ? opendir(d) : NULL;
 	while (dir && (de = readdir(dir))) {
 		struct gst_sess *ss = NULL;
@@ -2720,7 +2628,7 @@ sessions:
 				if (strcmp(ss->id, de->d_name) == 0)
 					break;
 		if (!ss || ss->state != GST_SESS_ACTIVE) {
-			char *p = path_join(s->dir, "sessions", de->d_name);
+			char *p = emf_path_join(s->dir, "sessions", de->d_name);
 
 			if (p)
 				unlink(p);
@@ -2750,16 +2658,16 @@ struct gst *gst_open(const char *dir, char *why, size_t whysz)
 	if (!dir)
 		return s;
 	s->dir = strdup(dir);
-	if (!s->dir || mkdir_p(dir) < 0)
+	if (!s->dir || emf_mkdir_p(dir) < 0)
 		goto sysfail;
-	sub = path_join(dir, "blobs", NULL);
+	sub = emf_path_join(dir, "blobs", NULL);
 	if (!sub || mkdir_one(sub) < 0)
 		goto sysfail;
 	free(sub);
-	sub = path_join(dir, "sessions", NULL);
+	sub = emf_path_join(dir, "sessions", NULL);
 	if (!sub || mkdir_one(sub) < 0)
 		goto sysfail;
-	jpath = path_join(dir, "journal", NULL);
+	jpath = emf_path_join(dir, "journal", NULL);
 	if (!jpath)
 		goto sysfail;
 	if (replay(s, jpath, why, whysz) < 0)

@@ -6,19 +6,28 @@ the TTL), also with the emulator frozen (SIGSTOP); a directory never listed
 before still gives EIO while the remote is down; mounting never lists the
 root, so a root of 50,000 items mounts at once. GCS and Drive.
 
+A remount while the remote is unreachable (503 to everything, or the
+emulator frozen) goes on from the stored state with a warning: stored
+listings answer, cached files read byte-identical, writes are journaled and
+committed once the remote is back. A first mount with the remote down, or
+a refusal of the credentials, still refuses to mount.
+
 Timings are printed (run with -s to see them) and bounded only generously:
 the real figures go to the bench and the report."""
 import errno
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import time
 
 import pytest
 
 from drive_util import Drive, mount_drive
-from mount_util import TIMEOUT_SCALE, bucket, make_objects, mounts, requests_of, \
-    wait_until  # noqa: F401  (fixtures)
+from gcs_util import Gcs
+from mount_util import TIMEOUT_SCALE, blob, bucket, is_mounted, make_objects, mounts, \
+    requests_of, wait_until  # noqa: F401  (fixtures)
 
 N = 20000
 TTL = "2s"
@@ -305,3 +314,249 @@ def test_drive_mount_50000_root_fast(drive, mounts):
     print("drive: remount %.3f s, then ls of the root from the stored listing %.3f s"
           % (dt, dt2))
     assert len(names) == n
+
+
+# --- remount while the remote is unreachable ---------------------------------
+
+OFFLINE_WARN = r"WARN  mount: remote unreachable: mounting from the stored state"
+# what a mount with the remote down may log: the warning, failed refreshes
+# and retried uploads, the change feed (Drive)
+OFFLINE_ALLOWED = [OFFLINE_WARN, r"WARN .*(changes|poll)", r"WARN .*(retry|retrying|503)"]
+# files read on the first mount (so cached), read again offline
+CACHED = {"data/small.bin": 7000, "data/mid.bin": 300 * 1024, "data/big.bin": (3 << 20) + 17}
+
+
+def gcs_outage_rules():
+    """Every request durafs makes fails with 503, even retried; the test's
+    own media uploads (uploadType=media: another client) still go through."""
+    return [{"kind": "status", "status": 503, "path": "/storage/*"},
+            {"kind": "status", "status": 503, "path": "/batch/*"},
+            {"kind": "status", "status": 503, "path": "/upload/*",
+             "query": "uploadType=multipart"},
+            {"kind": "status", "status": 503, "path": "/upload/*",
+             "query": "uploadType=resumable"},
+            {"kind": "status", "status": 503, "path": "/upload/*", "query": "upload_id="}]
+
+
+def drive_outage_rules():
+    """Every Drive API call fails with 503 (the control API, used for the
+    remote change, is never faulted)."""
+    return [{"kind": "status", "status": 503, "path": "/drive/*"},
+            {"kind": "status", "status": 503, "path": "/upload/*"},
+            {"kind": "status", "status": 503, "path": "/batch/*"}]
+
+
+def journal_meta(m, key):
+    """A value of the (closed) journal's meta table, or None."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(m.cache_dir, "journal.db"),
+                         uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
+
+
+def offline_scenario(m, names_big, outage, heal, change_remote, remote_content, what):
+    """m was mounted, listed `big`, read CACHED and was unmounted. Cut the
+    remote, remount (warning), list and read from the stored state, write
+    a new file (journaled; a flush fails clearly), change the remote, heal,
+    flush (committed), and see the remote change after the TTL."""
+    for r in OFFLINE_ALLOWED:
+        m.allow_log(r)
+    outage()
+    t0 = time.monotonic()
+    res = m.mount()
+    dt_mount = time.monotonic() - t0
+    assert "warning: remote unreachable" in res.stderr, res.stderr
+    assert "stored state" in res.stderr, res.stderr
+    assert re.search(OFFLINE_WARN, m.log()), m.log()[-2000:]
+    assert m.status()["mount"]["started_offline"] is True
+    human = m.cli("status", m.mnt, timeout=60).stdout
+    assert "unreachable at mount: serving the stored state" in human, human
+    names, dt_ls = timed_listdir(m.path("big"))
+    print("\n%s: remount with the remote down in %.2f s; ls of %d entries in %.3f s"
+          % (what, dt_mount, len(names), dt_ls))
+    assert sorted(names) == names_big
+    for rel, size in CACHED.items():
+        assert m.read(rel) == blob(size, seed=size), rel
+    # a new file is journaled and kept while the remote is down
+    new = blob(50000, seed=3)
+    m.write("data/new.bin", new)
+    assert m.read("data/new.bin") == new
+    res = m.flush(timeout=3, check=False)
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    print("%s: flush while down -> %d: %s" % (what, res.returncode, out.strip()[-300:]))
+    # the message says what waits
+    assert "queued" in out and "waiting: data/new.bin" in out, out
+    assert m.status()["pending"]["ops"] >= 1
+    # status shows the upload retrying and why; so does the next flush
+    retrying = wait_until(lambda: m.status()["retrying"], 30, interval=0.3,
+                          what="the upload to show as retrying")
+    assert retrying[0]["path"] == "data/new.bin" and "503" in retrying[0]["reason"], retrying
+    res = m.flush(timeout=1, check=False)
+    assert res.returncode != 0 and "waiting: data/new.bin (last error: " in res.stderr, \
+        res.stderr
+    assert "503" in res.stderr.split("last error:")[1], res.stderr
+    change_remote()
+    heal()
+    t0 = time.monotonic()
+    m.flush(timeout=120)
+    print("%s: flush once the remote is back: %.2f s" % (what, time.monotonic() - t0))
+    assert remote_content("data/new.bin") == new
+    assert m.status()["pending"]["ops"] == 0
+
+    def changed():
+        got = listdir_or_errno(m.path("big"))
+        return not isinstance(got, int) and "zz-new" in got
+    wait_until(changed, 60, interval=0.3, what="the remote change to show")
+    assert m.read("big/zz-new") == b"n"
+    assert sorted(os.listdir(m.path("big"))) == sorted(names_big + ["zz-new"])
+
+
+def test_gcs_remount_offline(bucket, mounts):
+    emu, gcs = bucket
+    names_big = ["f%05d" % i for i in range(N)]
+    make_objects(emu, "bkt", ["big/" + n for n in names_big])
+    for rel, size in CACHED.items():
+        gcs.put("bkt", rel, blob(size, seed=size))
+    m = mounts(emu, "gs://bkt", options=["dir_cache_ttl=" + TTL, "writeback_delay=0"])
+    assert sorted(os.listdir(m.path("big"))) == names_big
+    for rel, size in CACHED.items():
+        assert m.read(rel) == blob(size, seed=size)
+    m.unmount()
+
+    def remote_content(name):
+        r = gcs.media("bkt", name)
+        return r.body if r.status == 200 else None
+
+    offline_scenario(m, names_big, lambda: emu.faults(gcs_outage_rules()), emu.clear_faults,
+                     lambda: gcs.put("bkt", "big/zz-new", b"n"), remote_content, "gcs")
+
+
+def test_drive_remount_offline(drive, mounts):
+    emu, dr = drive
+    names_big = ["f%05d" % i for i in range(N)]
+    big = dr.folder("big")
+    emu.control("drive/bulk", {"parent": big, "count": N, "prefix": "f", "width": 5,
+                               "content": "x"})
+    data = dr.folder("data")
+    for rel, size in CACHED.items():
+        dr.file(rel.split("/")[1], blob(size, seed=size), parent=data)
+    m = mount_drive(mounts, emu, "drive:", ["dir_cache_ttl=" + TTL, "writeback_delay=0"])
+    assert sorted(os.listdir(m.path("big"))) == names_big
+    for rel, size in CACHED.items():
+        assert m.read(rel) == blob(size, seed=size)
+    m.unmount()
+    # the resolved root is stored for a remount that cannot resolve it
+    assert journal_meta(m, "mount.drive_root") == dr.root()
+
+    def remote_content(rel):
+        f = dr.lookup(rel)
+        return dr.content(f["id"]) if f else None
+
+    offline_scenario(m, names_big, lambda: emu.faults(drive_outage_rules()), emu.clear_faults,
+                     lambda: dr.file("zz-new", b"n", parent=big), remote_content, "drive")
+
+
+def test_gcs_remount_with_emulator_stopped(bucket, mounts):
+    """The emulator frozen (SIGSTOP: connections are accepted, nothing
+    answers): the remount gives the check a deadline, then goes on from
+    the stored state; listings and cached reads answer; the emulator
+    resumed, the new file is committed."""
+    emu, gcs = bucket
+    names = ["f%04d" % i for i in range(2000)]
+    make_objects(emu, "bkt", ["big/" + n for n in names])
+    gcs.put("bkt", "data/a.bin", blob(100000, seed=5))
+    m = mounts(emu, "gs://bkt", options=["dir_cache_ttl=1s", "writeback_delay=0"])
+    assert sorted(os.listdir(m.path("big"))) == names
+    assert m.read("data/a.bin") == blob(100000, seed=5)
+    m.unmount()
+    for r in OFFLINE_ALLOWED:
+        m.allow_log(r)
+    os.kill(emu.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        res = m.mount(timeout=40)
+        dt = time.monotonic() - t0
+        print("\ngcs: remount with the emulator stopped: %.2f s" % dt)
+        assert "warning: remote unreachable" in res.stderr, res.stderr
+        assert "no answer within" in res.stderr, res.stderr
+        assert dt < 20 * TIMEOUT_SCALE
+        # in children, so that a hang fails the test instead of stalling it
+        t0 = time.monotonic()
+        ls = subprocess.run(["ls", "-f", m.path("big")], stdout=subprocess.PIPE,
+                            timeout=30 * TIMEOUT_SCALE)
+        print("gcs: ls -f of %d entries, emulator stopped: %.3f s"
+              % (len(names), time.monotonic() - t0))
+        assert ls.returncode == 0
+        got = [n for n in ls.stdout.decode().split("\n") if n not in ("", ".", "..")]
+        assert sorted(got) == names
+        cat = subprocess.run(["cat", m.path("data/a.bin")], stdout=subprocess.PIPE,
+                             timeout=30 * TIMEOUT_SCALE)
+        assert cat.returncode == 0 and cat.stdout == blob(100000, seed=5)
+        m.write("data/new.txt", b"written while stopped")
+        assert m.status()["pending"]["ops"] >= 1
+    finally:
+        os.kill(emu.proc.pid, signal.SIGCONT)
+    m.flush(timeout=120)
+    assert gcs.media("bkt", "data/new.txt").body == b"written while stopped"
+
+
+def test_gcs_first_mount_remote_down_fails(bucket, mounts):
+    """Nothing stored for the source: a mount with the remote down still
+    fails with the check's message, creates no state, and a second try
+    fails the same way; once the remote is back it mounts."""
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt", mount=False)
+    emu.faults(gcs_outage_rules())
+    for _ in range(2):
+        res = m.mount(check=False)
+        assert res.returncode == 1, res.stderr
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1, res.stderr
+        assert "503" in lines[0] and "first mount needs the remote" in lines[0], lines[0]
+        assert not is_mounted(m.mnt)
+        assert not os.path.exists(os.path.join(m.cache_dir, "journal.db"))
+    m.allow_log(r"ERROR mount: .*first mount needs the remote")
+    emu.clear_faults()
+    m.mount()
+    assert m.status()["mount"]["started_offline"] is False
+
+
+def test_drive_first_mount_remote_down_fails(drive, mounts):
+    emu, dr = drive
+    m = mount_drive(mounts, emu, "drive:", mount=False)
+    emu.faults(drive_outage_rules())
+    res = m.mount(check=False)
+    assert res.returncode == 1, res.stderr
+    assert "first mount needs the remote" in res.stderr, res.stderr
+    assert not is_mounted(m.mnt)
+    m.allow_log(r"ERROR mount: .*first mount needs the remote")
+
+
+def test_gcs_auth_refusal_refuses_remount(emulator, mounts, workdir):
+    """Credentials refused is not an outage: even with a journal of the
+    source, the remount is refused."""
+    gcs = Gcs(emulator, token=emulator.control("oauth/issue",
+                                               {"lifetime": 3600})["access_token"])
+    gcs.mkbucket("bkt")
+    gcs.put("bkt", "d/a", b"a")
+    tok = os.path.join(workdir, "token")
+
+    def token(value):
+        with open(tok, "w") as f:
+            f.write(value + "\n")
+        os.chmod(tok, 0o600)
+    token(emulator.control("oauth/issue", {"lifetime": 3600})["access_token"])
+    m = mounts(emulator, "gs://bkt", options=["token_file=" + tok])
+    assert os.listdir(m.path("d")) == ["a"]
+    m.unmount()
+    token("ya29.not-a-valid-token")
+    res = m.mount(check=False)
+    assert res.returncode == 1, res.stderr
+    assert "credentials refused" in res.stderr, res.stderr
+    assert "remote unreachable" not in res.stderr and "ya29" not in res.stderr
+    assert not is_mounted(m.mnt)
+    m.allow_log(r"ERROR mount: credentials refused")

@@ -1,13 +1,17 @@
 /* The emulator harness for cmocka tests (emu_harness.h): spawns
  * durafs-emulator on 127.0.0.1, waits for its ready file, and wraps the
- * control API (faults, stats, reset) and a few GCS setup calls. */
+ * control API (faults, stats, reset), a few GCS setup calls and the
+ * cmocka forms that fail the current test on error. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +20,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "durafs/enc.h"
 #include "durafs/jsonh.h"
+#include "durafs/log.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 extern char **environ;
 
@@ -130,14 +137,6 @@ static int add_arg(struct emuh *e, const char *s)
 	return 0;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* Spawn with the current argv and wait for the ready file. */
 static int spawn_and_wait(struct emuh *e, struct err *err)
 {
@@ -179,7 +178,7 @@ static int spawn_and_wait(struct emuh *e, struct err *err)
 			return err_set(err, ERR_IO, "the emulator exited before it was ready "
 				       "(status %d); log: %s", status, e->log);
 		}
-		sleep_ms(10);
+		ut_sleep_ms(10);
 	}
 	print_log_tail(e);
 	kill(e->pid, SIGKILL);
@@ -275,7 +274,7 @@ static void stop_process(struct emuh *e, int sig)
 			e->pid = -1;
 			return;
 		}
-		sleep_ms(10);
+		ut_sleep_ms(10);
 	}
 	kill(e->pid, SIGKILL);
 	waitpid(e->pid, &status, 0);
@@ -306,7 +305,7 @@ int emuh_restart(struct emuh *e, struct err *err)
 	for (i = 0; i < 50; i++) {
 		if (spawn_and_wait(e, err) == 0)
 			return 0;
-		sleep_ms(100);
+		ut_sleep_ms(100);
 	}
 	return -1;
 }
@@ -573,4 +572,66 @@ int emuh_gcs_fill(struct emuh *e, const char *bucket, const char *prefix, size_t
 		return -1;
 	}
 	return 0;
+}
+
+int emuh_test_start(const char *who, const struct emuh_opts *eo,
+		    const struct http_opts *ho, struct emuh **emu, struct http **http)
+{
+	struct err e;
+
+	*http = NULL;
+	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+	if (emuh_start(eo, emu, &e) < 0) {
+		fprintf(stderr, "%s: cannot start the emulator: %s\n", who, e.msg);
+		return -1;
+	}
+	if (http_new(ho, http, &e) < 0) {
+		fprintf(stderr, "%s: http: %s\n", who, e.msg);
+		emuh_stop(*emu);
+		*emu = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void emuh_test_stop(struct emuh *emu, struct http *http)
+{
+	http_free(http);
+	emuh_stop(emu);
+}
+
+void emuh_must_faults(struct emuh *e, const char *rules_json)
+{
+	struct err err;
+
+	if (emuh_faults(e, rules_json, &err) < 0)
+		fail_msg("faults %s: %s", rules_json, err.msg);
+}
+
+void emuh_must_post(struct emuh *e, const char *path, const char *body)
+{
+	struct err err;
+
+	if (emuh_call(e, "POST", path, body, NULL, &err) < 0)
+		fail_msg("%s: %s", path, err.msg);
+}
+
+int64_t emuh_must_counter(struct emuh *e, const char *name)
+{
+	struct err err;
+	int64_t v = 0;
+
+	if (emuh_counter(e, name, &v, &err) < 0)
+		fail_msg("counter %s: %s", name, err.msg);
+	return v;
+}
+
+int64_t emuh_must_requests(struct emuh *e, const char *kind, int status)
+{
+	struct err err;
+	int64_t v = 0;
+
+	if (emuh_requests(e, kind, status, &v, &err) < 0)
+		fail_msg("requests %s: %s", kind, err.msg);
+	return v;
 }

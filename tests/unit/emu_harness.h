@@ -1,6 +1,7 @@
 /* Test harness for cmocka programs that need a real durafs-emulator: start
  * it on a free loopback port, stop or restart it, and drive its control API
- * (faults, stats, reset) through sync/http.c. Linked into every unit test. */
+ * (faults, stats, reset) through sync/http.c; plus failing-on-error forms
+ * for cmocka tests. Linked into every unit test. */
 #ifndef DURAFS_EMU_HARNESS_H
 #define DURAFS_EMU_HARNESS_H
 
@@ -84,5 +85,27 @@ int emuh_gcs_put(struct emuh *e, const char *bucket, const char *name,
  * `threads` parallel media uploads. */
 int emuh_gcs_fill(struct emuh *e, const char *bucket, const char *prefix, size_t n,
 		  int threads, struct err *err);
+
+/* --- for cmocka tests: each fails the current test on error ---------------- */
+
+/* A test's group setup: log level ERROR (DEBUG when $DURAFS_TEST_DEBUG is
+ * set), then emuh_start(eo) into *emu and http_new(ho) into *http (the
+ * test's own client; the caller frees it). who names the test in the
+ * message printed on stderr on failure; returns 0, or -1 with nothing left
+ * running. */
+int emuh_test_start(const char *who, const struct emuh_opts *eo,
+		    const struct http_opts *ho, struct emuh **emu, struct http **http);
+/* The group teardown's counterpart: http_free(http), emuh_stop(emu); NULLs
+ * are fine. */
+void emuh_test_stop(struct emuh *emu, struct http *http);
+/* emuh_faults; fails the test on error. */
+void emuh_must_faults(struct emuh *e, const char *rules_json);
+/* POST body (may be NULL) to a control path, reply ignored; fails the test
+ * on error. */
+void emuh_must_post(struct emuh *e, const char *path, const char *body);
+/* emuh_counter; fails the test on error. */
+int64_t emuh_must_counter(struct emuh *e, const char *name);
+/* emuh_requests; fails the test on error. */
+int64_t emuh_must_requests(struct emuh *e, const char *kind, int status);
 
 #endif

@@ -32,6 +32,7 @@
 #include "durafs/auth_oauth.h"
 #include "durafs/http.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 #define NTHREADS 32
 #define SA_EMAIL "robot@durafs-test.iam.gserviceaccount.com"
@@ -88,14 +89,6 @@ static void test_scope_expand(void **state)
 }
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A fresh 2048-bit RSA key as PEM (private, and public when pub != NULL). */
 static char *gen_key(char **pub)
@@ -405,7 +398,7 @@ static void test_short_lifetime_refreshes_early(void **state)
 	(void)state;
 	control("/_emulator/oauth/config", json_pack("{s:i}", "token_lifetime", 2));
 	p = provider_for(fx.sa_path);
-	start = now_ms();
+	start = ut_now_ms();
 	assert_int_equal(auth_provider_get(p, t1, sizeof(t1), NULL, &err), 0);
 	/* Before half-life: the cached token. */
 	usleep(300 * 1000);
@@ -413,10 +406,10 @@ static void test_short_lifetime_refreshes_early(void **state)
 	assert_string_equal(t1, t2);
 	assert_int_equal(token_requests(0), 1);
 	/* Past half-life but before expiry: a new token. */
-	while (now_ms() - start < 1150)
+	while (ut_now_ms() - start < 1150)
 		usleep(20 * 1000);
 	assert_int_equal(auth_provider_get(p, t2, sizeof(t2), NULL, &err), 0);
-	assert_true(now_ms() - start < 2000);
+	assert_true(ut_now_ms() - start < 2000);
 	assert_string_not_equal(t1, t2);
 	assert_int_equal(token_requests(0), 2);
 	assert_int_equal(api_status(p), 200);
@@ -562,17 +555,17 @@ static void test_metadata_probe_fails_fast(void **state)
 	assert_int_equal(listen(fd, 16), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	snprintf(host, sizeof(host), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
-	t0 = now_ms();
+	t0 = ut_now_ms();
 	assert_int_equal(auth_meta_probe(host, 0, &err), -1);
-	dt = now_ms() - t0;
+	dt = ut_now_ms() - t0;
 	assert_true(dt < 2000);
 	assert_int_equal(err.code == ERR_NET || err.code == ERR_TIMEOUT, 1);
 	close(fd);
 
 	/* Nothing listening: refused at once. */
-	t0 = now_ms();
+	t0 = ut_now_ms();
 	assert_int_equal(auth_meta_probe(host, 0, &err), -1);
-	assert_true(now_ms() - t0 < 500);
+	assert_true(ut_now_ms() - t0 < 500);
 	assert_non_null(strstr(err.msg, "no metadata server"));
 }
 

@@ -221,6 +221,81 @@ static void test_rfc3339(void **state)
 	assert_int_equal(be_parse_rfc3339("yyyy-05-01T12:34:56Z", &ts), -1);
 }
 
+/* The sink behind test_rdwin: collects into a buffer; refuses once
+ * refuse_at bytes were delivered (0: never). */
+struct rdw_out {
+	char b[64];
+	size_t n, refuse_at;
+};
+
+static int rdw_sink(void *ud, const void *data, size_t len)
+{
+	struct rdw_out *o = ud;
+
+	if (o->refuse_at && o->n >= o->refuse_at)
+		return 1;
+	assert_true(o->n + len <= sizeof(o->b));
+	memcpy(o->b + o->n, data, len);
+	o->n += len;
+	return 0;
+}
+
+static void rdw_init(struct be_rdwin *w, struct rdw_out *o, uint64_t skip_to, uint64_t end)
+{
+	memset(w, 0, sizeof(*w));
+	memset(o, 0, sizeof(*o));
+	w->sink = rdw_sink;
+	w->ud = o;
+	w->skip_to = skip_to;
+	w->end = end;
+	w->pos = skip_to;
+}
+
+static void test_rdwin(void **state)
+{
+	const char *obj = "0123456789abcdefghij";
+	struct be_rdwin w;
+	struct rdw_out o;
+
+	(void)state;
+	/* [5, 15) in pieces; the transfer is cut after 7 and restarted at
+	 * skip_to; the last piece runs past end: stop, deliver only up to end. */
+	rdw_init(&w, &o, 5, 15);
+	assert_int_equal(be_rdwin_feed(&w, obj + 5, 3), 0);
+	assert_int_equal(be_rdwin_feed(&w, obj + 8, 4), 0);
+	assert_int_equal(w.skip_to, 12);
+	w.pos = w.skip_to;
+	assert_int_equal(be_rdwin_feed(&w, obj + 12, 8), 1);
+	assert_true(w.enough);
+	assert_false(w.user_abort);
+	assert_int_equal(w.delivered, 10);
+	assert_int_equal(o.n, 10);
+	assert_memory_equal(o.b, "56789abcde", 10);
+	/* A whole 200 reply from 0 for a read at 5: the head is skipped. */
+	rdw_init(&w, &o, 5, UINT64_MAX);
+	w.pos = 0;
+	assert_int_equal(be_rdwin_feed(&w, obj, 4), 0);
+	assert_int_equal(o.n, 0);
+	assert_int_equal(be_rdwin_feed(&w, obj + 4, 16), 0);
+	assert_int_equal(w.pos, 20);
+	assert_int_equal(w.delivered, 15);
+	assert_memory_equal(o.b, obj + 5, 15);
+	/* Bytes at or past end only: enough, nothing delivered. */
+	rdw_init(&w, &o, 10, 10);
+	assert_int_equal(be_rdwin_feed(&w, obj + 10, 2), 1);
+	assert_true(w.enough);
+	assert_int_equal(w.delivered, 0);
+	/* The sink refuses: user_abort, and what it refused is not counted. */
+	rdw_init(&w, &o, 0, UINT64_MAX);
+	o.refuse_at = 4;
+	assert_int_equal(be_rdwin_feed(&w, obj, 4), 0);
+	assert_int_equal(be_rdwin_feed(&w, obj + 4, 4), 1);
+	assert_true(w.user_abort);
+	assert_false(w.enough);
+	assert_int_equal(w.delivered, 4);
+	assert_int_equal(w.skip_to, 4);
+}
+
 static void test_chunks(void **state)
 {
 	const uint64_t K256 = 256 * 1024, chunk = 16 * 1024 * 1024;
@@ -258,6 +333,57 @@ static void test_chunks(void **state)
 	assert_int_equal(last, 1);
 	assert_int_equal(be_chunk_next(10, 20, chunk, &last), 0);
 	assert_int_equal(last, 1);
+}
+
+/* be_pread_full, be_load_for_put (both checksums, too large, changed,
+ * short file) and be_symlink_meta. */
+static void test_upload_file_helpers(void **state)
+{
+	char tmpl[] = "/tmp/durafs-test-backend-XXXXXX";
+	struct timespec mt = { 1700000000, 5 };
+	struct be_meta m;
+	struct err e;
+	char buf[16], *data = NULL;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(tmpl);
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	assert_int_equal(write(fd, "123456789", 9), 9);
+	assert_int_equal(be_pread_full(fd, buf, 4, 3, &e), 0);
+	assert_memory_equal(buf, "4567", 4);
+	assert_int_equal(be_pread_full(fd, buf, 8, 3, &e), -1);
+	assert_int_equal(e.code, ERR_IO);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
+	assert_int_equal(be_load_for_put(fd, &m, 9, 1, "a", &data, &e), 0);
+	assert_memory_equal(data, "123456789", 9);
+	free(data);
+	assert_int_equal(be_load_for_put(fd, &m, 9, 0, "a", &data, &e), 0);
+	free(data);
+	assert_int_equal(be_load_for_put(fd, &m, 8, 0, "a", &data, &e), -1);
+	assert_null(data);
+	assert_int_equal(e.code, ERR_INVAL);
+	assert_non_null(strstr(e.msg, "too large"));
+	assert_int_equal(pwrite(fd, "X", 1, 0), 1);
+	assert_int_equal(be_load_for_put(fd, &m, 9, 1, "a", &data, &e), -1);
+	assert_non_null(strstr(e.msg, "content changed"));
+	assert_int_equal(be_load_for_put(fd, &m, 9, 0, "a", &data, &e), -1);
+	assert_non_null(strstr(e.msg, "content changed"));
+	assert_int_equal(ftruncate(fd, 4), 0);
+	assert_int_equal(be_load_for_put(fd, &m, 9, 0, "a", &data, &e), -1);
+	assert_null(data);
+	assert_int_equal(e.code, ERR_IO);
+	close(fd);
+	assert_int_equal(be_symlink_meta("l", "123456789", &mt, "text/plain", &m, &e), 0);
+	assert_int_equal(m.size, 9);
+	assert_int_equal(m.crc32c, 0xE3069283);
+	assert_int_equal(m.mtime.tv_sec, 1700000000);
+	assert_string_equal(m.content_type, "text/plain");
+	assert_int_equal(be_symlink_meta("l", "", NULL, "text/plain", &m, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	assert_int_equal(be_symlink_meta("l", NULL, NULL, "text/plain", &m, &e), -1);
 }
 
 static void test_meta_from_fd(void **state)
@@ -317,7 +443,9 @@ int main(void)
 		cmocka_unit_test(test_version_text),
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_rdwin),
 		cmocka_unit_test(test_meta_from_fd),
+		cmocka_unit_test(test_upload_file_helpers),
 	};
 
 	return cmocka_run_group_tests_name("backend", tests, NULL, NULL);

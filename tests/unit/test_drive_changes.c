@@ -22,35 +22,14 @@
 #include "durafs/http.h"
 #include "durafs/log.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 static struct emuh *emu;
 static struct http *http;
 static struct be *mine;       /* drive:w, the "poller" (caches listings) */
 static struct be *other;      /* drive:w, another client */
 
-#define OK(call) do { struct err e_; err_clear(&e_); \
-	if ((call) < 0) fail_msg("%s: %s (%s)", #call, e_.msg, err_code_name(e_.code)); \
-	} while (0)
-
 /* --- helpers --------------------------------------------------------------- */
-
-static void faults(const char *rules)
-{
-	struct err e;
-
-	if (emuh_faults(emu, rules, &e) < 0)
-		fail_msg("faults %s: %s", rules, e.msg);
-}
-
-static int64_t requests(const char *kind)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_requests(emu, kind, 0, &v, &e) < 0)
-		fail_msg("requests %s: %s", kind, e.msg);
-	return v;
-}
 
 static struct be *new_drive(const char *source)
 {
@@ -71,32 +50,11 @@ static struct be *new_drive(const char *source)
 	return b;
 }
 
-static void put(struct be *b, const char *path, const char *s)
-{
-	char tmpl[] = "/tmp/durafs-drive-chg-XXXXXX";
-	struct be_meta m;
-	struct be_pre pre;
-	struct err e;
-	int fd = mkstemp(tmpl);
-
-	assert_true(fd >= 0);
-	unlink(tmpl);
-	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
-	memset(&m, 0, sizeof(m));
-	assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
-	m.mtime.tv_sec = 1700000000;
-	memset(&pre, 0, sizeof(pre));
-	pre.kind = BE_PRE_ABSENT;
-	if (be_put(b, path, fd, &m, &pre, NULL, &e) < 0)
-		fail_msg("put %s: %s", path, e.msg);
-	close(fd);
-}
-
 static void list(struct be *b, const char *dir)
 {
 	struct be_list l = { 0 };
 
-	OK(be_list(b, dir, &l, &e_));
+	UT_OK(be_list(b, dir, &l, &e_));
 	be_list_release(&l);
 }
 
@@ -173,7 +131,7 @@ static char *start_token(struct be *b)
 {
 	char *tok = NULL;
 
-	OK(be_changes(b, NULL, collect, NULL, &tok, &e_));
+	UT_OK(be_changes(b, NULL, collect, NULL, &tok, &e_));
 	assert_non_null(tok);
 	assert_true(*tok);
 	return tok;
@@ -188,7 +146,7 @@ static void test_start_token(void **state)
 	(void)state;
 	assert_true(be_has_changes(mine));
 	t1 = start_token(mine);
-	put(other, "start.txt", "x");
+	ut_put_str(other, "start.txt", "x", NULL);
 	t2 = start_token(mine);
 	assert_string_not_equal(t1, t2);
 	free(t1);
@@ -203,31 +161,31 @@ static void test_reports(void **state)
 	struct err e;
 
 	(void)state;
-	OK(be_mkdir(other, "sub", NULL, &e_));
-	put(other, "sub/moved.txt", "m");
-	put(other, "sub/trashed.txt", "t");
+	UT_OK(be_mkdir(other, "sub", NULL, &e_));
+	ut_put_str(other, "sub/moved.txt", "m", NULL);
+	ut_put_str(other, "sub/trashed.txt", "t", NULL);
 	list(mine, "");
 	list(mine, "sub");
 	tok = start_token(mine);
 	/* Another client creates, overwrites nothing, moves, trashes; and
 	 * something changes outside the mount's root. */
-	put(other, "new.txt", "hello");
-	OK(be_mkdir(other, "d2", NULL, &e_));
-	put(other, "d2/deep.bin", "deep");
+	ut_put_str(other, "new.txt", "hello", NULL);
+	UT_OK(be_mkdir(other, "d2", NULL, &e_));
+	ut_put_str(other, "d2/deep.bin", "deep", NULL);
 	{
 		struct be_entry ent;
 		struct be_pre pre;
 
 		memset(&pre, 0, sizeof(pre));
 		pre.kind = BE_PRE_ABSENT;
-		OK(be_stat(other, "sub/moved.txt", &ent, &e_));
-		OK(be_rename(other, "sub/moved.txt", &ent.ver, "d2/renamed.txt", &pre, NULL, &e_));
+		UT_OK(be_stat(other, "sub/moved.txt", &ent, &e_));
+		UT_OK(be_rename(other, "sub/moved.txt", &ent.ver, "d2/renamed.txt", &pre, NULL, &e_));
 		be_entry_release(&ent);
-		OK(be_stat(other, "sub/trashed.txt", &ent, &e_));
-		OK(be_remove(other, "sub/trashed.txt", &ent.ver, NULL, &e_));
+		UT_OK(be_stat(other, "sub/trashed.txt", &ent, &e_));
+		UT_OK(be_remove(other, "sub/trashed.txt", &ent.ver, NULL, &e_));
 		be_entry_release(&ent);
 	}
-	OK(emuh_call(emu, "POST", "/_emulator/drive/files",
+	UT_OK(emuh_call(emu, "POST", "/_emulator/drive/files",
 		     "{\"name\":\"outside.txt\",\"content\":\"o\"}", NULL, &e_));
 
 	err_clear(&e);
@@ -282,14 +240,14 @@ static void test_trash_without_cache(void **state)
 	char *tok, *next = NULL;
 
 	(void)state;
-	OK(be_mkdir(other, "t2", NULL, &e_));
-	put(other, "t2/x.txt", "x");
+	UT_OK(be_mkdir(other, "t2", NULL, &e_));
+	ut_put_str(other, "t2/x.txt", "x", NULL);
 	fresh = new_drive("drive:w");
 	tok = start_token(fresh);
-	OK(be_stat(other, "t2/x.txt", &ent, &e_));
-	OK(be_remove(other, "t2/x.txt", &ent.ver, NULL, &e_));
+	UT_OK(be_stat(other, "t2/x.txt", &ent, &e_));
+	UT_OK(be_remove(other, "t2/x.txt", &ent.ver, NULL, &e_));
 	be_entry_release(&ent);
-	OK(be_changes(fresh, tok, collect, &r, &next, &e_));
+	UT_OK(be_changes(fresh, tok, collect, &r, &next, &e_));
 	x = find_old(&r, "t2/x.txt");
 	assert_non_null(x);
 	assert_true(x->gone);
@@ -311,18 +269,18 @@ static void test_pages_and_failure(void **state)
 	int i;
 
 	(void)state;
-	OK(be_mkdir(other, "pg", NULL, &e_));
+	UT_OK(be_mkdir(other, "pg", NULL, &e_));
 	list(mine, "pg");
 	tok = start_token(mine);
 	for (i = 0; i < 7; i++) {
 		snprintf(path, sizeof(path), "pg/f%d", i);
-		put(other, path, "p");
+		ut_put_str(other, path, "p", NULL);
 	}
-	faults("[{\"kind\":\"page_cap\",\"max\":2}]");
-	before = requests("drive.changes.list");
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":2}]");
+	before = emuh_must_requests(emu, "drive.changes.list", 0);
 	err_clear(&e);
 	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), 0);
-	assert_true(requests("drive.changes.list") - before >= 4);
+	assert_true(emuh_must_requests(emu, "drive.changes.list", 0) - before >= 4);
 	for (i = 0; i < 7; i++) {
 		snprintf(path, sizeof(path), "f%d", i);
 		assert_non_null(find_new(&r, "pg", path));
@@ -338,21 +296,21 @@ static void test_pages_and_failure(void **state)
 		 "[{\"kind\":\"page_cap\",\"max\":2},{\"kind\":\"status\",\"status\":503,"
 		 "\"path\":\"/drive/v3/changes\",\"query\":\"pageToken=%lld&\"}]",
 		 (long long)(t + 2));
-	faults(rules);
+	emuh_must_faults(emu, rules);
 	err_clear(&e);
 	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), -1);
 	assert_null(next);
 	assert_non_null(strstr(e.msg, "changes page 2"));
 	print_message("    error: %.160s\n", e.msg);
 	recs_free(&r);
-	faults("[{\"kind\":\"page_cap\",\"max\":2}]");
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":2}]");
 	assert_int_equal(be_changes(mine, tok, collect, &r, &next, &e), 0);
 	for (i = 0; i < 7; i++) {
 		snprintf(path, sizeof(path), "f%d", i);
 		assert_non_null(find_new(&r, "pg", path));
 	}
 	recs_free(&r);
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	free(tok);
 	free(next);
 }
@@ -421,21 +379,14 @@ static int setup(void **state)
 	struct err e;
 
 	(void)state;
-	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
-	if (emuh_start(&eo, &emu, &e) < 0) {
-		fprintf(stderr, "test_drive_changes: cannot start the emulator: %s\n", e.msg);
-		return -1;
-	}
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 3;
 	ho.backoff_initial_ms = 2;
 	ho.backoff_max_ms = 20;
-	if (http_new(&ho, &http, &e) < 0) {
-		fprintf(stderr, "test_drive_changes: setup: %s\n", e.msg);
+	if (emuh_test_start("test_drive_changes", &eo, &ho, &emu, &http) < 0)
 		return -1;
-	}
 	top = new_drive("drive:");
 	if (be_mkdir(top, "w", NULL, &e) < 0) {
 		fprintf(stderr, "test_drive_changes: mkdir w: %s\n", e.msg);
@@ -452,8 +403,7 @@ static int teardown(void **state)
 	(void)state;
 	be_free(mine);
 	be_free(other);
-	http_free(http);
-	emuh_stop(emu);
+	emuh_test_stop(emu, http);
 	return 0;
 }
 

@@ -30,6 +30,7 @@
 #include "durafs/jsonh.h"
 #include "durafs/log.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 #define CHUNK (256u * 1024u)
 #define FS "\xef\xbc\x8f"   /* U+FF0F */
@@ -42,46 +43,6 @@ static struct be *be;        /* drive:, cached listings */
 static char root[BE_ID_MAX];
 
 /* --- helpers ------------------------------------------------------------- */
-
-#define OK(call) do { struct err e_; err_clear(&e_); \
-	if ((call) < 0) fail_msg("%s: %s (%s)", #call, e_.msg, err_code_name(e_.code)); \
-	} while (0)
-
-static void faults(const char *rules)
-{
-	struct err e;
-
-	if (emuh_faults(emu, rules, &e) < 0)
-		fail_msg("faults %s: %s", rules, e.msg);
-}
-
-static void ctl(const char *path, const char *body)
-{
-	struct err e;
-
-	if (emuh_call(emu, "POST", path, body, NULL, &e) < 0)
-		fail_msg("%s: %s", path, e.msg);
-}
-
-static int64_t counter(const char *name)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_counter(emu, name, &v, &e) < 0)
-		fail_msg("counter %s: %s", name, e.msg);
-	return v;
-}
-
-static int64_t requests(const char *kind, int status)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_requests(emu, kind, status, &v, &e) < 0)
-		fail_msg("requests %s: %s", kind, e.msg);
-	return v;
-}
 
 /* Create files through the control API; returns the reply's "files" array
  * (a new reference). */
@@ -153,113 +114,26 @@ static struct be *new_drive(const char *source, int docs, int del, long ttl)
 	return b;
 }
 
-/* A temporary file of n bytes of a pattern seeded by seed; meta filled. */
-static int make_file(size_t n, unsigned seed, struct be_meta *m)
-{
-	char tmpl[] = "/tmp/durafs-drive-emu-XXXXXX";
-	unsigned char *buf = malloc(n ? n : 1);
-	struct err e;
-	size_t i;
-	int fd;
-
-	assert_non_null(buf);
-	for (i = 0; i < n; i++)
-		buf[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 13);
-	fd = mkstemp(tmpl);
-	assert_true(fd >= 0);
-	unlink(tmpl);
-	assert_int_equal(pwrite(fd, buf, n, 0), (ssize_t)n);
-	free(buf);
-	memset(m, 0, sizeof(*m));
-	if (be_meta_from_fd(fd, m, &e) < 0)
-		fail_msg("meta: %s", e.msg);
-	m->mtime.tv_sec = 1700000000 + seed;
-	return fd;
-}
-
-static int str_file(const char *s, struct be_meta *m)
-{
-	char tmpl[] = "/tmp/durafs-drive-emu-XXXXXX";
-	struct err e;
-	int fd = mkstemp(tmpl);
-
-	assert_true(fd >= 0);
-	unlink(tmpl);
-	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
-	memset(m, 0, sizeof(*m));
-	assert_int_equal(be_meta_from_fd(fd, m, &e), 0);
-	m->mtime.tv_sec = 1700000000;
-	return fd;
-}
-
-struct buf {
-	char *p;
-	size_t n, cap;
-};
-
-static int buf_sink(void *ud, const void *data, size_t len)
-{
-	struct buf *b = ud;
-
-	if (b->n + len + 1 > b->cap) {
-		b->cap = (b->n + len + 1) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->n, data, len);
-	b->n += len;
-	b->p[b->n] = '\0';
-	return 0;
-}
-
-static struct be_pre absent(void)
-{
-	struct be_pre p;
-
-	memset(&p, 0, sizeof(p));
-	p.kind = BE_PRE_ABSENT;
-	return p;
-}
-
-static struct be_pre match(const struct be_version *v)
-{
-	struct be_pre p;
-
-	memset(&p, 0, sizeof(p));
-	p.kind = BE_PRE_MATCH;
-	p.ver = *v;
-	return p;
-}
-
 /* Write s at path with pre; returns 0 or -1 (*err). */
 static int put_str(struct be *b, const char *path, const char *s, const struct be_pre *pre,
 		   struct be_entry *out, struct err *err)
 {
 	struct be_meta m;
-	int fd = str_file(s, &m), rc;
+	int fd = ut_str_file(s, &m), rc;
 
 	rc = be_put(b, path, fd, &m, pre, out, err);
 	close(fd);
 	return rc;
 }
 
-static void put_ok(struct be *b, const char *path, const char *s, struct be_entry *out)
-{
-	struct be_pre pre = absent();
-	struct err e;
-
-	if (put_str(b, path, s, &pre, out, &e) < 0)
-		fail_msg("put %s: %s", path, e.msg);
-}
-
 /* The whole content of path (at ver when not NULL), as a C string. */
 static char *read_all(struct be *b, const char *path, const struct be_version *ver)
 {
-	struct buf got = { 0 };
+	struct ut_buf got = { 0 };
 	uint64_t g = 0;
 	struct err e;
 
-	if (be_read(b, path, ver, 0, UINT64_MAX, buf_sink, &got, &g, &e) < 0)
+	if (be_read(b, path, ver, 0, UINT64_MAX, ut_buf_sink, &got, &g, &e) < 0)
 		fail_msg("read %s: %s", path, e.msg);
 	assert_int_equal(g, got.n);
 	if (!got.p)
@@ -275,30 +149,11 @@ static void check_content(struct be *b, const char *path, const char *want)
 	free(s);
 }
 
-static void check_remote_fd(struct be *b, const char *path, const struct be_version *ver,
-			    int fd, size_t n)
-{
-	struct buf got = { 0 };
-	char *want = malloc(n ? n : 1);
-	uint64_t g = 0;
-	struct err e;
-
-	assert_non_null(want);
-	assert_int_equal(pread(fd, want, n, 0), (ssize_t)n);
-	if (be_read(b, path, ver, 0, UINT64_MAX, buf_sink, &got, &g, &e) < 0)
-		fail_msg("read %s: %s", path, e.msg);
-	assert_int_equal(got.n, n);
-	if (n)
-		assert_memory_equal(got.p, want, n);
-	free(got.p);
-	free(want);
-}
-
 static void stat_id(struct be *b, const char *path, char *id)
 {
 	struct be_entry e;
 
-	OK(be_stat(b, path, &e, &e_));
+	UT_OK(be_stat(b, path, &e, &e_));
 	snprintf(id, BE_ID_MAX, "%s", e.ver.id);
 	be_entry_release(&e);
 }
@@ -312,19 +167,15 @@ static int setup(void **state)
 	struct err e;
 
 	(void)state;
-	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
-	if (emuh_start(&eo, &emu, &e) < 0) {
-		fprintf(stderr, "test_drive_emu: cannot start the emulator: %s\n", e.msg);
-		return -1;
-	}
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 12;
 	ho.backoff_initial_ms = 2;
 	ho.backoff_max_ms = 40;
-	if (http_new(&ho, &http, &e) < 0 ||
-	    emuh_call(emu, "POST", "/_emulator/drive/root", NULL, &reply, &e) < 0) {
+	if (emuh_test_start("test_drive_emu", &eo, &ho, &emu, &http) < 0)
+		return -1;
+	if (emuh_call(emu, "POST", "/_emulator/drive/root", NULL, &reply, &e) < 0) {
 		fprintf(stderr, "test_drive_emu: setup: %s\n", e.msg);
 		return -1;
 	}
@@ -342,17 +193,16 @@ static int teardown(void **state)
 {
 	(void)state;
 	be_free(be);
-	http_free(http);
-	emuh_stop(emu);
+	emuh_test_stop(emu, http);
 	return 0;
 }
 
 static int clear_faults(void **state)
 {
 	(void)state;
-	faults("[]");
-	ctl("/_emulator/drive/rate", "{\"writes_per_second\":0}");
-	ctl("/_emulator/drive/storage_quota_exceeded", "{\"on\":false}");
+	emuh_must_faults(emu, "[]");
+	emuh_must_post(emu, "/_emulator/drive/rate", "{\"writes_per_second\":0}");
+	emuh_must_post(emu, "/_emulator/drive/storage_quota_exceeded", "{\"on\":false}");
 	return 0;
 }
 
@@ -367,7 +217,7 @@ static void test_check(void **state)
 	struct err e;
 
 	(void)state;
-	OK(be_check(be, &e_));
+	UT_OK(be_check(be, &e_));
 	drive_root_id(be, got, sizeof(got));
 	assert_string_equal(got, root);
 	assert_string_equal(be_name(be), "drive");
@@ -384,8 +234,8 @@ static void test_check(void **state)
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	be_free(b);
 
-	OK(be_mkdir(be, "chk", NULL, &e_));
-	put_ok(be, "chk/f", "x", &f);
+	UT_OK(be_mkdir(be, "chk", NULL, &e_));
+	ut_put_str(be, "chk/f", "x", &f);
 	snprintf(fid, sizeof(fid), "%s", f.ver.id);
 	be_entry_release(&f);
 	snprintf(src, sizeof(src), "drive:id=%s", fid);
@@ -395,8 +245,8 @@ static void test_check(void **state)
 	be_free(b);
 	/* A folder as the root: by path, and by id. */
 	b = new_drive("drive:chk", 0, 0, 0);
-	OK(be_check(b, &e_));
-	OK(be_list(b, "", &l, &e_));
+	UT_OK(be_check(b, &e_));
+	UT_OK(be_list(b, "", &l, &e_));
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.v[0].name, "f");
 	be_list_release(&l);
@@ -414,7 +264,7 @@ static void test_basic_ops(void **state)
 {
 	struct be_entry f1, f2, ent, cur, d1;
 	struct be_list l = { 0 };
-	struct buf got = { 0 };
+	struct ut_buf got = { 0 };
 	struct be_pre pre;
 	struct be_attr a;
 	struct be_version stale;
@@ -424,68 +274,68 @@ static void test_basic_ops(void **state)
 	struct err e;
 
 	(void)state;
-	OK(be_mkdir(be, "basic", &d1, &e_));
+	UT_OK(be_mkdir(be, "basic", &d1, &e_));
 	assert_int_equal(d1.type, BE_DIR);
 	assert_true(d1.ver.id[0]);
-	OK(be_mkdir(be, "basic", &ent, &e_));  /* idempotent: the same folder */
+	UT_OK(be_mkdir(be, "basic", &ent, &e_));  /* idempotent: the same folder */
 	assert_string_equal(ent.ver.id, d1.ver.id);
 	be_entry_release(&ent);
 	be_entry_release(&d1);
 
-	put_ok(be, "basic/hello.txt", "hello, world\n", &f1);
+	ut_put_str(be, "basic/hello.txt", "hello, world\n", &f1);
 	assert_int_equal(f1.type, BE_FILE);
 	assert_int_equal(f1.size, 13);
 	assert_true(f1.has_md5);
 	assert_true(f1.ver.gen > 0);
 	assert_int_equal(f1.mtime.tv_sec, 1700000000);
 	assert_string_equal(f1.name, "hello.txt");
-	OK(be_stat(be, "basic/hello.txt", &ent, &e_));
+	UT_OK(be_stat(be, "basic/hello.txt", &ent, &e_));
 	assert_true(be_version_equal(&ent.ver, &f1.ver));
 	assert_memory_equal(ent.md5, f1.md5, 16);
 	be_entry_release(&ent);
 
 	/* Ranged reads: middle, past the end, at the end. */
-	OK(be_read(be, "basic/hello.txt", &f1.ver, 7, 5, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", &f1.ver, 7, 5, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 5);
 	assert_memory_equal(got.p, "world", 5);
 	got.n = 0;
-	OK(be_read(be, "basic/hello.txt", &f1.ver, 10, 100, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", &f1.ver, 10, 100, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 3);
 	got.n = 0;
-	OK(be_read(be, "basic/hello.txt", NULL, 13, 10, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", NULL, 13, 10, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 0);
 	free(got.p);
 
 	/* mkdir on a file; a create over an existing name. */
 	assert_int_equal(be_mkdir(be, "basic/hello.txt", NULL, &e), -1);
 	assert_int_equal(e.code, ERR_EXISTS);
-	pre = absent();
+	pre = ut_pre_absent();
 	assert_int_equal(put_str(be, "basic/hello.txt", "other", &pre, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	assert_true(be_version_equal(&cur.ver, &f1.ver));
 	be_entry_release(&cur);
 	/* The same content again: our own earlier commit, success. */
-	OK(put_str(be, "basic/hello.txt", "hello, world\n", &pre, &ent, &e_));
+	UT_OK(put_str(be, "basic/hello.txt", "hello, world\n", &pre, &ent, &e_));
 	assert_string_equal(ent.ver.id, f1.ver.id);
 	be_entry_release(&ent);
 
 	/* Replace (guarded), then the old version is gone for pinned reads. */
-	pre = match(&f1.ver);
-	OK(put_str(be, "basic/hello.txt", "bonjour\n", &pre, &f2, &e_));
+	pre = ut_pre_match(&f1.ver);
+	UT_OK(put_str(be, "basic/hello.txt", "bonjour\n", &pre, &f2, &e_));
 	assert_string_equal(f2.ver.id, f1.ver.id);
 	assert_true(f2.ver.gen > f1.ver.gen);
 	check_content(be, "basic/hello.txt", "bonjour\n");
-	assert_int_equal(be_read(be, "basic/hello.txt", &f1.ver, 0, 10, buf_sink, &got, &g, &e),
+	assert_int_equal(be_read(be, "basic/hello.txt", &f1.ver, 0, 10, ut_buf_sink, &got, &g, &e),
 			 -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 
 	/* Symlinks. */
-	pre = absent();
-	OK(be_symlink(be, "basic/ln", "hello.txt", NULL, &pre, &ent, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_symlink(be, "basic/ln", "hello.txt", NULL, &pre, &ent, &e_));
 	assert_int_equal(ent.type, BE_SYMLINK);
 	be_entry_release(&ent);
-	OK(be_mkdir(be, "basic/sub", NULL, &e_));
-	OK(be_list(be, "basic", &l, &e_));
+	UT_OK(be_mkdir(be, "basic/sub", NULL, &e_));
+	UT_OK(be_list(be, "basic", &l, &e_));
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.v[0].name, "hello.txt");
 	assert_string_equal(l.v[1].name, "ln");
@@ -500,7 +350,7 @@ static void test_basic_ops(void **state)
 	a.set = BE_ATTR_MTIME;
 	a.mtime.tv_sec = 1234567890;
 	a.mtime.tv_nsec = 250000000;
-	OK(be_setattr(be, "basic/hello.txt", &f2.ver, &a, &ent, &e_));
+	UT_OK(be_setattr(be, "basic/hello.txt", &f2.ver, &a, &ent, &e_));
 	assert_int_equal(ent.mtime.tv_sec, 1234567890);
 	assert_int_equal(ent.mtime.tv_nsec, 250000000);
 	assert_true(ent.ver.gen > f2.ver.gen);
@@ -515,8 +365,8 @@ static void test_basic_ops(void **state)
 	be_entry_release(&cur);
 
 	/* Rename into a subfolder, then over an existing file. */
-	pre = absent();
-	OK(be_rename(be, "basic/hello.txt", &f2.ver, "basic/sub/hi.txt", &pre, &ent, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_rename(be, "basic/hello.txt", &f2.ver, "basic/sub/hi.txt", &pre, &ent, &e_));
 	assert_string_equal(ent.name, "hi.txt");
 	assert_string_equal(ent.ver.id, f2.ver.id);
 	assert_int_equal(be_stat(be, "basic/hello.txt", &cur, &e), -1);
@@ -524,11 +374,11 @@ static void test_basic_ops(void **state)
 	check_content(be, "basic/sub/hi.txt", "bonjour\n");
 	be_entry_release(&f2);
 	f2 = ent;
-	put_ok(be, "basic/sub/other.txt", "other\n", &ent);
+	ut_put_str(be, "basic/sub/other.txt", "other\n", &ent);
 	snprintf(oldid, sizeof(oldid), "%s", ent.ver.id);
-	pre = match(&ent.ver);
+	pre = ut_pre_match(&ent.ver);
 	be_entry_release(&ent);
-	OK(be_rename(be, "basic/sub/hi.txt", &f2.ver, "basic/sub/other.txt", &pre, &ent, &e_));
+	UT_OK(be_rename(be, "basic/sub/hi.txt", &f2.ver, "basic/sub/other.txt", &pre, &ent, &e_));
 	check_content(be, "basic/sub/other.txt", "bonjour\n");
 	j = api_get(oldid);
 	assert_non_null(j);
@@ -539,28 +389,28 @@ static void test_basic_ops(void **state)
 
 	/* Directory rename: one call. */
 	{
-		int64_t upd0 = requests("drive.files.update", 0);
+		int64_t upd0 = emuh_must_requests(emu, "drive.files.update", 0);
 
-		OK(be_rename_dir(be, "basic/sub", "basic/sub2", NULL, NULL, &e_));
-		assert_int_equal(requests("drive.files.update", 0) - upd0, 1);
+		UT_OK(be_rename_dir(be, "basic/sub", "basic/sub2", NULL, NULL, &e_));
+		assert_int_equal(emuh_must_requests(emu, "drive.files.update", 0) - upd0, 1);
 	}
 	check_content(be, "basic/sub2/other.txt", "bonjour\n");
 	/* Interrupted-and-rerun is a success; neither side: not found. */
-	OK(be_rename_dir(be, "basic/sub", "basic/sub2", NULL, NULL, &e_));
+	UT_OK(be_rename_dir(be, "basic/sub", "basic/sub2", NULL, NULL, &e_));
 	assert_int_equal(be_rename_dir(be, "basic/nope", "basic/nope2", NULL, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 
 	/* rmdir refuses a non-empty folder; remove trashes; rmdir then works. */
 	assert_int_equal(be_rmdir(be, "basic/sub2", &e), -1);
 	assert_int_equal(e.code, ERR_NOTEMPTY);
-	OK(be_remove(be, "basic/sub2/other.txt", &f2.ver, NULL, &e_));
+	UT_OK(be_remove(be, "basic/sub2/other.txt", &f2.ver, NULL, &e_));
 	j = api_get(f2.ver.id);
 	assert_non_null(j);
 	assert_true(json_is_true(json_object_get(j, "trashed")));
 	json_decref(j);
 	assert_int_equal(be_remove(be, "basic/sub2/other.txt", &f2.ver, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
-	OK(be_rmdir(be, "basic/sub2", &e_));
+	UT_OK(be_rmdir(be, "basic/sub2", &e_));
 	assert_int_equal(be_stat(be, "basic/sub2", &cur, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	assert_int_equal(be_rmdir(be, "basic/sub2", &e), -1);
@@ -572,17 +422,17 @@ static void test_basic_ops(void **state)
 		char tid[BE_ID_MAX];
 		int64_t upd0, del0;
 
-		OK(be_mkdir(be, "basic/tree", NULL, &e_));
-		OK(be_mkdir(be, "basic/tree/deep", NULL, &e_));
-		put_ok(be, "basic/tree/a.txt", "a", &t1);
-		put_ok(be, "basic/tree/deep/b.txt", "b", &t2);
+		UT_OK(be_mkdir(be, "basic/tree", NULL, &e_));
+		UT_OK(be_mkdir(be, "basic/tree/deep", NULL, &e_));
+		ut_put_str(be, "basic/tree/a.txt", "a", &t1);
+		ut_put_str(be, "basic/tree/deep/b.txt", "b", &t2);
 		stat_id(be, "basic/tree", tid);
 		assert_true(be_caps(be) & BE_CAP_RMDIR_TREE);
-		upd0 = requests("drive.files.update", 0);
-		del0 = requests("drive.files.delete", 0);
-		OK(be_rmdir_tree(be, "basic/tree", &e_));
-		assert_int_equal(requests("drive.files.update", 0) - upd0, 1);
-		assert_int_equal(requests("drive.files.delete", 0) - del0, 0);
+		upd0 = emuh_must_requests(emu, "drive.files.update", 0);
+		del0 = emuh_must_requests(emu, "drive.files.delete", 0);
+		UT_OK(be_rmdir_tree(be, "basic/tree", &e_));
+		assert_int_equal(emuh_must_requests(emu, "drive.files.update", 0) - upd0, 1);
+		assert_int_equal(emuh_must_requests(emu, "drive.files.delete", 0) - del0, 0);
 		j = api_get(tid);
 		assert_non_null(j);
 		assert_true(json_is_true(json_object_get(j, "trashed")));
@@ -607,35 +457,35 @@ static void test_upload_resumable(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent, ent2;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m, m2;
 	size_t n = 5 * CHUNK / 2 + 7;
-	int fd = make_file(n, 1, &m), fd2 = make_file(n + 100, 2, &m2);
-	int64_t started = counter("drive.upload_sessions_started");
+	int fd = ut_pattern_file(n, 1, &m), fd2 = ut_pattern_file(n + 100, 2, &m2);
+	int64_t started = emuh_must_counter(emu, "drive.upload_sessions_started");
 
 	(void)state;
-	OK(be_mkdir(be, "res", NULL, &e_));
+	UT_OK(be_mkdir(be, "res", NULL, &e_));
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "res/big.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	UT_OK(be_upload_file(be, "res/big.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
 	assert_true(up.done);
 	assert_int_equal(ent.size, n);
 	assert_memory_equal(ent.md5, m.md5, 16);
-	assert_int_equal(counter("drive.upload_sessions_started") - started, 1);
-	check_remote_fd(be, "res/big.bin", &ent.ver, fd, n);
+	assert_int_equal(emuh_must_counter(emu, "drive.upload_sessions_started") - started, 1);
+	ut_check_remote_fd(be, "res/big.bin", &ent.ver, fd, n);
 	/* Replace through a session (PATCH). */
-	pre = match(&ent.ver);
+	pre = ut_pre_match(&ent.ver);
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "res/big.bin", fd2, &m2, &pre, 1, 0, &up, NULL, NULL, &ent2, &e_));
+	UT_OK(be_upload_file(be, "res/big.bin", fd2, &m2, &pre, 1, 0, &up, NULL, NULL, &ent2, &e_));
 	assert_string_equal(ent2.ver.id, ent.ver.id);
-	check_remote_fd(be, "res/big.bin", &ent2.ver, fd2, n + 100);
+	ut_check_remote_fd(be, "res/big.bin", &ent2.ver, fd2, n + 100);
 	/* A ranged read across chunk boundaries. */
 	{
-		struct buf got = { 0 };
+		struct ut_buf got = { 0 };
 		char *want = malloc(1000);
 		uint64_t g;
 
 		assert_int_equal(pread(fd2, want, 1000, CHUNK - 500), 1000);
-		OK(be_read(be, "res/big.bin", &ent2.ver, CHUNK - 500, 1000, buf_sink, &got, &g,
+		UT_OK(be_read(be, "res/big.bin", &ent2.ver, CHUNK - 500, 1000, ut_buf_sink, &got, &g,
 			   &e_));
 		assert_int_equal(got.n, 1000);
 		assert_memory_equal(got.p, want, 1000);
@@ -660,50 +510,50 @@ static void test_everything_under_faults(void **state)
 	struct be_attr a;
 	char path[64];
 	size_t n = 3 * CHUNK + 11;
-	int fd = make_file(n, 3, &m), i;
+	int fd = ut_pattern_file(n, 3, &m), i;
 	struct drive_pace_stats ps;
 
 	(void)state;
-	OK(be_mkdir(be, "flt", NULL, &e_));
+	UT_OK(be_mkdir(be, "flt", NULL, &e_));
 	/* 20% 503 then 12.5% 429 of the rest: 30% of every request. */
-	ctl("/_emulator/faults", "{\"seed\":7,\"rules\":[{\"kind\":\"status\",\"status\":503,"
+	emuh_must_post(emu, "/_emulator/faults", "{\"seed\":7,\"rules\":[{\"kind\":\"status\",\"status\":503,"
 	    "\"fraction\":0.2},{\"kind\":\"status\",\"status\":429,\"fraction\":0.125}]}");
-	OK(be_mkdir(be, "flt/d", NULL, &e_));
+	UT_OK(be_mkdir(be, "flt/d", NULL, &e_));
 	for (i = 0; i < 8; i++) {
 		snprintf(path, sizeof(path), "flt/d/f%d", i);
-		put_ok(be, path, path, &ent);
+		ut_put_str(be, path, path, &ent);
 		be_entry_release(&ent);
 	}
-	pre = absent();
+	pre = ut_pre_absent();
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "flt/big", fd, &m, &pre, 1, 0, &up, NULL, NULL, &f, &e_));
-	check_remote_fd(be, "flt/big", &f.ver, fd, n);
-	OK(be_list(be, "flt/d", &l, &e_));
+	UT_OK(be_upload_file(be, "flt/big", fd, &m, &pre, 1, 0, &up, NULL, NULL, &f, &e_));
+	ut_check_remote_fd(be, "flt/big", &f.ver, fd, n);
+	UT_OK(be_list(be, "flt/d", &l, &e_));
 	assert_int_equal(l.n, 8);
 	be_list_release(&l);
-	OK(be_stat(be, "flt/d/f3", &ent, &e_));
+	UT_OK(be_stat(be, "flt/d/f3", &ent, &e_));
 	check_content(be, "flt/d/f3", "flt/d/f3");
-	pre = absent();
-	OK(be_rename(be, "flt/d/f3", &ent.ver, "flt/d/g3", &pre, NULL, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_rename(be, "flt/d/f3", &ent.ver, "flt/d/g3", &pre, NULL, &e_));
 	be_entry_release(&ent);
-	OK(be_stat(be, "flt/d/g3", &ent, &e_));
+	UT_OK(be_stat(be, "flt/d/g3", &ent, &e_));
 	memset(&a, 0, sizeof(a));
 	a.set = BE_ATTR_MTIME;
 	a.mtime.tv_sec = 1600000000;
-	OK(be_setattr(be, "flt/d/g3", &ent.ver, &a, NULL, &e_));
+	UT_OK(be_setattr(be, "flt/d/g3", &ent.ver, &a, NULL, &e_));
 	be_entry_release(&ent);
-	OK(be_rename_dir(be, "flt/d", "flt/e", NULL, NULL, &e_));
-	OK(be_stat(be, "flt/e/g3", &ent, &e_));
+	UT_OK(be_rename_dir(be, "flt/d", "flt/e", NULL, NULL, &e_));
+	UT_OK(be_stat(be, "flt/e/g3", &ent, &e_));
 	assert_int_equal(ent.mtime.tv_sec, 1600000000);
-	OK(be_remove(be, "flt/e/g3", &ent.ver, NULL, &e_));
+	UT_OK(be_remove(be, "flt/e/g3", &ent.ver, NULL, &e_));
 	be_entry_release(&ent);
-	pre = absent();
-	OK(be_symlink(be, "flt/e/ln", "f1", NULL, &pre, NULL, &e_));
-	OK(be_mkdir(be, "flt/empty", NULL, &e_));
-	OK(be_rmdir(be, "flt/empty", &e_));
-	OK(be_purge(be, "flt", NULL, NULL, &e_));
-	faults("[]");
-	OK(be_list(be, "flt/e", &l, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_symlink(be, "flt/e/ln", "f1", NULL, &pre, NULL, &e_));
+	UT_OK(be_mkdir(be, "flt/empty", NULL, &e_));
+	UT_OK(be_rmdir(be, "flt/empty", &e_));
+	UT_OK(be_purge(be, "flt", NULL, NULL, &e_));
+	emuh_must_faults(emu, "[]");
+	UT_OK(be_list(be, "flt/e", &l, &e_));
 	assert_int_equal(l.n, 8);  /* f0..f7 less f3, plus ln */
 	be_list_release(&l);
 	drive_pace_stats(be, &ps);
@@ -719,19 +569,19 @@ static void test_upload_cut_resumes(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	size_t n = 4 * 1024 * 1024 + 99;
-	int fd = make_file(n, 4, &m);
-	int64_t recv0 = counter("drive.upload_bytes_received");
-	int64_t res0 = counter("drive.upload_sessions_resumed");
+	int fd = ut_pattern_file(n, 4, &m);
+	int64_t recv0 = emuh_must_counter(emu, "drive.upload_bytes_received");
+	int64_t res0 = emuh_must_counter(emu, "drive.upload_sessions_resumed");
 	int64_t recv, resent;
 	struct be *b1;
 	struct drive_opts o;
 	struct err e;
 
 	(void)state;
-	OK(be_mkdir(be, "cut", NULL, &e_));
+	UT_OK(be_mkdir(be, "cut", NULL, &e_));
 	memset(&o, 0, sizeof(o));
 	o.source = "drive:";
 	o.endpoint = emuh_url(emu);
@@ -741,19 +591,19 @@ static void test_upload_cut_resumes(void **state)
 	if (drive_new(&o, &b1, &e) < 0)
 		fail_msg("drive_new: %s", e.msg);
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_begin(b1, "cut/file.bin", &m, &pre, &up, &e_));
-	faults("[{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\","
+	UT_OK(be_upload_begin(b1, "cut/file.bin", &m, &pre, &up, &e_));
+	emuh_must_faults(emu, "[{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\","
 	       "\"query\":\"upload_id\",\"after_bytes\":600000,\"count\":1}]");
 	assert_int_equal(be_upload_chunk(b1, &up, fd, &ent, NULL), 0);
 	assert_int_equal(up.persisted, 524288);
-	OK(be_upload_file(b1, "cut/file.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
-	recv = counter("drive.upload_bytes_received") - recv0;
+	UT_OK(be_upload_file(b1, "cut/file.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	recv = emuh_must_counter(emu, "drive.upload_bytes_received") - recv0;
 	resent = recv - (int64_t)n;
 	print_message("    %zu bytes uploaded, %" PRId64 " received, %" PRId64 " sent twice\n",
 		      n, recv, resent);
 	assert_in_range(resent, 0, 600000 - 524288 + 2048);
-	assert_true(counter("drive.upload_sessions_resumed") - res0 >= 1);
-	check_remote_fd(b1, "cut/file.bin", &ent.ver, fd, n);
+	assert_true(emuh_must_counter(emu, "drive.upload_sessions_resumed") - res0 >= 1);
+	ut_check_remote_fd(b1, "cut/file.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 	be_free(b1);
 	close(fd);
@@ -776,17 +626,17 @@ static void test_resume_saved_state(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	struct saved sv;
 	struct err e;
 	size_t n = 6 * CHUNK + 3;
-	int fd = make_file(n, 5, &m);
+	int fd = ut_pattern_file(n, 5, &m);
 	int64_t recv0, start0;
 	struct be *b2;
 
 	(void)state;
-	OK(be_mkdir(be, "resume", NULL, &e_));
+	UT_OK(be_mkdir(be, "resume", NULL, &e_));
 	memset(&sv, 0, sizeof(sv));
 	sv.stop_after = 3;  /* session started, 2 chunks persisted, then "crash" */
 	memset(&up, 0, sizeof(up));
@@ -794,16 +644,16 @@ static void test_resume_saved_state(void **state)
 					&sv, &ent, &e), -1);
 	assert_int_equal(e.code, ERR_CANCELED);
 	assert_int_equal(sv.last.persisted, 2 * CHUNK);
-	recv0 = counter("drive.upload_bytes_received");
-	start0 = counter("drive.upload_sessions_started");
+	recv0 = emuh_must_counter(emu, "drive.upload_bytes_received");
+	start0 = emuh_must_counter(emu, "drive.upload_sessions_started");
 	/* Another instance (another process) picks the saved state up. */
 	b2 = new_drive("drive:", 0, 0, 0);
 	up = sv.last;
 	up.chunk_size = 0;
-	OK(be_upload_file(b2, "resume/a.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
-	assert_int_equal(counter("drive.upload_bytes_received") - recv0, (int64_t)(n - 2 * CHUNK));
-	assert_int_equal(counter("drive.upload_sessions_started") - start0, 0);
-	check_remote_fd(b2, "resume/a.bin", &ent.ver, fd, n);
+	UT_OK(be_upload_file(b2, "resume/a.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(emuh_must_counter(emu, "drive.upload_bytes_received") - recv0, (int64_t)(n - 2 * CHUNK));
+	assert_int_equal(emuh_must_counter(emu, "drive.upload_sessions_started") - start0, 0);
+	ut_check_remote_fd(b2, "resume/a.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 	/* An expired session restarts from zero, once. */
 	memset(&sv, 0, sizeof(sv));
@@ -811,12 +661,12 @@ static void test_resume_saved_state(void **state)
 	memset(&up, 0, sizeof(up));
 	assert_int_equal(be_upload_file(b2, "resume/b.bin", fd, &m, &pre, 1, 0, &up, save_state,
 					&sv, &ent, &e), -1);
-	ctl("/_emulator/drive/expire_sessions", NULL);
+	emuh_must_post(emu, "/_emulator/drive/expire_sessions", NULL);
 	up = sv.last;
-	start0 = counter("drive.upload_sessions_started");
-	OK(be_upload_file(b2, "resume/b.bin", fd, &m, &pre, 1, 2, &up, NULL, NULL, &ent, &e_));
-	assert_int_equal(counter("drive.upload_sessions_started") - start0, 1);
-	check_remote_fd(b2, "resume/b.bin", &ent.ver, fd, n);
+	start0 = emuh_must_counter(emu, "drive.upload_sessions_started");
+	UT_OK(be_upload_file(b2, "resume/b.bin", fd, &m, &pre, 1, 2, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(emuh_must_counter(emu, "drive.upload_sessions_started") - start0, 1);
+	ut_check_remote_fd(b2, "resume/b.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 	be_free(b2);
 	close(fd);
@@ -835,24 +685,24 @@ static void test_list_20000(void **state)
 	size_t i;
 
 	(void)state;
-	OK(be_mkdir(be, "huge", NULL, &e_));
+	UT_OK(be_mkdir(be, "huge", NULL, &e_));
 	stat_id(be, "huge", folder);
 	snprintf(body, sizeof(body), "{\"parent\":\"%s\",\"count\":20000,\"prefix\":\"file-\","
 		 "\"width\":6,\"content\":\"x\"}", folder);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ctl("/_emulator/drive/bulk", body);
+	emuh_must_post(emu, "/_emulator/drive/bulk", body);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	print_message("    created 20000 files in %.2f s\n",
 		      (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":100}]");
 	b = new_drive("drive:", 0, 0, 600000);  /* listings stay fresh: see the end */
-	OK(be_stat(b, "huge", &st, &e_));
+	UT_OK(be_stat(b, "huge", &st, &e_));
 	be_entry_release(&st);
-	pages0 = requests("drive.files.list", 0);
+	pages0 = emuh_must_requests(emu, "drive.files.list", 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	OK(be_list(b, "huge", &l, &e_));
+	UT_OK(be_list(b, "huge", &l, &e_));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	pages = requests("drive.files.list", 0) - pages0;
+	pages = emuh_must_requests(emu, "drive.files.list", 0) - pages0;
 	print_message("    listed %zu entries in %" PRId64 " pages, %.2f s\n", l.n, pages,
 		      (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	assert_int_equal(l.n, 20000);
@@ -865,9 +715,9 @@ static void test_list_20000(void **state)
 	}
 	be_list_release(&l);
 	/* Lookups come from the cached listing: no new list request. */
-	pages0 = requests("drive.files.list", 0);
+	pages0 = emuh_must_requests(emu, "drive.files.list", 0);
 	check_content(b, "huge/file-019999", "x");
-	assert_int_equal(requests("drive.files.list", 0) - pages0, 0);
+	assert_int_equal(emuh_must_requests(emu, "drive.files.list", 0) - pages0, 0);
 	be_free(b);
 }
 
@@ -883,11 +733,11 @@ static void test_list_page_fails(void **state)
 	int page;
 
 	(void)state;
-	OK(be_mkdir(be, "p7", NULL, &e_));
+	UT_OK(be_mkdir(be, "p7", NULL, &e_));
 	stat_id(be, "p7", folder);
 	snprintf(body, sizeof(body), "{\"parent\":\"%s\",\"count\":650,\"prefix\":\"f\"}", folder);
-	ctl("/_emulator/drive/bulk", body);
-	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
+	emuh_must_post(emu, "/_emulator/drive/bulk", body);
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":100}]");
 	/* Walk to the 7th page's token the way the backend asks. */
 	assert_int_equal(asprintf(&q, "'%s' in parents and trashed = false", folder) > 0, 1);
 	qenc = enc_url(q);
@@ -897,7 +747,7 @@ static void test_list_page_fails(void **state)
 			 qenc, fenc, tok_enc ? "&pageToken=" : "", tok_enc ? tok_enc : "");
 		free(tok_enc);
 		tok_enc = NULL;
-		OK(emuh_call(emu, "GET", path, NULL, &reply, &e_));
+		UT_OK(emuh_call(emu, "GET", path, NULL, &reply, &e_));
 		assert_int_equal(jsonh_parse_object(reply, strlen(reply), "page", &j, &e), 0);
 		assert_int_equal(jsonh_get_str(j, "nextPageToken", &tok, &e), 0);
 		tok_enc = enc_url(tok);
@@ -907,15 +757,15 @@ static void test_list_page_fails(void **state)
 	snprintf(rules, sizeof(rules), "[{\"kind\":\"page_cap\",\"max\":100},"
 		 "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"query\":\"pageToken=%s\"}]",
 		 tok_enc);
-	faults(rules);
+	emuh_must_faults(emu, rules);
 	assert_int_equal(be_list(be, "p7", &l, &e), -1);
 	assert_int_equal(l.n, 0);
 	assert_null(l.v);
 	assert_non_null(strstr(e.msg, "page 7"));
 	assert_int_equal(e.http_status, 503);
 	print_message("    error: %.200s\n", e.msg);
-	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
-	OK(be_list(be, "p7", &l, &e_));
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":100}]");
+	UT_OK(be_list(be, "p7", &l, &e_));
 	assert_int_equal(l.n, 650);
 	be_list_release(&l);
 	free(q);
@@ -938,7 +788,7 @@ static void test_names_roundtrip(void **state)
 	size_t i;
 
 	(void)state;
-	OK(be_mkdir(be, "names", NULL, &e_));
+	UT_OK(be_mkdir(be, "names", NULL, &e_));
 	stat_id(be, "names", folder);
 	snprintf(body, sizeof(body), "{\"files\":["
 		 "{\"name\":\"dup.txt\",\"parent\":\"%s\",\"content\":\"new\",\"createdTime\":\"2022-01-01T00:00:00Z\"},"
@@ -955,7 +805,7 @@ static void test_names_roundtrip(void **state)
 	dup_mid = file_id(files, 2);
 	sfx2 = drive_name_suffixed("dup.txt", dup_mid, 0, 6);
 	sfx3 = drive_name_suffixed("dup.txt", dup_new, 0, 6);
-	OK(be_list(be, "names", &l, &e_));
+	UT_OK(be_list(be, "names", &l, &e_));
 	assert_int_equal(l.n, 7);
 	for (i = 0; i < l.n; i++)
 		print_message("    %s\n", l.v[i].name);
@@ -979,39 +829,39 @@ static void test_names_roundtrip(void **state)
 		snprintf(p, sizeof(p), "names/%s", sfx2);
 		check_content(be, p, "mid");
 		/* Writing the suffixed name replaces that file only. */
-		OK(be_stat(be, p, &ent, &e_));
-		pre = match(&ent.ver);
+		UT_OK(be_stat(be, p, &ent, &e_));
+		pre = ut_pre_match(&ent.ver);
 		be_entry_release(&ent);
-		OK(put_str(be, p, "mid v2", &pre, &ent, &e_));
+		UT_OK(put_str(be, p, "mid v2", &pre, &ent, &e_));
 		assert_string_equal(ent.ver.id, dup_mid);
 		be_entry_release(&ent);
 		check_content(be, p, "mid v2");
 		check_content(be, "names/dup.txt", "old");
 		/* Renamed to a unique name: the others keep theirs. */
-		OK(be_stat(be, p, &ent, &e_));
-		pre = absent();
-		OK(be_rename(be, p, &ent.ver, "names/mid.txt", &pre, NULL, &e_));
+		UT_OK(be_stat(be, p, &ent, &e_));
+		pre = ut_pre_absent();
+		UT_OK(be_rename(be, p, &ent.ver, "names/mid.txt", &pre, NULL, &e_));
 		be_entry_release(&ent);
 		check_content(be, "names/mid.txt", "mid v2");
 		snprintf(p, sizeof(p), "names/%s", sfx3);
 		check_content(be, p, "new");
 	}
 	/* New files with mapped names land under their Drive names. */
-	put_ok(be, "names/c" FS "d", "created", &ent);
+	ut_put_str(be, "names/c" FS "d", "created", &ent);
 	j = api_get(ent.ver.id);
 	assert_string_equal(json_string_value(json_object_get(j, "name")), "c/d");
 	json_decref(j);
 	be_entry_release(&ent);
-	put_ok(be, "names/q" Q FS, "lit", &ent);
+	ut_put_str(be, "names/q" Q FS, "lit", &ent);
 	j = api_get(ent.ver.id);
 	assert_string_equal(json_string_value(json_object_get(j, "name")), "q" FS);
 	json_decref(j);
 	be_entry_release(&ent);
 	check_content(be, "names/c" FS "d", "created");
 	/* "." renamed to a plain name. */
-	OK(be_stat(be, "names/" FD, &ent, &e_));
-	pre = absent();
-	OK(be_rename(be, "names/" FD, &ent.ver, "names/dot.txt", &pre, NULL, &e_));
+	UT_OK(be_stat(be, "names/" FD, &ent, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_rename(be, "names/" FD, &ent.ver, "names/dot.txt", &pre, NULL, &e_));
 	be_entry_release(&ent);
 	check_content(be, "names/dot.txt", "dot");
 	/* Duplicates of a name too long for any suffix: the oldest shows, the
@@ -1026,7 +876,7 @@ static void test_names_roundtrip(void **state)
 			 "{\"name\":\"%s\",\"parent\":\"%s\",\"content\":\"2\",\"createdTime\":\"2021-01-01T00:00:00Z\"}]}",
 			 longname, folder, longname, folder);
 		json_decref(mkfiles(spec));
-		OK(be_list(be, "names", &l, &e_));
+		UT_OK(be_list(be, "names", &l, &e_));
 		assert_int_equal(l.skipped_invalid, 1);
 		assert_non_null(be_list_find(&l, longname));
 		be_list_release(&l);
@@ -1034,7 +884,7 @@ static void test_names_roundtrip(void **state)
 		check_content(be, spec, "1");
 	}
 	/* A name no Drive name maps to is refused. */
-	pre = absent();
+	pre = ut_pre_absent();
 	assert_int_equal(put_str(be, "names/bad" Q "x", "no", &pre, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_INVAL);
 	assert_int_equal(be_mkdir(be, "names/" Q, NULL, &e), -1);
@@ -1052,7 +902,7 @@ static void test_docs_export(void **state)
 	const struct be_entry *d;
 	struct be_entry ent;
 	struct be_pre pre;
-	struct buf got = { 0 };
+	struct ut_buf got = { 0 };
 	char folder[BE_ID_MAX], body[1024], *all;
 	uint64_t g;
 	struct be *hide;
@@ -1060,7 +910,7 @@ static void test_docs_export(void **state)
 	json_t *files;
 
 	(void)state;
-	OK(be_mkdir(be, "docs", NULL, &e_));
+	UT_OK(be_mkdir(be, "docs", NULL, &e_));
 	stat_id(be, "docs", folder);
 	snprintf(body, sizeof(body), "{\"files\":["
 		 "{\"name\":\"Plan\",\"parent\":\"%s\",\"mimeType\":\"application/vnd.google-apps.document\",\"content\":\"the plan\"},"
@@ -1071,7 +921,7 @@ static void test_docs_export(void **state)
 		 folder, folder, folder, folder, folder);
 	files = mkfiles(body);
 	json_decref(files);
-	OK(be_list(be, "docs", &l, &e_));
+	UT_OK(be_list(be, "docs", &l, &e_));
 	assert_int_equal(l.n, 4);  /* a Form has no export: not shown */
 	d = be_list_find(&l, "Plan.docx");
 	assert_non_null(d);
@@ -1085,30 +935,30 @@ static void test_docs_export(void **state)
 	all = read_all(be, "docs/Plan.docx", NULL);
 	assert_non_null(strstr(all, "the plan"));
 	/* A slice of the export. */
-	OK(be_read(be, "docs/Plan.docx", NULL, 3, 10, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "docs/Plan.docx", NULL, 3, 10, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 10);
 	assert_memory_equal(got.p, all + 3, 10);
 	free(got.p);
 	got.p = NULL;
 	got.n = got.cap = 0;
-	OK(be_read(be, "docs/Budget.xlsx", NULL, 0, UINT64_MAX, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "docs/Budget.xlsx", NULL, 0, UINT64_MAX, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 5000);
 	free(got.p);
 	/* Once exported, the size shows. */
-	OK(be_list(be, "docs", &l, &e_));
+	UT_OK(be_list(be, "docs", &l, &e_));
 	assert_int_equal(be_list_find(&l, "Plan.docx")->size, strlen(all));
 	assert_int_equal(be_list_find(&l, "Budget.xlsx")->size, 5000);
 	be_list_release(&l);
 	/* Read-only. */
-	OK(be_stat(be, "docs/Plan.docx", &ent, &e_));
-	pre = match(&ent.ver);
+	UT_OK(be_stat(be, "docs/Plan.docx", &ent, &e_));
+	pre = ut_pre_match(&ent.ver);
 	assert_int_equal(put_str(be, "docs/Plan.docx", "overwrite", &pre, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_PERM);
 	be_entry_release(&ent);
 	free(all);
 	/* -o docs=hide */
 	hide = new_drive("drive:docs", DRIVE_DOCS_HIDE, 0, 0);
-	OK(be_list(hide, "", &l, &e_));
+	UT_OK(be_list(hide, "", &l, &e_));
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.v[0].name, "notes.txt");
 	be_list_release(&l);
@@ -1126,8 +976,8 @@ static void test_shortcuts(void **state)
 	struct err e;
 
 	(void)state;
-	OK(be_mkdir(be, "sc", NULL, &e_));
-	OK(be_mkdir(be, "sctargets", NULL, &e_));
+	UT_OK(be_mkdir(be, "sc", NULL, &e_));
+	UT_OK(be_mkdir(be, "sctargets", NULL, &e_));
 	stat_id(be, "sctargets", folder);
 	snprintf(body, sizeof(body), "{\"files\":["
 		 "{\"name\":\"target.txt\",\"parent\":\"%s\",\"content\":\"target content\"},"
@@ -1147,8 +997,8 @@ static void test_shortcuts(void **state)
 		 folder, tfile, folder, tdir, folder, gone);
 	files = mkfiles(body);
 	snprintf(path, sizeof(path), "/drive/v3/files/%s", gone);
-	OK(emuh_call(emu, "DELETE", path, NULL, NULL, &e_));
-	OK(be_list(be, "sc", &l, &e_));
+	UT_OK(emuh_call(emu, "DELETE", path, NULL, NULL, &e_));
+	UT_OK(be_list(be, "sc", &l, &e_));
 	assert_int_equal(l.n, 2);  /* the dangling one is hidden */
 	x = be_list_find(&l, "to-file");
 	assert_non_null(x);
@@ -1160,14 +1010,14 @@ static void test_shortcuts(void **state)
 	assert_int_equal(x->type, BE_DIR);
 	be_list_release(&l);
 	check_content(be, "sc/to-file", "target content");
-	OK(be_list(be, "sc/to-dir", &l, &e_));
+	UT_OK(be_list(be, "sc/to-dir", &l, &e_));
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.v[0].name, "inside");
 	be_list_release(&l);
 	check_content(be, "sc/to-dir/inside", "in");
 	/* Removing the shortcut trashes the shortcut, never its target. */
-	OK(be_stat(be, "sc/to-file", &ent, &e_));
-	OK(be_remove(be, "sc/to-file", &ent.ver, NULL, &e_));
+	UT_OK(be_stat(be, "sc/to-file", &ent, &e_));
+	UT_OK(be_remove(be, "sc/to-file", &ent.ver, NULL, &e_));
 	be_entry_release(&ent);
 	j = api_get(tfile);
 	assert_false(json_is_true(json_object_get(j, "trashed")));
@@ -1192,15 +1042,15 @@ static void test_conflicts(void **state)
 	struct be_attr a;
 	struct be *other = new_drive("drive:", 0, 0, -1);
 	size_t n = 3 * CHUNK;
-	int fd = make_file(n, 8, &m), r;
+	int fd = ut_pattern_file(n, 8, &m), r;
 	struct err e;
 
 	(void)state;
-	OK(be_mkdir(be, "conf", NULL, &e_));
-	put_ok(be, "conf/f", "one", &v1);
+	UT_OK(be_mkdir(be, "conf", NULL, &e_));
+	ut_put_str(be, "conf/f", "one", &v1);
 	/* Someone else replaces it. */
-	pre = match(&v1.ver);
-	OK(put_str(other, "conf/f", "two", &pre, &v2, &e_));
+	pre = ut_pre_match(&v1.ver);
+	UT_OK(put_str(other, "conf/f", "two", &pre, &v2, &e_));
 	/* Our writes guarded by the old version all conflict, reporting v2. */
 	assert_int_equal(put_str(be, "conf/f", "mine", &pre, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
@@ -1210,7 +1060,7 @@ static void test_conflicts(void **state)
 	assert_int_equal(e.code, ERR_CONFLICT);
 	assert_true(be_version_equal(&cur.ver, &v2.ver));
 	be_entry_release(&cur);
-	pre = absent();
+	pre = ut_pre_absent();
 	assert_int_equal(be_rename(be, "conf/f", &v1.ver, "conf/g", &pre, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	be_entry_release(&cur);
@@ -1220,18 +1070,18 @@ static void test_conflicts(void **state)
 	assert_int_equal(be_setattr(be, "conf/f", &v1.ver, &a, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	be_entry_release(&cur);
-	pre = match(&v1.ver);
+	pre = ut_pre_match(&v1.ver);
 	memset(&up, 0, sizeof(up));
 	assert_int_equal(be_upload_begin(be, "conf/f", &m, &pre, &up, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	check_content(be, "conf/f", "two");
 	/* A change while a session runs: the last chunk is refused. */
-	pre = match(&v2.ver);
+	pre = ut_pre_match(&v2.ver);
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_begin(be, "conf/f", &m, &pre, &up, &e_));
+	UT_OK(be_upload_begin(be, "conf/f", &m, &pre, &up, &e_));
 	assert_int_equal(be_upload_chunk(be, &up, fd, &cur, &e), 0);
-	pre = match(&v2.ver);
-	OK(put_str(other, "conf/f", "three", &pre, &v3, &e_));
+	pre = ut_pre_match(&v2.ver);
+	UT_OK(put_str(other, "conf/f", "three", &pre, &v3, &e_));
 	do {
 		r = be_upload_chunk(be, &up, fd, &cur, &e);
 		if (r == 0)
@@ -1260,7 +1110,7 @@ struct writer {
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_entry ent;
 	char path[64];
 	struct err e;
@@ -1291,10 +1141,10 @@ static void test_rate_pacing(void **state)
 	int i;
 
 	(void)state;
-	OK(be_mkdir(b, "rate", NULL, &e_));
-	limited0 = requests("drive.files.create.multipart", 403);
-	writes0 = requests("drive.files.create.multipart", 200);
-	ctl("/_emulator/drive/rate", "{\"writes_per_second\":40}");
+	UT_OK(be_mkdir(b, "rate", NULL, &e_));
+	limited0 = emuh_must_requests(emu, "drive.files.create.multipart", 403);
+	writes0 = emuh_must_requests(emu, "drive.files.create.multipart", 200);
+	emuh_must_post(emu, "/_emulator/drive/rate", "{\"writes_per_second\":40}");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < 8; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
@@ -1306,14 +1156,14 @@ static void test_rate_pacing(void **state)
 	for (i = 0; i < 8; i++)
 		pthread_join(th[i], NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ctl("/_emulator/drive/rate", "{\"writes_per_second\":0}");
+	emuh_must_post(emu, "/_emulator/drive/rate", "{\"writes_per_second\":0}");
 	secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	for (i = 0; i < 8; i++)
 		if (w[i].failed)
 			fail_msg("writer %d: %d failed: %s", i, w[i].failed, w[i].msg);
 	drive_pace_stats(b, &ps);
-	limited = requests("drive.files.create.multipart", 403) - limited0;
-	writes = requests("drive.files.create.multipart", 200) - writes0;
+	limited = emuh_must_requests(emu, "drive.files.create.multipart", 403) - limited0;
+	writes = emuh_must_requests(emu, "drive.files.create.multipart", 200) - writes0;
 	print_message("    120 creates in %.2f s: %" PRId64 " refused with 403, %" PRIu64
 		      " rate hits, %" PRIu64 " writes paced (%" PRIu64 " ms), interval %ld ms\n",
 		      secs, limited, ps.rate_hits, ps.paced_writes, ps.paced_ms, ps.interval_ms);
@@ -1323,7 +1173,7 @@ static void test_rate_pacing(void **state)
 	/* Paced, the backend does not hammer: far fewer refusals than writes
 	 * beyond the budget would cause unpaced (each write retried at once). */
 	assert_true(limited < 120);
-	OK(be_list(b, "rate", &l, &e_));
+	UT_OK(be_list(b, "rate", &l, &e_));
 	assert_int_equal(l.n, 120);
 	be_list_release(&l);
 	be_free(b);
@@ -1331,46 +1181,46 @@ static void test_rate_pacing(void **state)
 
 static void test_storage_quota(void **state)
 {
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_upload up;
 	struct be_meta m;
-	int fd = make_file(3 * CHUNK, 9, &m);
+	int fd = ut_pattern_file(3 * CHUNK, 9, &m);
 	int64_t before, after;
 	struct err e;
 
 	(void)state;
-	OK(be_mkdir(be, "quota", NULL, &e_));
-	ctl("/_emulator/drive/storage_quota_exceeded", "{\"on\":true}");
-	before = requests("drive.files.create.multipart", 0);
+	UT_OK(be_mkdir(be, "quota", NULL, &e_));
+	emuh_must_post(emu, "/_emulator/drive/storage_quota_exceeded", "{\"on\":true}");
+	before = emuh_must_requests(emu, "drive.files.create.multipart", 0);
 	assert_int_equal(put_str(be, "quota/f", "data", &pre, NULL, &e), -1);
-	after = requests("drive.files.create.multipart", 0);
+	after = emuh_must_requests(emu, "drive.files.create.multipart", 0);
 	assert_int_equal(e.code, ERR_NOSPC);
 	assert_string_equal(e.reason, "storageQuotaExceeded");
 	assert_int_equal(err_to_errno(&e), -ENOSPC);
 	assert_int_equal(after - before, 1);  /* never retried */
 	memset(&up, 0, sizeof(up));
-	before = requests("drive.files.create.resumable", 0);
+	before = emuh_must_requests(emu, "drive.files.create.resumable", 0);
 	assert_int_equal(be_upload_file(be, "quota/big", fd, &m, &pre, 1, 0, &up, NULL, NULL, NULL,
 					&e), -1);
 	assert_int_equal(e.code, ERR_NOSPC);
-	assert_int_equal(requests("drive.files.create.resumable", 0) - before, 1);
-	ctl("/_emulator/drive/storage_quota_exceeded", "{\"on\":false}");
-	OK(put_str(be, "quota/f", "data", &pre, NULL, &e_));
+	assert_int_equal(emuh_must_requests(emu, "drive.files.create.resumable", 0) - before, 1);
+	emuh_must_post(emu, "/_emulator/drive/storage_quota_exceeded", "{\"on\":false}");
+	UT_OK(put_str(be, "quota/f", "data", &pre, NULL, &e_));
 	/* A file downloaded too often: its own error, Google's reason kept. */
-	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"downloadQuotaExceeded\","
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":403,\"reason\":\"downloadQuotaExceeded\","
 	       "\"query\":\"alt=media\"}]");
-	before = requests("drive.fault", 0);
+	before = emuh_must_requests(emu, "drive.fault", 0);
 	{
-		struct buf got = { 0 };
+		struct ut_buf got = { 0 };
 		uint64_t g;
 
-		assert_int_equal(be_read(be, "quota/f", NULL, 0, 10, buf_sink, &got, &g, &e), -1);
+		assert_int_equal(be_read(be, "quota/f", NULL, 0, 10, ut_buf_sink, &got, &g, &e), -1);
 		free(got.p);
 	}
 	assert_int_equal(e.code, ERR_QUOTA);
 	assert_string_equal(e.reason, "downloadQuotaExceeded");
 	assert_int_equal(err_to_errno(&e), -EDQUOT);
-	assert_int_equal(requests("drive.fault", 0) - before, 1);  /* not retried */
+	assert_int_equal(emuh_must_requests(emu, "drive.fault", 0) - before, 1);  /* not retried */
 	close(fd);
 }
 
@@ -1385,7 +1235,7 @@ static void test_shared_drives(void **state)
 	struct err e;
 
 	(void)state;
-	OK(emuh_call(emu, "POST", "/_emulator/drive/shared_drives", "{\"name\":\"Team A/B\"}",
+	UT_OK(emuh_call(emu, "POST", "/_emulator/drive/shared_drives", "{\"name\":\"Team A/B\"}",
 		     &reply, &e_));
 	j = json_loads(reply, 0, NULL);
 	free(reply);
@@ -1393,23 +1243,23 @@ static void test_shared_drives(void **state)
 	snprintf(src, sizeof(src), "drive:shared_id=%s",
 		 json_string_value(json_object_get(j, "id")));
 	b = new_drive("drive:shared=Team A" FS "B", 0, 0, 0);
-	OK(be_check(b, &e_));
+	UT_OK(be_check(b, &e_));
 	drive_root_id(b, rid, sizeof(rid));
 	assert_string_equal(rid, json_string_value(json_object_get(j, "id")));
-	OK(be_mkdir(b, "proj", NULL, &e_));
-	put_ok(b, "proj/f.txt", "shared bytes", &ent);
+	UT_OK(be_mkdir(b, "proj", NULL, &e_));
+	ut_put_str(b, "proj/f.txt", "shared bytes", &ent);
 	be_entry_release(&ent);
 	be_free(b);
 	b = new_drive(src, 0, 0, 0);
-	OK(be_list(b, "proj", &l, &e_));
+	UT_OK(be_list(b, "proj", &l, &e_));
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.v[0].name, "f.txt");
 	be_list_release(&l);
 	check_content(b, "proj/f.txt", "shared bytes");
-	OK(be_stat(b, "proj/f.txt", &ent, &e_));
-	OK(be_remove(b, "proj/f.txt", &ent.ver, NULL, &e_));
+	UT_OK(be_stat(b, "proj/f.txt", &ent, &e_));
+	UT_OK(be_remove(b, "proj/f.txt", &ent.ver, NULL, &e_));
 	be_entry_release(&ent);
-	OK(be_purge(b, "", NULL, NULL, &e_));
+	UT_OK(be_purge(b, "", NULL, NULL, &e_));
 	be_free(b);
 	/* The shared drive's files are not in My Drive. */
 	assert_int_equal(be_stat(be, "proj", &ent, &e), -1);
@@ -1419,8 +1269,8 @@ static void test_shared_drives(void **state)
 	assert_int_equal(be_check(b, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	be_free(b);
-	ctl("/_emulator/drive/shared_drives", "{\"name\":\"Twin\"}");
-	ctl("/_emulator/drive/shared_drives", "{\"name\":\"Twin\"}");
+	emuh_must_post(emu, "/_emulator/drive/shared_drives", "{\"name\":\"Twin\"}");
+	emuh_must_post(emu, "/_emulator/drive/shared_drives", "{\"name\":\"Twin\"}");
 	b = new_drive("drive:shared=Twin", 0, 0, 0);
 	assert_int_equal(be_check(b, &e), -1);
 	assert_int_equal(e.code, ERR_INVAL);
@@ -1445,18 +1295,18 @@ static void test_purge(void **state)
 	json_t *j;
 
 	(void)state;
-	OK(be_mkdir(be, "pg", NULL, &e_));
-	OK(be_mkdir(be, "pg/sub", NULL, &e_));
-	OK(be_mkdir(be, "pgother", NULL, &e_));
-	put_ok(be, "pg/a", "a", &a);
-	put_ok(be, "pg/b", "b", &b);
-	put_ok(be, "pg/sub/c", "c", &c);
-	put_ok(be, "pgother/x", "x", &x);
-	OK(be_remove(be, "pg/a", &a.ver, NULL, &e_));
-	OK(be_remove(be, "pg/sub/c", &c.ver, NULL, &e_));
-	OK(be_remove(be, "pgother/x", &x.ver, NULL, &e_));
-	OK(drive_trash_list(be, count_trash, &before, &e_));
-	OK(be_purge(be, "pg", NULL, NULL, &e_));
+	UT_OK(be_mkdir(be, "pg", NULL, &e_));
+	UT_OK(be_mkdir(be, "pg/sub", NULL, &e_));
+	UT_OK(be_mkdir(be, "pgother", NULL, &e_));
+	ut_put_str(be, "pg/a", "a", &a);
+	ut_put_str(be, "pg/b", "b", &b);
+	ut_put_str(be, "pg/sub/c", "c", &c);
+	ut_put_str(be, "pgother/x", "x", &x);
+	UT_OK(be_remove(be, "pg/a", &a.ver, NULL, &e_));
+	UT_OK(be_remove(be, "pg/sub/c", &c.ver, NULL, &e_));
+	UT_OK(be_remove(be, "pgother/x", &x.ver, NULL, &e_));
+	UT_OK(drive_trash_list(be, count_trash, &before, &e_));
+	UT_OK(be_purge(be, "pg", NULL, NULL, &e_));
 	assert_null(api_get(a.ver.id));      /* gone for good */
 	assert_null(api_get(c.ver.id));
 	j = api_get(b.ver.id);              /* live: untouched */
@@ -1467,12 +1317,12 @@ static void test_purge(void **state)
 	assert_non_null(j);
 	assert_true(json_is_true(json_object_get(j, "trashed")));
 	json_decref(j);
-	OK(drive_trash_list(be, count_trash, &after, &e_));
+	UT_OK(drive_trash_list(be, count_trash, &after, &e_));
 	assert_int_equal(before - after, 2);
 	/* The whole drive's trash. */
-	OK(be_purge(be, "", NULL, NULL, &e_));
+	UT_OK(be_purge(be, "", NULL, NULL, &e_));
 	after = 0;
-	OK(drive_trash_list(be, count_trash, &after, &e_));
+	UT_OK(drive_trash_list(be, count_trash, &after, &e_));
 	assert_int_equal(after, 0);
 	assert_null(api_get(x.ver.id));
 	be_entry_release(&a);
@@ -1530,35 +1380,35 @@ static void test_delete_ids_rate_limited(void **state)
 	int64_t limited0, parts0;
 
 	(void)state;
-	OK(be_mkdir(be, "bulkdel", NULL, &e_));
+	UT_OK(be_mkdir(be, "bulkdel", NULL, &e_));
 	stat_id(be, "bulkdel", folder);
-	OK(be_purge(be, "", NULL, NULL, &e_));
+	UT_OK(be_purge(be, "", NULL, NULL, &e_));
 	snprintf(body, sizeof(body), "{\"parent\":\"%s\",\"count\":700,\"prefix\":\"t\","
 		 "\"content\":\"12345\",\"trashed\":true}", folder);
-	ctl("/_emulator/drive/bulk", body);
-	OK(drive_trash_list(be, collect_ids, &c, &e_));
+	emuh_must_post(emu, "/_emulator/drive/bulk", body);
+	UT_OK(drive_trash_list(be, collect_ids, &c, &e_));
 	assert_int_equal(c.n, 700);
 	status = calloc(c.n, sizeof(*status));
-	limited0 = requests("drive.batch", 0);
-	parts0 = counter("drive.batch_parts");
-	ctl("/_emulator/drive/rate", "{\"writes_per_second\":300}");
-	OK(drive_delete_ids(be, (const char *const *)c.ids, c.sizes, c.n, 4, on_progress, &ps,
+	limited0 = emuh_must_requests(emu, "drive.batch", 0);
+	parts0 = emuh_must_counter(emu, "drive.batch_parts");
+	emuh_must_post(emu, "/_emulator/drive/rate", "{\"writes_per_second\":300}");
+	UT_OK(drive_delete_ids(be, (const char *const *)c.ids, c.sizes, c.n, 4, on_progress, &ps,
 			    status, NULL, &e_));
-	ctl("/_emulator/drive/rate", "{\"writes_per_second\":0}");
+	emuh_must_post(emu, "/_emulator/drive/rate", "{\"writes_per_second\":0}");
 	drive_pace_stats(be, &st);
 	print_message("    700 deletes: %" PRId64 " batches, %" PRId64 " calls, %" PRIu64
 		      " rate hits, %" PRIu64 " progress calls\n",
-		      requests("drive.batch", 0) - limited0, counter("drive.batch_parts") - parts0,
+		      emuh_must_requests(emu, "drive.batch", 0) - limited0, emuh_must_counter(emu, "drive.batch_parts") - parts0,
 		      st.rate_hits, ps.calls);
 	assert_int_equal(ps.last_done, 700);
 	assert_int_equal(ps.last_bytes, 3500);
 	for (i = 0; i < c.n; i++)
 		assert_true(status[i] == 204 || status[i] == 200 || status[i] == 404);
-	assert_true(counter("drive.batch_parts") - parts0 > 700);  /* some were retried */
-	OK(drive_trash_list(be, count_trash, &left, &e_));
+	assert_true(emuh_must_counter(emu, "drive.batch_parts") - parts0 > 700);  /* some were retried */
+	UT_OK(drive_trash_list(be, count_trash, &left, &e_));
 	assert_int_equal(left, 0);
 	/* Deleting them again: all already gone, still a success. */
-	OK(drive_delete_ids(be, (const char *const *)c.ids, NULL, 50, 2, NULL, NULL, status, NULL,
+	UT_OK(drive_delete_ids(be, (const char *const *)c.ids, NULL, 50, 2, NULL, NULL, status, NULL,
 			    &e_));
 	assert_int_equal(status[0], 404);
 	for (i = 0; i < c.n; i++)

@@ -324,6 +324,24 @@ static void test_resp_error_shape(void **state)
 	assert_int_equal(r.nheaders, 2);
 	assert_string_equal(r.hvalue[0], "two");
 	resp_free(&r);
+	/* resumable "resume incomplete": 308 + Range, or the Go client's 200
+	 * with an override header; no Range when nothing is persisted */
+	memset(&r, 0, sizeof(r));
+	r.fd = -1;
+	emu_resp_incomplete(&r, NULL, 512);
+	assert_int_equal(r.status, 308);
+	assert_int_equal(r.nheaders, 1);
+	assert_string_equal(r.hname[0], "Range");
+	assert_string_equal(r.hvalue[0], "bytes=0-511");
+	resp_free(&r);
+	memset(&r, 0, sizeof(r));
+	r.fd = -1;
+	emu_resp_incomplete(&r, "Yes", 0);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.nheaders, 1);
+	assert_string_equal(r.hname[0], "X-HTTP-Status-Code-Override");
+	assert_string_equal(r.hvalue[0], "308");
+	resp_free(&r);
 }
 
 static void test_take_body_without_conn(void **state)

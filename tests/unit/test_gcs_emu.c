@@ -26,6 +26,7 @@
 #include "durafs/jsonh.h"
 #include "durafs/log.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 #define BUCKET "durafs-test"          /* versioning on */
 #define PLAIN "durafs-plain"          /* versioning off */
@@ -37,130 +38,6 @@ static struct be *be;        /* BUCKET, no prefix, 256 KiB chunks */
 static struct be *be_plain;  /* PLAIN */
 
 /* --- helpers ---------------------------------------------------------- */
-
-#define OK(call) do { struct err e_; err_clear(&e_); \
-	if ((call) < 0) fail_msg("%s: %s (%s)", #call, e_.msg, err_code_name(e_.code)); \
-	} while (0)
-
-static void faults(const char *rules)
-{
-	struct err e;
-
-	if (emuh_faults(emu, rules, &e) < 0)
-		fail_msg("faults %s: %s", rules, e.msg);
-}
-
-static int64_t counter(const char *name)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_counter(emu, name, &v, &e) < 0)
-		fail_msg("counter %s: %s", name, e.msg);
-	return v;
-}
-
-/* A temporary file of n bytes of a pattern seeded by seed; meta filled. */
-static int make_file(size_t n, unsigned seed, struct be_meta *m)
-{
-	char tmpl[] = "/tmp/durafs-gcs-emu-XXXXXX";
-	unsigned char *buf = malloc(n ? n : 1);
-	struct err e;
-	size_t i;
-	int fd;
-
-	assert_non_null(buf);
-	for (i = 0; i < n; i++)
-		buf[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 13);
-	fd = mkstemp(tmpl);
-	assert_true(fd >= 0);
-	unlink(tmpl);
-	assert_int_equal(pwrite(fd, buf, n, 0), (ssize_t)n);
-	free(buf);
-	memset(m, 0, sizeof(*m));
-	if (be_meta_from_fd(fd, m, &e) < 0)
-		fail_msg("meta: %s", e.msg);
-	m->mtime.tv_sec = 1700000000 + seed;
-	return fd;
-}
-
-struct buf {
-	char *p;
-	size_t n, cap;
-};
-
-static int buf_sink(void *ud, const void *data, size_t len)
-{
-	struct buf *b = ud;
-
-	if (b->n + len > b->cap) {
-		b->cap = (b->n + len) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->n, data, len);
-	b->n += len;
-	return 0;
-}
-
-/* Read path (at ver, or current) whole and compare with fd's content. */
-static void check_remote(struct be *b, const char *path, const struct be_version *ver,
-			 int fd, size_t n)
-{
-	struct buf got = { 0 };
-	char *want = malloc(n ? n : 1);
-	uint64_t g = 0;
-	struct err e;
-
-	assert_non_null(want);
-	assert_int_equal(pread(fd, want, n, 0), (ssize_t)n);
-	if (be_read(b, path, ver, 0, UINT64_MAX, buf_sink, &got, &g, &e) < 0)
-		fail_msg("read %s: %s", path, e.msg);
-	assert_int_equal(got.n, n);
-	assert_int_equal(g, n);
-	if (n)
-		assert_memory_equal(got.p, want, n);
-	free(got.p);
-	free(want);
-}
-
-static struct be_pre absent(void)
-{
-	struct be_pre p;
-
-	memset(&p, 0, sizeof(p));
-	p.kind = BE_PRE_ABSENT;
-	return p;
-}
-
-static struct be_pre match(const struct be_version *v)
-{
-	struct be_pre p;
-
-	memset(&p, 0, sizeof(p));
-	p.kind = BE_PRE_MATCH;
-	p.ver = *v;
-	return p;
-}
-
-static void put_str(struct be *b, const char *path, const char *s, struct be_entry *out)
-{
-	char tmpl[] = "/tmp/durafs-gcs-emu-XXXXXX";
-	struct be_pre pre = absent();
-	struct be_meta m;
-	struct err e;
-	int fd = mkstemp(tmpl);
-
-	assert_true(fd >= 0);
-	unlink(tmpl);
-	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
-	memset(&m, 0, sizeof(m));
-	assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
-	m.mtime.tv_sec = 1700000000;
-	if (be_put(b, path, fd, &m, &pre, out, &e) < 0)
-		fail_msg("put %s: %s", path, e.msg);
-	close(fd);
-}
 
 static struct be *new_backend(const char *bucket, const char *prefix, uint64_t chunk)
 {
@@ -188,19 +65,15 @@ static int setup(void **state)
 	struct err e;
 
 	(void)state;
-	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
-	if (emuh_start(&eo, &emu, &e) < 0) {
-		fprintf(stderr, "test_gcs_emu: cannot start the emulator: %s\n", e.msg);
-		return -1;
-	}
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 12;
 	ho.backoff_initial_ms = 2;
 	ho.backoff_max_ms = 40;
-	if (http_new(&ho, &http, &e) < 0 ||
-	    emuh_gcs_bucket(emu, BUCKET, 1, &e) < 0 ||
+	if (emuh_test_start("test_gcs_emu", &eo, &ho, &emu, &http) < 0)
+		return -1;
+	if (emuh_gcs_bucket(emu, BUCKET, 1, &e) < 0 ||
 	    emuh_gcs_bucket(emu, PLAIN, 0, &e) < 0) {
 		fprintf(stderr, "test_gcs_emu: setup: %s\n", e.msg);
 		return -1;
@@ -215,15 +88,14 @@ static int teardown(void **state)
 	(void)state;
 	be_free(be);
 	be_free(be_plain);
-	http_free(http);
-	emuh_stop(emu);
+	emuh_test_stop(emu, http);
 	return 0;
 }
 
 static int clear_faults(void **state)
 {
 	(void)state;
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	return 0;
 }
 
@@ -235,7 +107,7 @@ static void test_check(void **state)
 	struct err e;
 
 	(void)state;
-	OK(be_check(be, &e_));
+	UT_OK(be_check(be, &e_));
 	nob = new_backend("no-such-bucket", NULL, 0);
 	assert_int_equal(be_check(nob, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
@@ -247,7 +119,7 @@ static void test_basic_ops(void **state)
 {
 	struct be_entry ent, cur, f1;
 	struct be_list l = { 0 };
-	struct buf got = { 0 };
+	struct ut_buf got = { 0 };
 	struct be_version stale;
 	struct be_pre pre;
 	struct err e;
@@ -255,13 +127,13 @@ static void test_basic_ops(void **state)
 
 	(void)state;
 	memset(&ent, 0, sizeof(ent));
-	put_str(be, "basic/hello.txt", "hello, world\n", &f1);
+	ut_put_str(be, "basic/hello.txt", "hello, world\n", &f1);
 	assert_int_equal(f1.type, BE_FILE);
 	assert_int_equal(f1.size, 13);
 	assert_true(f1.ver.gen > 0);
 	assert_int_equal(f1.mtime.tv_sec, 1700000000);
 
-	OK(be_stat(be, "basic/hello.txt", &ent, &e_));
+	UT_OK(be_stat(be, "basic/hello.txt", &ent, &e_));
 	assert_int_equal(ent.type, BE_FILE);
 	assert_int_equal(ent.ver.gen, f1.ver.gen);
 	assert_true(ent.has_crc32c && ent.has_md5);
@@ -270,39 +142,39 @@ static void test_basic_ops(void **state)
 	be_entry_release(&ent);
 
 	/* Ranged reads: middle, past the end, at the end. */
-	OK(be_read(be, "basic/hello.txt", &f1.ver, 7, 5, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", &f1.ver, 7, 5, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 5);
 	assert_memory_equal(got.p, "world", 5);
 	got.n = 0;
-	OK(be_read(be, "basic/hello.txt", &f1.ver, 10, 100, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", &f1.ver, 10, 100, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 3);
 	got.n = 0;
-	OK(be_read(be, "basic/hello.txt", &f1.ver, 13, 10, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", &f1.ver, 13, 10, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 0);
-	OK(be_read(be, "basic/hello.txt", &f1.ver, 500, 10, buf_sink, &got, &g, &e_));
+	UT_OK(be_read(be, "basic/hello.txt", &f1.ver, 500, 10, ut_buf_sink, &got, &g, &e_));
 	assert_int_equal(got.n, 0);
 	free(got.p);
 
 	/* A directory: marker, then listing, then stat. */
-	OK(be_mkdir(be, "basic/sub", &ent, &e_));
+	UT_OK(be_mkdir(be, "basic/sub", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	be_entry_release(&ent);
 	/* mkdir is idempotent on a directory, refused on a file. */
-	OK(be_mkdir(be, "basic/sub", NULL, &e_));
+	UT_OK(be_mkdir(be, "basic/sub", NULL, &e_));
 	assert_int_equal(be_mkdir(be, "basic/hello.txt", NULL, &e), -1);
 	assert_int_equal(e.code, ERR_EXISTS);
-	OK(be_stat(be, "basic/sub", &ent, &e_));
+	UT_OK(be_stat(be, "basic/sub", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	assert_int_equal(ent.implicit, 0);
 	be_entry_release(&ent);
 
 	/* Symlinks carry their target in the listing. */
-	pre = absent();
-	OK(be_symlink(be, "basic/link", "hello.txt", &f1.mtime, &pre, &ent, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_symlink(be, "basic/link", "hello.txt", &f1.mtime, &pre, &ent, &e_));
 	assert_int_equal(ent.type, BE_SYMLINK);
 	be_entry_release(&ent);
 
-	OK(be_list(be, "basic", &l, &e_));
+	UT_OK(be_list(be, "basic", &l, &e_));
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.v[0].name, "hello.txt");
 	assert_string_equal(l.v[1].name, "link");
@@ -314,7 +186,7 @@ static void test_basic_ops(void **state)
 	be_list_release(&l);
 
 	/* Root listing shows basic/ as a directory. */
-	OK(be_list(be, "", &l, &e_));
+	UT_OK(be_list(be, "", &l, &e_));
 	assert_non_null(be_list_find(&l, "basic"));
 	assert_int_equal(be_list_find(&l, "basic")->type, BE_DIR);
 	be_list_release(&l);
@@ -326,8 +198,8 @@ static void test_basic_ops(void **state)
 	assert_int_equal(e.code, ERR_NOTFOUND);
 
 	/* Rename a file; the old name is gone; renaming again is NOTFOUND. */
-	pre = absent();
-	OK(be_rename(be, "basic/hello.txt", &f1.ver, "basic/sub/moved.txt", &pre, &ent, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_rename(be, "basic/hello.txt", &f1.ver, "basic/sub/moved.txt", &pre, &ent, &e_));
 	assert_string_equal(ent.name, "moved.txt");
 	assert_int_equal(ent.size, 13);
 	assert_int_equal(be_stat(be, "basic/hello.txt", &cur, &e), -1);
@@ -335,9 +207,9 @@ static void test_basic_ops(void **state)
 	assert_int_equal(be_rename(be, "basic/hello.txt", &f1.ver, "basic/x", &pre, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	{
-		struct buf mv = { 0 };
+		struct ut_buf mv = { 0 };
 
-		OK(be_read(be, "basic/sub/moved.txt", &ent.ver, 0, UINT64_MAX, buf_sink, &mv,
+		UT_OK(be_read(be, "basic/sub/moved.txt", &ent.ver, 0, UINT64_MAX, ut_buf_sink, &mv,
 			   NULL, &e_));
 		assert_int_equal(mv.n, 13);
 		assert_memory_equal(mv.p, "hello, world\n", 13);
@@ -349,7 +221,7 @@ static void test_basic_ops(void **state)
 	/* rmdir refuses a non-empty directory. */
 	assert_int_equal(be_rmdir(be, "basic/sub", &e), -1);
 	assert_int_equal(e.code, ERR_NOTEMPTY);
-	OK(be_stat(be, "basic/sub/moved.txt", &ent, &e_));
+	UT_OK(be_stat(be, "basic/sub/moved.txt", &ent, &e_));
 	stale = ent.ver;
 	stale.gen -= 1;
 	/* A guarded delete with a stale generation is a conflict. */
@@ -357,11 +229,11 @@ static void test_basic_ops(void **state)
 	assert_int_equal(e.code, ERR_CONFLICT);
 	assert_int_equal(cur.ver.gen, ent.ver.gen);
 	be_entry_release(&cur);
-	OK(be_remove(be, "basic/sub/moved.txt", &ent.ver, NULL, &e_));
+	UT_OK(be_remove(be, "basic/sub/moved.txt", &ent.ver, NULL, &e_));
 	assert_int_equal(be_remove(be, "basic/sub/moved.txt", &ent.ver, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	be_entry_release(&ent);
-	OK(be_rmdir(be, "basic/sub", &e_));
+	UT_OK(be_rmdir(be, "basic/sub", &e_));
 	assert_int_equal(be_rmdir(be, "basic/sub", &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 }
@@ -370,15 +242,15 @@ static void test_upload_resumable_roundtrip(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	size_t n = 5 * CHUNK + 12345;
-	int fd = make_file(n, 1, &m), r, chunks = 0;
-	int64_t recv0 = counter("gcs.upload_bytes_received");
+	int fd = ut_pattern_file(n, 1, &m), r, chunks = 0;
+	int64_t recv0 = emuh_must_counter(emu, "gcs.upload_bytes_received");
 
 	(void)state;
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_begin(be, "big/one.bin", &m, &pre, &up, &e_));
+	UT_OK(be_upload_begin(be, "big/one.bin", &m, &pre, &up, &e_));
 	assert_true(up.session[0] != '\0');
 	assert_int_equal(up.chunk_size, CHUNK);
 	do {
@@ -396,14 +268,14 @@ static void test_upload_resumable_roundtrip(void **state)
 	assert_int_equal(ent.crc32c, m.crc32c);
 	assert_int_equal(ent.mtime.tv_sec, m.mtime.tv_sec);
 	/* Sent exactly once (plus the small JSON of the first request). */
-	assert_in_range(counter("gcs.upload_bytes_received") - recv0, n, n + 2048);
-	check_remote(be, "big/one.bin", &ent.ver, fd, n);
+	assert_in_range(emuh_must_counter(emu, "gcs.upload_bytes_received") - recv0, n, n + 2048);
+	ut_check_remote_fd(be, "big/one.bin", &ent.ver, fd, n);
 	/* The range read pinned to the generation works in the middle. */
 	{
-		struct buf got = { 0 };
+		struct ut_buf got = { 0 };
 		char want[100];
 
-		OK(be_read(be, "big/one.bin", &ent.ver, CHUNK - 50, 100, buf_sink, &got, NULL,
+		UT_OK(be_read(be, "big/one.bin", &ent.ver, CHUNK - 50, 100, ut_buf_sink, &got, NULL,
 			   &e_));
 		assert_int_equal(got.n, 100);
 		assert_int_equal(pread(fd, want, 100, CHUNK - 50), 100);
@@ -431,7 +303,7 @@ static int prog_cb(void *ud, uint64_t items, uint64_t bytes)
 	p->items = items;
 	p->bytes = bytes;
 	if (p->rules && items == p->arm_at)
-		faults(p->rules);
+		emuh_must_faults(emu, p->rules);
 	return p->cancel_at && items >= (uint64_t)p->cancel_at;
 }
 
@@ -446,7 +318,7 @@ static void test_everything_under_faults(void **state)
 	struct be_meta m, mb;
 	struct prog pg;
 	size_t nb = 3 * CHUNK + 777;
-	int fd = make_file(20000, 7, &m), fdb = make_file(nb, 8, &mb), i;
+	int fd = ut_pattern_file(20000, 7, &m), fdb = ut_pattern_file(nb, 8, &mb), i;
 	char name[64];
 	const char *srcs[2];
 	struct be_version vers[2];
@@ -458,7 +330,7 @@ static void test_everything_under_faults(void **state)
 	/* 30% of all requests fail (15% 503, then 18% of the rest 429);
 	 * chunk uploads are cut mid-body and downloads mid-reply, the first
 	 * two for sure, then 20% of them. */
-	faults("[{\"kind\":\"status\",\"status\":503,\"fraction\":0.15},"
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":503,\"fraction\":0.15},"
 	       "{\"kind\":\"status\",\"status\":429,\"fraction\":0.18},"
 	       "{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"after_bytes\":70000,"
 	       "\"count\":2},"
@@ -468,31 +340,31 @@ static void test_everything_under_faults(void **state)
 	       "\"after_bytes\":5000,\"count\":2},"
 	       "{\"kind\":\"cut_response\",\"method\":\"GET\",\"query\":\"alt=media\","
 	       "\"after_bytes\":5000,\"fraction\":0.2}]");
-	pre = absent();
-	OK(be_put(be, "flt/small.bin", fd, &m, &pre, &f1, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_put(be, "flt/small.bin", fd, &m, &pre, &f1, &e_));
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "flt/big.bin", fdb, &mb, &pre, CHUNK, 3, &up, NULL, NULL, &big,
+	UT_OK(be_upload_file(be, "flt/big.bin", fdb, &mb, &pre, CHUNK, 3, &up, NULL, NULL, &big,
 			  &e_));
 	assert_int_equal(big.size, nb);
-	OK(be_mkdir(be, "flt/d", NULL, &e_));
+	UT_OK(be_mkdir(be, "flt/d", NULL, &e_));
 	for (i = 0; i < 5; i++) {
 		snprintf(name, sizeof(name), "flt/d/f%d", i);
-		put_str(be, name, name, NULL);
+		ut_put_str(be, name, name, NULL);
 	}
-	OK(be_symlink(be, "flt/ln", "small.bin", NULL, &pre, NULL, &e_));
-	OK(be_stat(be, "flt/small.bin", &ent, &e_));
+	UT_OK(be_symlink(be, "flt/ln", "small.bin", NULL, &pre, NULL, &e_));
+	UT_OK(be_stat(be, "flt/small.bin", &ent, &e_));
 	assert_int_equal(ent.ver.gen, f1.ver.gen);
 	be_entry_release(&ent);
-	OK(be_stat(be, "flt/d", &ent, &e_));
+	UT_OK(be_stat(be, "flt/d", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	be_entry_release(&ent);
-	OK(be_list(be, "flt", &l, &e_));
+	UT_OK(be_list(be, "flt", &l, &e_));
 	assert_int_equal(l.n, 4);  /* big.bin d ln small.bin */
 	be_list_release(&l);
-	check_remote(be, "flt/small.bin", &f1.ver, fd, 20000);
-	check_remote(be, "flt/big.bin", &big.ver, fdb, nb);
+	ut_check_remote_fd(be, "flt/small.bin", &f1.ver, fd, 20000);
+	ut_check_remote_fd(be, "flt/big.bin", &big.ver, fdb, nb);
 	/* Overwrite guarded by the generation. */
-	OK(be_put(be, "flt/small.bin", fd, &m, &(struct be_pre){ BE_PRE_MATCH, f1.ver }, &f2,
+	UT_OK(be_put(be, "flt/small.bin", fd, &m, &(struct be_pre){ BE_PRE_MATCH, f1.ver }, &f2,
 		  &e_));
 	assert_true(f2.ver.gen > f1.ver.gen);
 	/* Compose small + big into a new object. */
@@ -500,32 +372,32 @@ static void test_everything_under_faults(void **state)
 	srcs[1] = "flt/big.bin";
 	vers[0] = f2.ver;
 	vers[1] = big.ver;
-	OK(be_compose(be, "flt/composed", &pre, srcs, vers, 2, NULL, &ent, &e_));
+	UT_OK(be_compose(be, "flt/composed", &pre, srcs, vers, 2, NULL, &ent, &e_));
 	assert_int_equal(ent.size, 20000 + nb);
 	be_entry_release(&ent);
-	pre = absent();
-	OK(be_rename(be, "flt/small.bin", &f2.ver, "flt/renamed.bin", &pre, &ent, &e_));
+	pre = ut_pre_absent();
+	UT_OK(be_rename(be, "flt/small.bin", &f2.ver, "flt/renamed.bin", &pre, &ent, &e_));
 	be_entry_release(&ent);
 	memset(&pg, 0, sizeof(pg));
-	OK(be_rename_dir(be, "flt/d", "flt/d2", prog_cb, &pg, &e_));
+	UT_OK(be_rename_dir(be, "flt/d", "flt/d2", prog_cb, &pg, &e_));
 	assert_int_equal(pg.items, 5);
-	OK(be_list(be, "flt/d2", &l, &e_));
+	UT_OK(be_list(be, "flt/d2", &l, &e_));
 	assert_int_equal(l.n, 5);
 	be_list_release(&l);
 	assert_int_equal(be_stat(be, "flt/d", &ent, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	for (i = 0; i < 5; i++) {
 		snprintf(name, sizeof(name), "flt/d2/f%d", i);
-		OK(be_stat(be, name, &ent, &e_));
-		OK(be_remove(be, name, &ent.ver, NULL, &e_));
+		UT_OK(be_stat(be, name, &ent, &e_));
+		UT_OK(be_remove(be, name, &ent.ver, NULL, &e_));
 		be_entry_release(&ent);
 	}
-	OK(be_rmdir(be, "flt/d2", &e_));
-	OK(be_stat(be, "flt/big.bin", &ent, &e_));
-	OK(be_remove(be, "flt/big.bin", &ent.ver, NULL, &e_));
+	UT_OK(be_rmdir(be, "flt/d2", &e_));
+	UT_OK(be_stat(be, "flt/big.bin", &ent, &e_));
+	UT_OK(be_remove(be, "flt/big.bin", &ent.ver, NULL, &e_));
 	be_entry_release(&ent);
 	memset(&pg, 0, sizeof(pg));
-	OK(be_purge(be, "flt", prog_cb, &pg, &e_));
+	UT_OK(be_purge(be, "flt", prog_cb, &pg, &e_));
 	assert_true(pg.items >= 3);  /* small.bin x2, big.bin, d/ files ... */
 
 	/* The faults really fired. */
@@ -541,8 +413,8 @@ static void test_everything_under_faults(void **state)
 	print_message("    faults fired: %" PRId64 " status, %" PRId64 " cuts\n", fired0, fired1);
 	assert_true(fired0 >= 5);
 	assert_true(fired1 >= 4);
-	faults("[]");
-	check_remote(be, "flt/renamed.bin", NULL, fd, 20000);
+	emuh_must_faults(emu, "[]");
+	ut_check_remote_fd(be, "flt/renamed.bin", NULL, fd, 20000);
 	be_entry_release(&f1);
 	be_entry_release(&f2);
 	be_entry_release(&big);
@@ -557,13 +429,13 @@ static void test_upload_cut_resumes(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	size_t n = 4 * 1024 * 1024 + 99;
-	int fd = make_file(n, 2, &m);
-	int64_t recv0 = counter("gcs.upload_bytes_received");
-	int64_t start0 = counter("gcs.upload_sessions_started");
-	int64_t res0 = counter("gcs.upload_sessions_resumed");
+	int fd = ut_pattern_file(n, 2, &m);
+	int64_t recv0 = emuh_must_counter(emu, "gcs.upload_bytes_received");
+	int64_t start0 = emuh_must_counter(emu, "gcs.upload_sessions_started");
+	int64_t res0 = emuh_must_counter(emu, "gcs.upload_sessions_resumed");
 	int64_t recv, resent;
 	struct be *b1 = new_backend(BUCKET, NULL, 1024 * 1024);
 
@@ -572,23 +444,23 @@ static void test_upload_cut_resumes(void **state)
 	 * reused one, so this also checks that nothing below us (libcurl)
 	 * silently resends the chunk. */
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_begin(b1, "cut/file.bin", &m, &pre, &up, &e_));
-	faults("[{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\","
+	UT_OK(be_upload_begin(b1, "cut/file.bin", &m, &pre, &up, &e_));
+	emuh_must_faults(emu, "[{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\","
 	       "\"query\":\"upload_id\",\"after_bytes\":600000,\"count\":1}]");
 	/* One call: cut, status query, progress = what the server kept. */
 	assert_int_equal(be_upload_chunk(b1, &up, fd, &ent, NULL), 0);
 	assert_int_equal(up.persisted, 524288);
-	OK(be_upload_file(b1, "cut/file.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
-	recv = counter("gcs.upload_bytes_received") - recv0;
+	UT_OK(be_upload_file(b1, "cut/file.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	recv = emuh_must_counter(emu, "gcs.upload_bytes_received") - recv0;
 	resent = recv - (int64_t)n;
 	print_message("    %zu bytes uploaded, %" PRId64 " received, %" PRId64 " sent twice\n",
 		      n, recv, resent);
 	/* At most the 600,000 bytes of the cut attempt, less what persisted
 	 * (the emulator keeps whole 256 KiB units: 524,288). */
 	assert_in_range(resent, 0, 600000 - 524288 + 2048);
-	assert_int_equal(counter("gcs.upload_sessions_started") - start0, 1);
-	assert_true(counter("gcs.upload_sessions_resumed") - res0 >= 1);
-	check_remote(b1, "cut/file.bin", &ent.ver, fd, n);
+	assert_int_equal(emuh_must_counter(emu, "gcs.upload_sessions_started") - start0, 1);
+	assert_true(emuh_must_counter(emu, "gcs.upload_sessions_resumed") - res0 >= 1);
+	ut_check_remote_fd(b1, "cut/file.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 	be_free(b1);
 	close(fd);
@@ -600,18 +472,18 @@ static void test_short_308(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	size_t n = 3 * 512 * 1024 + 5;
-	int fd = make_file(n, 3, &m), r, calls = 0;
-	int64_t recv0 = counter("gcs.upload_bytes_received"), recv;
+	int fd = ut_pattern_file(n, 3, &m), r, calls = 0;
+	int64_t recv0 = emuh_must_counter(emu, "gcs.upload_bytes_received"), recv;
 	uint64_t before;
 	struct be *b2 = new_backend(BUCKET, NULL, 512 * 1024);
 
 	(void)state;
-	faults("[{\"kind\":\"short308\",\"persist_less\":100000,\"count\":2}]");
+	emuh_must_faults(emu, "[{\"kind\":\"short308\",\"persist_less\":100000,\"count\":2}]");
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_begin(b2, "short/file.bin", &m, &pre, &up, &e_));
+	UT_OK(be_upload_begin(b2, "short/file.bin", &m, &pre, &up, &e_));
 	before = up.persisted;
 	r = be_upload_chunk(b2, &up, fd, &ent, NULL);
 	assert_int_equal(r, 0);
@@ -626,11 +498,11 @@ static void test_short_308(void **state)
 		calls++;
 	} while (r == 0);
 	assert_int_equal(ent.size, n);
-	recv = counter("gcs.upload_bytes_received") - recv0;
+	recv = emuh_must_counter(emu, "gcs.upload_bytes_received") - recv0;
 	print_message("    %zu bytes uploaded in %d more chunks, %" PRId64 " received\n", n,
 		      calls, recv);
 	assert_in_range(recv - (int64_t)n, 2 * 256 * 1024, 2 * 256 * 1024 + 2048);
-	check_remote(b2, "short/file.bin", &ent.ver, fd, n);
+	ut_check_remote_fd(b2, "short/file.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 	be_free(b2);
 	close(fd);
@@ -642,18 +514,18 @@ static void test_expired_session(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	struct err e;
 	size_t n = 3 * CHUNK + 1;
-	int fd = make_file(n, 4, &m), r;
+	int fd = ut_pattern_file(n, 4, &m), r;
 	int64_t start0;
 
 	(void)state;
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_begin(be, "exp/a.bin", &m, &pre, &up, &e_));
-	OK(be_upload_chunk(be, &up, fd, &ent, &e_));
-	faults("[{\"kind\":\"expire_session\",\"count\":1}]");
+	UT_OK(be_upload_begin(be, "exp/a.bin", &m, &pre, &up, &e_));
+	UT_OK(be_upload_chunk(be, &up, fd, &ent, &e_));
+	emuh_must_faults(emu, "[{\"kind\":\"expire_session\",\"count\":1}]");
 	r = be_upload_chunk(be, &up, fd, &ent, &e);
 	assert_int_equal(r, -1);
 	assert_int_equal(e.code, ERR_GONE);
@@ -662,15 +534,15 @@ static void test_expired_session(void **state)
 	assert_int_equal(e.code, ERR_GONE);
 
 	/* The driver restarts it from zero and reports the new session. */
-	start0 = counter("gcs.upload_sessions_started");
-	faults("[{\"kind\":\"expire_session\",\"count\":1}]");
+	start0 = emuh_must_counter(emu, "gcs.upload_sessions_started");
+	emuh_must_faults(emu, "[{\"kind\":\"expire_session\",\"count\":1}]");
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "exp/b.bin", fd, &m, &pre, 1, 2, &up, NULL, NULL, &ent, &e_));
-	assert_int_equal(counter("gcs.upload_sessions_started") - start0, 2);
-	check_remote(be, "exp/b.bin", &ent.ver, fd, n);
+	UT_OK(be_upload_file(be, "exp/b.bin", fd, &m, &pre, 1, 2, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(emuh_must_counter(emu, "gcs.upload_sessions_started") - start0, 2);
+	ut_check_remote_fd(be, "exp/b.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 	/* With no restarts allowed, the caller sees ERR_GONE. */
-	faults("[{\"kind\":\"expire_session\",\"count\":1}]");
+	emuh_must_faults(emu, "[{\"kind\":\"expire_session\",\"count\":1}]");
 	memset(&up, 0, sizeof(up));
 	assert_int_equal(be_upload_file(be, "exp/c.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL,
 					&ent, &e), -1);
@@ -700,12 +572,12 @@ static void test_resume_saved_state(void **state)
 {
 	struct be_upload up;
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m, m2;
 	struct saved sv;
 	struct err e;
 	size_t n = 6 * CHUNK + 3;
-	int fd = make_file(n, 5, &m), fd2;
+	int fd = ut_pattern_file(n, 5, &m), fd2;
 	int64_t recv0, start0;
 	struct be *b2;
 
@@ -717,15 +589,15 @@ static void test_resume_saved_state(void **state)
 					&sv, &ent, &e), -1);
 	assert_int_equal(e.code, ERR_CANCELED);
 	assert_int_equal(sv.last.persisted, 2 * CHUNK);
-	recv0 = counter("gcs.upload_bytes_received");
-	start0 = counter("gcs.upload_sessions_started");
+	recv0 = emuh_must_counter(emu, "gcs.upload_bytes_received");
+	start0 = emuh_must_counter(emu, "gcs.upload_sessions_started");
 	b2 = new_backend(BUCKET, NULL, CHUNK);
 	up = sv.last;
 	up.chunk_size = 0;  /* a journal need not store it: the default */
-	OK(be_upload_file(b2, "resume/a.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
-	assert_int_equal(counter("gcs.upload_bytes_received") - recv0, (int64_t)(n - 2 * CHUNK));
-	assert_int_equal(counter("gcs.upload_sessions_started") - start0, 0);
-	check_remote(b2, "resume/a.bin", &ent.ver, fd, n);
+	UT_OK(be_upload_file(b2, "resume/a.bin", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(emuh_must_counter(emu, "gcs.upload_bytes_received") - recv0, (int64_t)(n - 2 * CHUNK));
+	assert_int_equal(emuh_must_counter(emu, "gcs.upload_sessions_started") - start0, 0);
+	ut_check_remote_fd(b2, "resume/a.bin", &ent.ver, fd, n);
 	be_entry_release(&ent);
 
 	/* Content changed since the saved session: a new session. */
@@ -734,12 +606,12 @@ static void test_resume_saved_state(void **state)
 	memset(&up, 0, sizeof(up));
 	assert_int_equal(be_upload_file(b2, "resume/b.bin", fd, &m, &pre, 1, 0, &up, save_state,
 					&sv, &ent, &e), -1);
-	fd2 = make_file(n, 6, &m2);
+	fd2 = ut_pattern_file(n, 6, &m2);
 	up = sv.last;
-	start0 = counter("gcs.upload_sessions_started");
-	OK(be_upload_file(b2, "resume/b.bin", fd2, &m2, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
-	assert_int_equal(counter("gcs.upload_sessions_started") - start0, 1);
-	check_remote(b2, "resume/b.bin", &ent.ver, fd2, n);
+	start0 = emuh_must_counter(emu, "gcs.upload_sessions_started");
+	UT_OK(be_upload_file(b2, "resume/b.bin", fd2, &m2, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	assert_int_equal(emuh_must_counter(emu, "gcs.upload_sessions_started") - start0, 1);
+	ut_check_remote_fd(b2, "resume/b.bin", &ent.ver, fd2, n);
 	be_entry_release(&ent);
 	be_free(b2);
 	close(fd);
@@ -765,10 +637,10 @@ static void test_list_25000(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	print_message("    created 25000 objects in %.1f s\n",
 		      (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":100}]");
 	assert_int_equal(emuh_requests(emu, "gcs.objects.list", 0, &pages0, &e), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	OK(be_list(be, "huge", &l, &e_));
+	UT_OK(be_list(be, "huge", &l, &e_));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	assert_int_equal(emuh_requests(emu, "gcs.objects.list", 0, &pages, &e), 0);
 	pages -= pages0;
@@ -797,7 +669,7 @@ static void test_list_page7_fails(void **state)
 	(void)state;
 	if (emuh_gcs_fill(emu, BUCKET, "p7/o", 650, 8, &e) < 0)
 		fail_msg("fill: %s", e.msg);
-	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":100}]");
 	/* Walk to the 7th page's token the way the backend asks. */
 	for (page = 1; page <= 6; page++) {
 		snprintf(path, sizeof(path), "/storage/v1/b/" BUCKET "/o?prefix=p7%%2F"
@@ -805,7 +677,7 @@ static void test_list_page7_fails(void **state)
 			 tok_enc ? tok_enc : "");
 		free(tok_enc);
 		tok_enc = NULL;
-		OK(emuh_call(emu, "GET", path, NULL, &reply, &e_));
+		UT_OK(emuh_call(emu, "GET", path, NULL, &reply, &e_));
 		assert_int_equal(jsonh_parse_object(reply, strlen(reply), "page", &j, &e), 0);
 		assert_int_equal(jsonh_get_str(j, "nextPageToken", &tok, &e), 0);
 		tok_enc = enc_url(tok);
@@ -815,7 +687,7 @@ static void test_list_page7_fails(void **state)
 	snprintf(rules, sizeof(rules), "[{\"kind\":\"page_cap\",\"max\":100},"
 		 "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"query\":\"pageToken=%s\"}]",
 		 tok_enc);
-	faults(rules);
+	emuh_must_faults(emu, rules);
 	l.n = 0;
 	assert_int_equal(be_list(be, "p7", &l, &e), -1);
 	assert_int_equal(l.n, 0);
@@ -824,8 +696,8 @@ static void test_list_page7_fails(void **state)
 	assert_int_equal(e.http_status, 503);
 	print_message("    error: %s\n", e.msg);
 	/* The same listing without the fault is whole. */
-	faults("[{\"kind\":\"page_cap\",\"max\":100}]");
-	OK(be_list(be, "p7", &l, &e_));
+	emuh_must_faults(emu, "[{\"kind\":\"page_cap\",\"max\":100}]");
+	UT_OK(be_list(be, "p7", &l, &e_));
 	assert_int_equal(l.n, 650);
 	be_list_release(&l);
 	free(tok_enc);
@@ -848,7 +720,7 @@ static void test_list_odd_names(void **state)
 	for (i = 0; names[i]; i++)
 		if (emuh_gcs_put(emu, BUCKET, names[i], "x", 1, &e) < 0)
 			fail_msg("put %s: %s", names[i], e.msg);
-	OK(be_list(be, "odd", &l, &e_));
+	UT_OK(be_list(be, "odd", &l, &e_));
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.v[0].name, "imp");
 	assert_int_equal(l.v[0].type, BE_DIR);
@@ -859,10 +731,10 @@ static void test_list_odd_names(void **state)
 	assert_int_equal(l.skipped_invalid, 3);
 	assert_int_equal(l.shadowed, 1);
 	be_list_release(&l);
-	OK(be_stat(be, "odd/same", &ent, &e_));
+	UT_OK(be_stat(be, "odd/same", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	be_entry_release(&ent);
-	OK(be_stat(be, "odd/imp/deep", &ent, &e_));
+	UT_OK(be_stat(be, "odd/imp/deep", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	assert_int_equal(ent.implicit, 1);
 	be_entry_release(&ent);
@@ -885,7 +757,7 @@ static void *race(void *arg)
 	struct racer *r = arg;
 	char body[64];
 	struct be_entry ent;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_meta m;
 	struct err e;
 	char tmpl[] = "/tmp/durafs-gcs-emu-XXXXXX";
@@ -918,7 +790,7 @@ static void test_conflicts(void **state)
 	int i, wins = 0, fd;
 
 	(void)state;
-	put_str(be, "conf/doc", "version 1\n", &a);
+	ut_put_str(be, "conf/doc", "version 1\n", &a);
 	/* B writes over A's version: fine. */
 	{
 		char tmpl[] = "/tmp/durafs-gcs-emu-XXXXXX";
@@ -929,8 +801,8 @@ static void test_conflicts(void **state)
 		memset(&m, 0, sizeof(m));
 		assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
 	}
-	pre = match(&a.ver);
-	OK(be_put(be, "conf/doc", fd, &m, &pre, &b2, &e_));
+	pre = ut_pre_match(&a.ver);
+	UT_OK(be_put(be, "conf/doc", fd, &m, &pre, &b2, &e_));
 	/* A, still holding version 1, gets a conflict with B's generation. */
 	assert_int_equal(pwrite(fd, "version A\n", 10, 0), 10);
 	assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
@@ -940,12 +812,12 @@ static void test_conflicts(void **state)
 	assert_int_equal(cur.ver.gen, b2.ver.gen);
 	be_entry_release(&cur);
 	/* "Must not exist" on an existing object: conflict too. */
-	pre = absent();
+	pre = ut_pre_absent();
 	assert_int_equal(be_put(be, "conf/doc", fd, &m, &pre, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	be_entry_release(&cur);
 	/* The resumable path: conflict, never an overwrite. */
-	pre = match(&a.ver);
+	pre = ut_pre_match(&a.ver);
 	memset(&up, 0, sizeof(up));
 	assert_int_equal(be_upload_file(be, "conf/doc", fd, &m, &pre, 1, 0, &up, NULL, NULL,
 					&cur, &e), -1);
@@ -953,20 +825,20 @@ static void test_conflicts(void **state)
 	assert_int_equal(cur.ver.gen, b2.ver.gen);
 	be_entry_release(&cur);
 	/* A rename onto a changed destination: conflict, source kept. */
-	put_str(be, "conf/src", "source\n", &ent);
-	pre = match(&a.ver);
+	ut_put_str(be, "conf/src", "source\n", &ent);
+	pre = ut_pre_match(&a.ver);
 	assert_int_equal(be_rename(be, "conf/src", &ent.ver, "conf/doc", &pre, &cur, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	be_entry_release(&cur);
-	OK(be_stat(be, "conf/src", &cur, &e_));
+	UT_OK(be_stat(be, "conf/src", &cur, &e_));
 	be_entry_release(&cur);
 	be_entry_release(&ent);
 	close(fd);
 	/* Remote is still B's. */
 	{
-		struct buf got = { 0 };
+		struct ut_buf got = { 0 };
 
-		OK(be_read(be, "conf/doc", NULL, 0, UINT64_MAX, buf_sink, &got, NULL, &e_));
+		UT_OK(be_read(be, "conf/doc", NULL, 0, UINT64_MAX, ut_buf_sink, &got, NULL, &e_));
 		assert_int_equal(got.n, 10);
 		assert_memory_equal(got.p, "version B\n", 10);
 		free(got.p);
@@ -994,7 +866,7 @@ static void test_conflicts(void **state)
 static void test_read_pinned(void **state)
 {
 	struct be_entry v1, v2;
-	struct buf got = { 0 };
+	struct ut_buf got = { 0 };
 	struct be_meta m;
 	struct be_pre pre;
 	struct err e;
@@ -1002,25 +874,25 @@ static void test_read_pinned(void **state)
 	int fd;
 
 	(void)state;
-	put_str(be, "pin/f", "first\n", &v1);
-	put_str(be_plain, "pin/f", "first\n", &v2);
+	ut_put_str(be, "pin/f", "first\n", &v1);
+	ut_put_str(be_plain, "pin/f", "first\n", &v2);
 	fd = mkstemp(tmpl);
 	unlink(tmpl);
 	assert_int_equal(write(fd, "second\n", 7), 7);
 	memset(&m, 0, sizeof(m));
 	assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
-	pre = match(&v1.ver);
-	OK(be_put(be, "pin/f", fd, &m, &pre, NULL, &e_));
-	pre = match(&v2.ver);
-	OK(be_put(be_plain, "pin/f", fd, &m, &pre, NULL, &e_));
+	pre = ut_pre_match(&v1.ver);
+	UT_OK(be_put(be, "pin/f", fd, &m, &pre, NULL, &e_));
+	pre = ut_pre_match(&v2.ver);
+	UT_OK(be_put(be_plain, "pin/f", fd, &m, &pre, NULL, &e_));
 	close(fd);
 	/* Versioned bucket: the old generation is still what we read. */
-	OK(be_read(be, "pin/f", &v1.ver, 0, UINT64_MAX, buf_sink, &got, NULL, &e_));
+	UT_OK(be_read(be, "pin/f", &v1.ver, 0, UINT64_MAX, ut_buf_sink, &got, NULL, &e_));
 	assert_int_equal(got.n, 6);
 	assert_memory_equal(got.p, "first\n", 6);
 	got.n = 0;
 	/* Unversioned: that generation is gone; never the new bytes. */
-	assert_int_equal(be_read(be_plain, "pin/f", &v2.ver, 0, UINT64_MAX, buf_sink, &got, NULL,
+	assert_int_equal(be_read(be_plain, "pin/f", &v2.ver, 0, UINT64_MAX, ut_buf_sink, &got, NULL,
 				 &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	assert_int_equal(got.n, 0);
@@ -1044,8 +916,8 @@ static void test_purge(void **state)
 	char tmpl[] = "/tmp/durafs-gcs-emu-XXXXXX";
 
 	(void)state;
-	put_str(be, "pur/a", "a0", &v);
-	put_str(be, "pur-outside", "o0", &keep);
+	ut_put_str(be, "pur/a", "a0", &v);
+	ut_put_str(be, "pur-outside", "o0", &keep);
 	fd = mkstemp(tmpl);
 	unlink(tmpl);
 	for (i = 1; i <= 3; i++) {
@@ -1055,20 +927,20 @@ static void test_purge(void **state)
 		assert_int_equal(pwrite(fd, body, 2, 0), 2);
 		memset(&m, 0, sizeof(m));
 		assert_int_equal(be_meta_from_fd(fd, &m, &e), 0);
-		pre = match(&v.ver);
+		pre = ut_pre_match(&v.ver);
 		be_entry_release(&v);
-		OK(be_put(be, "pur/a", fd, &m, &pre, &v, &e_));
+		UT_OK(be_put(be, "pur/a", fd, &m, &pre, &v, &e_));
 	}
-	OK(be_put(be, "pur-outside", fd, &m, &(struct be_pre){ BE_PRE_MATCH, keep.ver }, NULL,
+	UT_OK(be_put(be, "pur-outside", fd, &m, &(struct be_pre){ BE_PRE_MATCH, keep.ver }, NULL,
 		  &e_));
 	close(fd);
 	memset(&pg, 0, sizeof(pg));
-	OK(be_purge(be, "pur", prog_cb, &pg, &e_));
+	UT_OK(be_purge(be, "pur", prog_cb, &pg, &e_));
 	assert_int_equal(pg.items, 3);
 	assert_int_equal(pg.bytes, 6);
 	/* Only the live generation is left under pur/; pur-outside keeps its
 	 * noncurrent one. */
-	OK(emuh_call(emu, "GET", "/storage/v1/b/" BUCKET "/o?prefix=pur&versions=true", NULL,
+	UT_OK(emuh_call(emu, "GET", "/storage/v1/b/" BUCKET "/o?prefix=pur&versions=true", NULL,
 		     &reply, &e_));
 	assert_int_equal(jsonh_parse_object(reply, strlen(reply), "list", &j, &e), 0);
 	assert_int_equal(jsonh_get_array(j, "items", &items, &e), 0);
@@ -1077,7 +949,7 @@ static void test_purge(void **state)
 	free(reply);
 	/* Nothing left to purge: a no-op. */
 	memset(&pg, 0, sizeof(pg));
-	OK(be_purge(be, "pur", prog_cb, &pg, &e_));
+	UT_OK(be_purge(be, "pur", prog_cb, &pg, &e_));
 	assert_int_equal(pg.items, 0);
 	be_entry_release(&v);
 	be_entry_release(&keep);
@@ -1091,30 +963,30 @@ static void make_tree(const char *root, int nfiles)
 	int i;
 
 	snprintf(path, sizeof(path), "%s", root);
-	OK(be_mkdir(be, path, NULL, &e_));
+	UT_OK(be_mkdir(be, path, NULL, &e_));
 	snprintf(path, sizeof(path), "%s/sub", root);
-	OK(be_mkdir(be, path, NULL, &e_));
+	UT_OK(be_mkdir(be, path, NULL, &e_));
 	for (i = 0; i < nfiles; i++) {
 		snprintf(path, sizeof(path), "%s/%sf%02d", root, i % 3 == 0 ? "sub/" : "", i);
-		put_str(be, path, path + strlen(root), NULL);
+		ut_put_str(be, path, path + strlen(root), NULL);
 	}
 }
 
 static void check_tree(const char *root, int nfiles)
 {
 	char path[256];
-	struct buf got = { 0 };
+	struct ut_buf got = { 0 };
 	struct be_entry ent;
 	int i;
 
-	OK(be_stat(be, root, &ent, &e_));
+	UT_OK(be_stat(be, root, &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	assert_int_equal(ent.implicit, 0);
 	be_entry_release(&ent);
 	for (i = 0; i < nfiles; i++) {
 		snprintf(path, sizeof(path), "%s/%sf%02d", root, i % 3 == 0 ? "sub/" : "", i);
 		got.n = 0;
-		OK(be_read(be, path, NULL, 0, UINT64_MAX, buf_sink, &got, NULL, &e_));
+		UT_OK(be_read(be, path, NULL, 0, UINT64_MAX, ut_buf_sink, &got, NULL, &e_));
 		/* The content is the path relative to the old root. */
 		assert_int_equal(got.n, strlen(path) - strlen(root));
 		assert_memory_equal(got.p, path + strlen(root), got.n);
@@ -1138,12 +1010,12 @@ static void test_rename_dir_interrupted(void **state)
 	pg.rules = "[{\"kind\":\"status\",\"status\":503,\"method\":\"DELETE\"}]";
 	assert_int_equal(be_rename_dir(be, "rd/src", "rd/dst", prog_cb, &pg, &e), -1);
 	print_message("    interrupted: %s\n", e.msg);
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	assert_int_equal(pg.items, 6);
 	/* Half-done: both exist. */
-	OK(be_stat(be, "rd/src", &ent, &e_));
+	UT_OK(be_stat(be, "rd/src", &ent, &e_));
 	be_entry_release(&ent);
-	OK(be_stat(be, "rd/dst", &ent, &e_));
+	UT_OK(be_stat(be, "rd/dst", &ent, &e_));
 	be_entry_release(&ent);
 	/* Interrupted again by the caller after 4 more. */
 	memset(&pg, 0, sizeof(pg));
@@ -1152,16 +1024,16 @@ static void test_rename_dir_interrupted(void **state)
 	assert_int_equal(e.code, ERR_CANCELED);
 	/* Re-running finishes it. */
 	memset(&pg, 0, sizeof(pg));
-	OK(be_rename_dir(be, "rd/src", "rd/dst", prog_cb, &pg, &e_));
+	UT_OK(be_rename_dir(be, "rd/src", "rd/dst", prog_cb, &pg, &e_));
 	assert_true(pg.items >= 10);
 	assert_int_equal(be_stat(be, "rd/src", &ent, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	check_tree("rd/dst", 20);
-	OK(be_list(be, "rd/dst", &l, &e_));
+	UT_OK(be_list(be, "rd/dst", &l, &e_));
 	assert_int_equal(l.n, 14);  /* 13 files + sub */
 	be_list_release(&l);
 	/* Once more: already done, still success. */
-	OK(be_rename_dir(be, "rd/src", "rd/dst", NULL, NULL, &e_));
+	UT_OK(be_rename_dir(be, "rd/src", "rd/dst", NULL, NULL, &e_));
 	/* Into itself: refused. */
 	assert_int_equal(be_rename_dir(be, "rd/dst", "rd/dst/sub/x", NULL, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_INVAL);
@@ -1179,25 +1051,25 @@ static void test_prefix_mount(void **state)
 	struct err e;
 
 	(void)state;
-	put_str(be, "pm/root/inside", "in", NULL);
-	put_str(be, "pm/rootless", "out", NULL);
-	put_str(bp, "made-here", "here", &ent);
+	ut_put_str(be, "pm/root/inside", "in", NULL);
+	ut_put_str(be, "pm/rootless", "out", NULL);
+	ut_put_str(bp, "made-here", "here", &ent);
 	be_entry_release(&ent);
 	/* append tails waiting for compose live in a hidden root directory:
 	 * never listed at the root, an ordinary name anywhere else */
-	put_str(be, "pm/root/.durafs-tmp/tail1", "t", NULL);
-	put_str(be, "pm/root/sub/.durafs-tmp/x", "x", NULL);
-	OK(be_list(bp, "", &l, &e_));
+	ut_put_str(be, "pm/root/.durafs-tmp/tail1", "t", NULL);
+	ut_put_str(be, "pm/root/sub/.durafs-tmp/x", "x", NULL);
+	UT_OK(be_list(bp, "", &l, &e_));
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.v[0].name, "inside");
 	assert_string_equal(l.v[1].name, "made-here");
 	assert_string_equal(l.v[2].name, "sub");
 	be_list_release(&l);
-	OK(be_list(bp, "sub", &l, &e_));
+	UT_OK(be_list(bp, "sub", &l, &e_));
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.v[0].name, ".durafs-tmp");
 	be_list_release(&l);
-	OK(be_stat(be, "pm/root/made-here", &ent, &e_));
+	UT_OK(be_stat(be, "pm/root/made-here", &ent, &e_));
 	be_entry_release(&ent);
 	assert_int_equal(be_stat(bp, "rootless", &ent, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
@@ -1208,26 +1080,26 @@ static void test_prefix_mount(void **state)
 static void test_rename_large_rewrite_loop(void **state)
 {
 	struct be_entry ent, moved;
-	struct be_pre pre = absent();
+	struct be_pre pre = ut_pre_absent();
 	struct be_upload up;
 	struct be_meta m;
 	size_t n = 3 * 1024 * 1024 + 10;
-	int fd = make_file(n, 9, &m);
+	int fd = ut_pattern_file(n, 9, &m);
 	int64_t rw0, rw;
 	struct err e;
 
 	(void)state;
-	OK(emuh_call(emu, "POST", "/_emulator/gcs/rewrite_max_bytes", "{\"bytes\":1048576}",
+	UT_OK(emuh_call(emu, "POST", "/_emulator/gcs/rewrite_max_bytes", "{\"bytes\":1048576}",
 		     NULL, &e_));
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "rw/big", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
+	UT_OK(be_upload_file(be, "rw/big", fd, &m, &pre, 1, 0, &up, NULL, NULL, &ent, &e_));
 	assert_int_equal(emuh_requests(emu, "gcs.objects.rewrite", 0, &rw0, &e), 0);
-	OK(be_rename(be, "rw/big", &ent.ver, "rw/big2", &pre, &moved, &e_));
+	UT_OK(be_rename(be, "rw/big", &ent.ver, "rw/big2", &pre, &moved, &e_));
 	assert_int_equal(emuh_requests(emu, "gcs.objects.rewrite", 0, &rw, &e), 0);
 	print_message("    rewrite calls: %" PRId64 "\n", rw - rw0);
 	assert_true(rw - rw0 >= 4);
 	assert_int_equal(moved.crc32c, m.crc32c);
-	check_remote(be, "rw/big2", &moved.ver, fd, n);
+	ut_check_remote_fd(be, "rw/big2", &moved.ver, fd, n);
 	be_entry_release(&ent);
 	be_entry_release(&moved);
 	close(fd);
@@ -1246,17 +1118,17 @@ static void test_setattr(void **state)
 
 	(void)state;
 	assert_true(be_caps(be) & BE_CAP_SETATTR);
-	put_str(be, "setattr/f", "same bytes", &f1);
+	ut_put_str(be, "setattr/f", "same bytes", &f1);
 	assert_int_equal(emuh_counter(emu, "gcs.upload_bytes_received", &up0, &e), 0);
 	memset(&a, 0, sizeof(a));
 	a.set = BE_ATTR_MTIME;
 	a.mtime.tv_sec = 1234567890;
-	OK(be_setattr(be, "setattr/f", &f1.ver, &a, &out, &e_));
+	UT_OK(be_setattr(be, "setattr/f", &f1.ver, &a, &out, &e_));
 	assert_int_equal(out.ver.gen, f1.ver.gen);
 	assert_int_equal(out.ver.metagen, f1.ver.metagen + 1);
 	assert_int_equal(out.mtime.tv_sec, 1234567890);
 	assert_int_equal(out.crc32c, f1.crc32c);
-	OK(be_stat(be, "setattr/f", &st, &e_));
+	UT_OK(be_stat(be, "setattr/f", &st, &e_));
 	assert_int_equal(st.mtime.tv_sec, 1234567890);
 	assert_true(be_version_equal(&st.ver, &out.ver));
 	be_entry_release(&st);
@@ -1267,7 +1139,7 @@ static void test_setattr(void **state)
 	/* The same change again with the old version: our own earlier attempt
 	 * (a lost reply) is recognised. */
 	old = f1.ver;
-	OK(be_setattr(be, "setattr/f", &old, &a, &cur, &e_));
+	UT_OK(be_setattr(be, "setattr/f", &old, &a, &cur, &e_));
 	assert_int_equal(cur.mtime.tv_sec, 1234567890);
 	be_entry_release(&cur);
 	/* Another mtime with the stale metageneration: a conflict, with the
@@ -1278,15 +1150,15 @@ static void test_setattr(void **state)
 	assert_true(be_version_equal(&cur.ver, &out.ver));
 	be_entry_release(&cur);
 	/* With the current version it goes through, under 30% 503s. */
-	faults("[{\"kind\":\"status\",\"status\":503,\"fraction\":0.3}]");
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":503,\"fraction\":0.3}]");
 	for (i = 0; i < 10; i++) {
 		a.mtime.tv_sec = 1500000000 + i;
-		OK(be_setattr(be, "setattr/f", &out.ver, &a, &cur, &e_));
+		UT_OK(be_setattr(be, "setattr/f", &out.ver, &a, &cur, &e_));
 		assert_int_equal(cur.mtime.tv_sec, a.mtime.tv_sec);
 		be_entry_release(&out);
 		out = cur;
 	}
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	/* Gone: not found; no generation: refused. */
 	assert_int_equal(be_setattr(be, "setattr/none", &out.ver, &a, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);

@@ -25,6 +25,7 @@
 #include "durafs/cksum.h"
 #include "durafs/http.h"
 #include "durafs/log.h"
+#include "unit_util.h"
 
 /* ------------------------------------------------------------------------ */
 /* The scripted server                                                      */
@@ -123,14 +124,6 @@ static int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 static double now_s(void)
@@ -272,7 +265,7 @@ static void *conn_main(void *arg)
 						;
 					goto out;
 				}
-				sleep_ms(150);  /* let the client read it all */
+				ut_sleep_ms(150);  /* let the client read it all */
 				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 				goto out_reset;
 			}
@@ -1394,7 +1387,7 @@ static double cancel_bg(struct bg_req *b, long settle_ms)
 	double t0;
 
 	assert_int_equal(pthread_create(&t, NULL, bg_main, b), 0);
-	sleep_ms(settle_ms);
+	ut_sleep_ms(settle_ms);
 	t0 = now_s();
 	http_cancel_all(b->h);
 	pthread_join(t, NULL);
@@ -1558,7 +1551,7 @@ static void test_pause_woken(void **state)
 	memset(&p, 0, sizeof(p));
 	p.h = h;
 	assert_int_equal(pthread_create(&t, NULL, pause_main, &p), 0);
-	sleep_ms(100);
+	ut_sleep_ms(100);
 	t0 = now_s();
 	http_cancel_all(h);
 	pthread_join(t, NULL);

@@ -22,15 +22,12 @@
 #include "durafs/layout.h"
 #include "durafs/log.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 static struct emuh *emu;
 static struct http *http;
 static struct be *lay;
 static char team_id[BE_ID_MAX];
-
-#define OK(call) do { struct err e_; err_clear(&e_); \
-	if ((call) < 0) fail_msg("%s: %s (%s)", #call, e_.msg, err_code_name(e_.code)); \
-	} while (0)
 
 static void opts(struct drive_opts *o, const char *source)
 {
@@ -85,7 +82,7 @@ static int put(const char *path, const char *s, struct err *e)
 {
 	struct be_meta m;
 	struct be_pre pre;
-	int fd = tmp_file(s, strlen(s), &m), rc;
+	int fd = ut_str_file(s, &m), rc;
 
 	memset(&pre, 0, sizeof(pre));
 	pre.kind = BE_PRE_ABSENT;
@@ -115,7 +112,7 @@ static void assert_names(const char *dir, const char *const *want, size_t n)
 	struct be_list l = { 0 };
 	size_t i;
 
-	OK(be_list(lay, dir, &l, &e_));
+	UT_OK(be_list(lay, dir, &l, &e_));
 	if (l.n != n) {
 		for (i = 0; i < l.n; i++)
 			print_message("    %s has \"%s\"\n", dir, l.v[i].name);
@@ -180,14 +177,14 @@ static void test_fixed_dirs(void **state)
 
 	(void)state;
 	assert_names("", top, 2);
-	OK(be_stat(lay, "", &ent, &e_));
+	UT_OK(be_stat(lay, "", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	be_entry_release(&ent);
-	OK(be_stat(lay, "MyDrive", &ent, &e_));
+	UT_OK(be_stat(lay, "MyDrive", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	assert_string_equal(ent.name, "MyDrive");
 	be_entry_release(&ent);
-	OK(be_stat(lay, "Shareddrives/Team", &ent, &e_));
+	UT_OK(be_stat(lay, "Shareddrives/Team", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	assert_string_equal(ent.name, "Team");
 	be_entry_release(&ent);
@@ -203,7 +200,7 @@ static void test_fixed_dirs(void **state)
 	assert_int_equal(be_rmdir(lay, "MyDrive", &e), -1);
 	assert_int_equal(e.code, ERR_PERM);
 	/* mkdir of a fixed directory: it exists */
-	OK(be_mkdir(lay, "MyDrive", NULL, &e_));
+	UT_OK(be_mkdir(lay, "MyDrive", NULL, &e_));
 }
 
 static void test_routing(void **state)
@@ -221,16 +218,16 @@ static void test_routing(void **state)
 	int fd;
 
 	(void)state;
-	OK(put("MyDrive/a.txt", "in my drive", &e_));
-	OK(put("Shareddrives/Team/t.txt", "in team", &e_));
-	OK(be_mkdir(lay, "MyDrive/d", NULL, &e_));
+	UT_OK(put("MyDrive/a.txt", "in my drive", &e_));
+	UT_OK(put("Shareddrives/Team/t.txt", "in team", &e_));
+	UT_OK(be_mkdir(lay, "MyDrive/d", NULL, &e_));
 	/* a resumable upload (several chunks) into My Drive: the state names
 	 * the layout's path throughout */
 	fd = tmp_file("0123456789abcdef", 600 * 1024, &m);
 	memset(&pre, 0, sizeof(pre));
 	pre.kind = BE_PRE_ABSENT;
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(lay, "MyDrive/big.bin", fd, &m, &pre, 0, 1, &up, NULL, NULL, &ent,
+	UT_OK(be_upload_file(lay, "MyDrive/big.bin", fd, &m, &pre, 0, 1, &up, NULL, NULL, &ent,
 			  &e_));
 	assert_string_equal(up.path, "MyDrive/big.bin");
 	assert_int_equal(ent.size, m.size);
@@ -238,7 +235,7 @@ static void test_routing(void **state)
 	close(fd);
 	assert_names("MyDrive", mine, 3);
 	assert_names("Shareddrives/Team", team, 1);
-	OK(be_read(lay, "Shareddrives/Team/t.txt", NULL, 0, UINT64_MAX, sink, &sb, &got, &e_));
+	UT_OK(be_read(lay, "Shareddrives/Team/t.txt", NULL, 0, UINT64_MAX, sink, &sb, &got, &e_));
 	assert_string_equal(sb.b, "in team");
 	/* the write went to the shared drive, not My Drive */
 	{
@@ -248,23 +245,23 @@ static void test_routing(void **state)
 
 		snprintf(src, sizeof(src), "drive:shared_id=%s", team_id);
 		opts(&o, src);
-		OK(drive_new(&o, &team_be, &e_));
-		OK(be_list(team_be, "", &l, &e_));
+		UT_OK(drive_new(&o, &team_be, &e_));
+		UT_OK(be_list(team_be, "", &l, &e_));
 		assert_int_equal(l.n, 1);
 		assert_string_equal(l.v[0].name, "t.txt");
 		be_list_release(&l);
 		be_free(team_be);
 	}
 	/* rename inside one drive; refused between drives */
-	OK(be_stat(lay, "MyDrive/a.txt", &ent, &e_));
+	UT_OK(be_stat(lay, "MyDrive/a.txt", &ent, &e_));
 	memset(&pre, 0, sizeof(pre));
 	pre.kind = BE_PRE_ABSENT;
-	OK(be_rename(lay, "MyDrive/a.txt", &ent.ver, "MyDrive/d/a2.txt", &pre, NULL, &e_));
+	UT_OK(be_rename(lay, "MyDrive/a.txt", &ent.ver, "MyDrive/d/a2.txt", &pre, NULL, &e_));
 	assert_int_equal(be_rename(lay, "MyDrive/d/a2.txt", &ent.ver, "Shareddrives/Team/a.txt",
 				   &pre, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_INVAL);
 	be_entry_release(&ent);
-	OK(be_stat(lay, "MyDrive/d/a2.txt", &ent, &e_));
+	UT_OK(be_stat(lay, "MyDrive/d/a2.txt", &ent, &e_));
 	be_entry_release(&ent);
 }
 
@@ -302,18 +299,18 @@ static void test_changes(void **state)
 	int oom;
 
 	(void)state;
-	OK(be_changes(lay, NULL, on_change, arr, &tok, &e_));
+	UT_OK(be_changes(lay, NULL, on_change, arr, &tok, &e_));
 	t = layout_token_get(tok, "my", &oom);
 	assert_non_null(t);
 	free(t);
 	t = layout_token_get(tok, team_id, &oom);
 	assert_non_null(t);
 	free(t);
-	OK(put("MyDrive/c1.txt", "c1", &e_));
-	OK(put("Shareddrives/Team/c2.txt", "c2", &e_));
+	UT_OK(put("MyDrive/c1.txt", "c1", &e_));
+	UT_OK(put("Shareddrives/Team/c2.txt", "c2", &e_));
 	shared_drive("Two", id2);
 	shared_drive("Team", id2);   /* a second drive of that name */
-	OK(be_changes(lay, tok, on_change, arr, &next, &e_));
+	UT_OK(be_changes(lay, tok, on_change, arr, &next, &e_));
 	assert_true(has_change(arr, "MyDrive", "c1.txt"));
 	assert_true(has_change(arr, "Shareddrives/Team", "c2.txt"));
 	assert_true(has_change(arr, "Shareddrives", NULL));
@@ -321,7 +318,7 @@ static void test_changes(void **state)
 	assert_non_null(t);
 	free(t);
 	/* the duplicate name is suffixed by its id */
-	OK(be_list(lay, "Shareddrives", &l, &e_));
+	UT_OK(be_list(lay, "Shareddrives", &l, &e_));
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.v[0].name, drives[0]);
 	assert_memory_equal(l.v[1].name, drives[1], strlen(drives[1]));
@@ -340,18 +337,13 @@ static int setup(void **state)
 	struct err e;
 
 	(void)state;
-	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
-	if (emuh_start(&eo, &emu, &e) < 0) {
-		fprintf(stderr, "test_layout: cannot start the emulator: %s\n", e.msg);
-		return -1;
-	}
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 3;
 	ho.backoff_initial_ms = 2;
 	ho.backoff_max_ms = 20;
-	if (http_new(&ho, &http, &e) < 0)
+	if (emuh_test_start("test_layout", &eo, &ho, &emu, &http) < 0)
 		return -1;
 	shared_drive("Team", team_id);
 	opts(&o, "drive:");
@@ -366,8 +358,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	be_free(lay);
-	http_free(http);
-	emuh_stop(emu);
+	emuh_test_stop(emu, http);
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "durafs/log.h"
 #include "durafs/sched.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 #define BUCKET "durafs-sched"
 #define KIB 1024u
@@ -58,93 +59,6 @@ static struct fx fx;
 
 /* --- helpers ------------------------------------------------------------ */
 
-#define OK(call) do { struct err e_; err_clear(&e_); \
-	if ((call) < 0) fail_msg("line %d: %s: %s (%s)", __LINE__, #call, e_.msg, \
-				 err_code_name(e_.code)); \
-	} while (0)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void faults(const char *rules)
-{
-	struct err e;
-
-	if (emuh_faults(emu, rules, &e) < 0)
-		fail_msg("faults %s: %s", rules, e.msg);
-}
-
-static int64_t counter(const char *name)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_counter(emu, name, &v, &e) < 0)
-		fail_msg("counter %s: %s", name, e.msg);
-	return v;
-}
-
-static int64_t requests(const char *kind)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_requests(emu, kind, 0, &v, &e) < 0)
-		fail_msg("requests %s: %s", kind, e.msg);
-	return v;
-}
-
-/* Deterministic content of n bytes for seed. */
-static unsigned char *pattern(size_t n, unsigned seed)
-{
-	unsigned char *p = malloc(n ? n : 1);
-	size_t i;
-
-	assert_non_null(p);
-	for (i = 0; i < n; i++)
-		p[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 11);
-	return p;
-}
-
-static void write_all(const char *path, const void *data, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	const char *p = data;
-	ssize_t w;
-
-	assert_true(fd >= 0);
-	while (n) {
-		w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		assert_true(w > 0);
-		p += w;
-		n -= (size_t)w;
-	}
-	assert_int_equal(close(fd), 0);
-}
-
 static void cache_path(const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", fx.files, name);
@@ -156,13 +70,13 @@ static uint64_t new_file(const char *path, const void *data, size_t n, int64_t d
 {
 	char name[32], cp[256];
 	uint64_t fid = 0, seq = 0;
-	int64_t mt = wall_ns();
+	int64_t mt = ut_wall_ns();
 
 	snprintf(name, sizeof(name), "c%06u", ++fx.next_cache);
 	cache_path(name, cp, sizeof(cp));
-	write_all(cp, data, n);
-	OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
-	OK(jnl_write(fx.j, fid, n, mt, delay_ms, &seq, &e_));
+	ut_write_at(cp, data, n, 0, 1);
+	UT_OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
+	UT_OK(jnl_write(fx.j, fid, n, mt, delay_ms, &seq, &e_));
 	assert_true(seq > 0);
 	return fid;
 }
@@ -175,46 +89,12 @@ static void rewrite(uint64_t fid, const void *data, size_t n, int64_t delay_ms)
 	uint64_t seq;
 
 	memset(&f, 0, sizeof(f));
-	OK(jnl_file_get(fx.j, fid, &f, &e_));
-	OK(jnl_file_dirty(fx.j, fid, NULL, &e_));
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
+	UT_OK(jnl_file_dirty(fx.j, fid, NULL, &e_));
 	cache_path(f.cache_name, cp, sizeof(cp));
-	write_all(cp, data, n);
-	OK(jnl_write(fx.j, fid, n, wall_ns(), delay_ms, &seq, &e_));
+	ut_write_at(cp, data, n, 0, 1);
+	UT_OK(jnl_write(fx.j, fid, n, ut_wall_ns(), delay_ms, &seq, &e_));
 	jnl_file_release(&f);
-}
-
-struct buf {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static int buf_sink(void *ud, const void *data, size_t len)
-{
-	struct buf *b = ud;
-
-	if (b->n + len > b->cap) {
-		b->cap = (b->n + len) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->n, data, len);
-	b->n += len;
-	return 0;
-}
-
-/* The remote holds exactly data at path. */
-static void check_remote(const char *path, const void *data, size_t n)
-{
-	struct buf got = { 0 };
-	struct err e;
-
-	if (be_read(be, path, NULL, 0, UINT64_MAX, buf_sink, &got, NULL, &e) < 0)
-		fail_msg("read %s: %s", path, e.msg);
-	if (got.n != n)
-		fail_msg("%s: remote has %zu bytes, want %zu", path, got.n, n);
-	if (n && memcmp(got.p, data, n) != 0)
-		fail_msg("%s: remote content differs", path);
-	free(got.p);
 }
 
 static int remote_exists(const char *path)
@@ -253,16 +133,16 @@ static void on_event(void *ud, const struct sched_event *ev)
  * waiter may see the result first: wait (2 s at most) for *count >= want. */
 static int events_at_least(int *count, int want)
 {
-	int64_t t0 = now_ms();
+	int64_t t0 = ut_now_ms();
 	int v;
 
 	for (;;) {
 		pthread_mutex_lock(&fx.mu);
 		v = *count;
 		pthread_mutex_unlock(&fx.mu);
-		if (v >= want || now_ms() - t0 > 2000)
+		if (v >= want || ut_now_ms() - t0 > 2000)
 			return v;
-		sleep_ms(5);
+		ut_sleep_ms(5);
 	}
 }
 
@@ -282,14 +162,14 @@ static void default_opts(struct sched_opts *o)
 
 static void fx_open_journal(void)
 {
-	OK(jnl_open(fx.db, NULL, &fx.j, NULL, &e_));
+	UT_OK(jnl_open(fx.db, NULL, &fx.j, NULL, &e_));
 }
 
 static void fx_start(void)
 {
-	OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
+	UT_OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
 	sch_set_event_fn(fx.s, on_event, &fx);
-	OK(sch_start(fx.s, &e_));
+	UT_OK(sch_start(fx.s, &e_));
 }
 
 static void fx_stop(void)
@@ -329,7 +209,7 @@ static int fx_teardown(void **state)
 	char cmd[128];
 
 	(void)state;
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	sch_free(fx.s);
 	jnl_close(fx.j);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
@@ -345,7 +225,7 @@ static size_t count_ops(unsigned mask, uint64_t fid, struct jnl_op *copy)
 	struct jnl_op *v = NULL;
 	size_t n = 0, i, k = 0;
 
-	OK(jnl_list_ops(fx.j, mask, 0, &v, &n, &e_));
+	UT_OK(jnl_list_ops(fx.j, mask, 0, &v, &n, &e_));
 	for (i = 0; i < n; i++) {
 		if (fid && v[i].fid != fid)
 			continue;
@@ -409,18 +289,18 @@ static void test_sizes(void **state)
 	fx_start();
 	for (i = 0; i < 5; i++) {
 		snprintf(path, sizeof(path), "sizes/f%zu.bin", sizes[i]);
-		data[i] = pattern(sizes[i], (unsigned)i + 1);
+		data[i] = ut_pattern(sizes[i], (unsigned)i + 1);
 		fids[i] = new_file(path, data[i], sizes[i], 2000);
 		total += sizes[i];
 	}
 	for (i = 0; i < 5; i++) {
 		snprintf(path, sizeof(path), "sizes/f%zu.bin", sizes[i]);
-		OK(sch_wait_fid(fx.s, fids[i], 30000, &e_));
-		check_remote(path, data[i], sizes[i]);
+		UT_OK(sch_wait_fid(fx.s, fids[i], 30000, &e_));
+		ut_check_remote_mem(be, path, data[i], sizes[i]);
 		memset(&f, 0, sizeof(f));
 		memset(&ent, 0, sizeof(ent));
-		OK(jnl_file_get(fx.j, fids[i], &f, &e_));
-		OK(be_stat(be, path, &ent, &e_));
+		UT_OK(jnl_file_get(fx.j, fids[i], &f, &e_));
+		UT_OK(be_stat(be, path, &ent, &e_));
 		assert_int_equal(f.dirty, 0);
 		assert_non_null(f.base);
 		assert_int_equal(be_version_format(&ent.ver, want, sizeof(want)), 0);
@@ -431,7 +311,7 @@ static void test_sizes(void **state)
 		free(data[i]);
 	}
 	/* 256 KiB and 16 MiB + 1 went through resumable sessions. */
-	assert_true(counter("gcs.upload_sessions_started") >= 2);
+	assert_true(emuh_must_counter(emu, "gcs.upload_sessions_started") >= 2);
 	sch_get_stats(fx.s, &st);
 	assert_int_equal(st.ops_done, 5);
 	assert_int_equal(st.bytes_uploaded, total);
@@ -449,29 +329,29 @@ static void test_coalescing(void **state)
 
 	(void)state;
 	fx_start();
-	d = pattern(1000, 100);
+	d = ut_pattern(1000, 100);
 	fid = new_file("co/file.txt", d, 1000, 400);
 	free(d);
 	for (i = 1; i < 20; i++) {
-		d = pattern(1000 + (size_t)i, 100 + (unsigned)i);
+		d = ut_pattern(1000 + (size_t)i, 100 + (unsigned)i);
 		rewrite(fid, d, 1000 + (size_t)i, 400);
 		if (i < 19)
 			free(d);
 	}
 	assert_int_equal(count_ops(JNL_MASK_ALL, fid, NULL), 1);
-	OK(sch_wait_fid(fx.s, fid, 20000, &e_));
-	check_remote("co/file.txt", d, 1019);
+	UT_OK(sch_wait_fid(fx.s, fid, 20000, &e_));
+	ut_check_remote_mem(be, "co/file.txt", d, 1019);
 	free(d);
-	assert_int_equal(requests("gcs.objects.insert.multipart") +
-			 requests("gcs.objects.insert.resumable") +
-			 requests("gcs.objects.insert.media"), 1);
+	assert_int_equal(emuh_must_requests(emu, "gcs.objects.insert.multipart", 0) +
+			 emuh_must_requests(emu, "gcs.objects.insert.resumable", 0) +
+			 emuh_must_requests(emu, "gcs.objects.insert.media", 0), 1);
 }
 
 /* Name and directory ops reach the remote in journal order; a file created
  * and unlinked before its upload never reaches the remote. */
 static void test_ops_in_order(void **state)
 {
-	unsigned char *a = pattern(5000, 7), *x = pattern(300 * KIB, 8);
+	unsigned char *a = ut_pattern(5000, 7), *x = ut_pattern(300 * KIB, 8);
 	uint64_t fa, fx2, fd_, fs, fl, fghost, seq;
 	struct sched_stats st;
 	struct be_entry ent;
@@ -479,44 +359,44 @@ static void test_ops_in_order(void **state)
 
 	(void)state;
 	fx_start();
-	OK(jnl_mkdir(fx.j, "d", wall_ns(), &fd_, &seq, &e_));
+	UT_OK(jnl_mkdir(fx.j, "d", ut_wall_ns(), &fd_, &seq, &e_));
 	fa = new_file("d/a", a, 5000, 0);
-	OK(jnl_symlink(fx.j, "d/l", "b", wall_ns(), &fl, &seq, &e_));
-	OK(jnl_rename(fx.j, fa, "d/b", 0, &seq, &e_));
-	OK(jnl_mkdir(fx.j, "d/s", wall_ns(), &fs, &seq, &e_));
+	UT_OK(jnl_symlink(fx.j, "d/l", "b", ut_wall_ns(), &fl, &seq, &e_));
+	UT_OK(jnl_rename(fx.j, fa, "d/b", 0, &seq, &e_));
+	UT_OK(jnl_mkdir(fx.j, "d/s", ut_wall_ns(), &fs, &seq, &e_));
 	fx2 = new_file("d/s/x", x, 300 * KIB, 0);
-	OK(jnl_rename(fx.j, fs, "d/t", 0, &seq, &e_));
-	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	UT_OK(jnl_rename(fx.j, fs, "d/t", 0, &seq, &e_));
+	UT_OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
 	memset(&ent, 0, sizeof(ent));
-	OK(be_stat(be, "d", &ent, &e_));
+	UT_OK(be_stat(be, "d", &ent, &e_));
 	assert_int_equal(ent.type, BE_DIR);
 	be_entry_release(&ent);
-	check_remote("d/b", a, 5000);
+	ut_check_remote_mem(be, "d/b", a, 5000);
 	assert_false(remote_exists("d/a"));
-	OK(be_stat(be, "d/l", &ent, &e_));
+	UT_OK(be_stat(be, "d/l", &ent, &e_));
 	assert_int_equal(ent.type, BE_SYMLINK);
 	be_entry_release(&ent);
-	check_remote("d/t/x", x, 300 * KIB);
+	ut_check_remote_mem(be, "d/t/x", x, 300 * KIB);
 	assert_false(remote_exists("d/s/x"));
 	assert_false(remote_exists("d/s"));
 
 	/* A directory rename rewrites its objects (GCS): a later write of a
 	 * file below it is guarded by the new copy, not a stale version. */
-	OK(jnl_rename(fx.j, fs, "d/u", 0, &seq, &e_));
+	UT_OK(jnl_rename(fx.j, fs, "d/u", 0, &seq, &e_));
 	rewrite(fx2, a, 5000, 0);
-	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
-	check_remote("d/u/x", a, 5000);
+	UT_OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	ut_check_remote_mem(be, "d/u/x", a, 5000);
 	assert_false(remote_exists("d/t/x"));
 	sch_get_stats(fx.s, &st);
 	assert_int_equal(st.conflicts, 0);
 	assert_int_equal(st.failures, 0);
 
 	/* Remove it all again. */
-	OK(jnl_unlink(fx.j, fa, &seq, &e_));
-	OK(jnl_unlink(fx.j, fl, &seq, &e_));
-	OK(jnl_unlink(fx.j, fx2, &seq, &e_));
-	OK(jnl_rmdir(fx.j, fs, &seq, &e_));
-	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	UT_OK(jnl_unlink(fx.j, fa, &seq, &e_));
+	UT_OK(jnl_unlink(fx.j, fl, &seq, &e_));
+	UT_OK(jnl_unlink(fx.j, fx2, &seq, &e_));
+	UT_OK(jnl_rmdir(fx.j, fs, &seq, &e_));
+	UT_OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
 	assert_false(remote_exists("d/b"));
 	assert_false(remote_exists("d/l"));
 	assert_false(remote_exists("d/u/x"));
@@ -524,20 +404,20 @@ static void test_ops_in_order(void **state)
 	assert_true(remote_exists("d"));
 
 	/* Created and unlinked before its upload: never sent. */
-	uploads = requests("gcs.objects.insert.multipart") +
-		  requests("gcs.objects.insert.resumable");
+	uploads = emuh_must_requests(emu, "gcs.objects.insert.multipart", 0) +
+		  emuh_must_requests(emu, "gcs.objects.insert.resumable", 0);
 	fghost = new_file("d/ghost", a, 5000, 5000);
-	OK(jnl_unlink(fx.j, fghost, &seq, &e_));
+	UT_OK(jnl_unlink(fx.j, fghost, &seq, &e_));
 	assert_int_equal(seq, 0);
-	OK(sch_flush(fx.s, 10000, NULL, NULL, &e_));
+	UT_OK(sch_flush(fx.s, 10000, NULL, NULL, &e_));
 	assert_false(remote_exists("d/ghost"));
-	assert_int_equal(requests("gcs.objects.insert.multipart") +
-			 requests("gcs.objects.insert.resumable"), uploads);
+	assert_int_equal(emuh_must_requests(emu, "gcs.objects.insert.multipart", 0) +
+			 emuh_must_requests(emu, "gcs.objects.insert.resumable", 0), uploads);
 	/* Its cache file is collected by the housekeeping thread. */
 	{
 		char cp[256];
 		struct jnl_file f;
-		int64_t t0 = now_ms();
+		int64_t t0 = ut_now_ms();
 
 		memset(&f, 0, sizeof(f));
 		if (jnl_file_get(fx.j, fghost, &f, NULL) == 0) {
@@ -546,8 +426,8 @@ static void test_ops_in_order(void **state)
 		} else {
 			snprintf(cp, sizeof(cp), "%s/c%06u", fx.files, fx.next_cache);
 		}
-		while (access(cp, F_OK) == 0 && now_ms() - t0 < 5000)
-			sleep_ms(50);
+		while (access(cp, F_OK) == 0 && ut_now_ms() - t0 < 5000)
+			ut_sleep_ms(50);
 		assert_int_not_equal(access(cp, F_OK), 0);
 	}
 	free(a);
@@ -572,7 +452,7 @@ static void on_progress(void *ud, const struct jnl_progress *p)
 static void test_resume_after_stop(void **state)
 {
 	const size_t n = 64 * MIB;
-	unsigned char *d = pattern(n, 77);
+	unsigned char *d = ut_pattern(n, 77);
 	struct sched_upload *ups = NULL;
 	struct sched_stats st;
 	struct prog_count pc = { 0, 0 };
@@ -586,25 +466,25 @@ static void test_resume_after_stop(void **state)
 	fx.so.chunk_size = 1 * MIB;
 	fx.so.small_max = 8 * MIB;
 	/* Slow the chunks down so the upload is surely in flight. */
-	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":25}]");
+	emuh_must_faults(emu, "[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":25}]");
 	fx_start();
 	fid = new_file("big/resume.bin", d, n, 0);
-	t0 = now_ms();
-	while (persisted < 8 * MIB && now_ms() - t0 < 30000) {
-		OK(sch_uploads(fx.s, &ups, &nups, &e_));
+	t0 = ut_now_ms();
+	while (persisted < 8 * MIB && ut_now_ms() - t0 < 30000) {
+		UT_OK(sch_uploads(fx.s, &ups, &nups, &e_));
 		for (i = 0; i < nups; i++) {
 			assert_string_equal(ups[i].path, "big/resume.bin");
 			assert_int_equal(ups[i].total, n);
 			persisted = ups[i].persisted;
 		}
 		sch_uploads_free(ups, nups);
-		sleep_ms(5);
+		ut_sleep_ms(5);
 	}
 	assert_true(persisted >= 8 * MIB);
 	assert_true(persisted < n);
-	t0 = now_ms();
+	t0 = ut_now_ms();
 	sch_stop(fx.s);
-	stop_ms = now_ms() - t0;
+	stop_ms = ut_now_ms() - t0;
 	print_message("    sch_stop mid-upload took %" PRId64 " ms\n", stop_ms);
 	assert_true(stop_ms < 3000);
 	fx_stop();
@@ -619,17 +499,17 @@ static void test_resume_after_stop(void **state)
 	jnl_close(fx.j);
 	fx.j = NULL;
 	fx_open_journal();
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	fx_start();
-	OK(sch_flush(fx.s, 60000, on_progress, &pc, &e_));
+	UT_OK(sch_flush(fx.s, 60000, on_progress, &pc, &e_));
 	assert_true(pc.calls >= 1);
 	assert_int_equal(pc.last_left, 0);
-	check_remote("big/resume.bin", d, n);
+	ut_check_remote_mem(be, "big/resume.bin", d, n);
 	sch_get_stats(fx.s, &st);
 	assert_int_equal(st.sessions_resumed, 1);
-	assert_true(counter("gcs.upload_sessions_resumed") >= 1);
-	assert_int_equal(counter("gcs.upload_sessions_started"), 1);
-	recv = counter("gcs.upload_bytes_received");
+	assert_true(emuh_must_counter(emu, "gcs.upload_sessions_resumed") >= 1);
+	assert_int_equal(emuh_must_counter(emu, "gcs.upload_sessions_started"), 1);
+	recv = emuh_must_counter(emu, "gcs.upload_bytes_received");
 	print_message("    64 MiB resumed: %" PRId64 " bytes received in all\n", recv);
 	assert_true(recv <= (int64_t)(n + 1 * MIB));
 	free(d);
@@ -655,23 +535,23 @@ static void test_faults_soak(void **state)
 	fx.so.retry_max_ms = 100;
 	for (i = 0; i < NF; i++) {
 		sizes[i] = (size_t)(rand_r(&seed) % (i % 10 == 0 ? 900 * KIB : 40 * KIB));
-		data[i] = pattern(sizes[i], (unsigned)i + 1000);
+		data[i] = ut_pattern(sizes[i], (unsigned)i + 1000);
 	}
-	faults("[{\"kind\":\"status\",\"status\":503,\"fraction\":0.3},"
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":503,\"fraction\":0.3},"
 	       "{\"kind\":\"cut\",\"method\":\"PUT\",\"path\":\"/upload/*\","
 	       "\"after_bytes\":60000,\"fraction\":0.2},"
 	       "{\"kind\":\"cut\",\"method\":\"POST\",\"path\":\"/upload/*\","
 	       "\"after_bytes\":3000,\"fraction\":0.1}]");
 	fx_start();
-	t0 = now_ms();
+	t0 = ut_now_ms();
 	for (i = 0; i < NF; i++) {
 		snprintf(path, sizeof(path), "soak/%02d/f%03d", i % 7, i);
 		new_file(path, data[i], sizes[i], 0);
 	}
-	OK(sch_flush(fx.s, 90000, NULL, NULL, &e_));
+	UT_OK(sch_flush(fx.s, 90000, NULL, NULL, &e_));
 	print_message("    200 files under faults committed in %" PRId64 " ms\n",
-		      now_ms() - t0);
-	OK(emuh_stats(emu, &js, &e_));
+		      ut_now_ms() - t0);
+	UT_OK(emuh_stats(emu, &js, &e_));
 	{
 		json_t *ff = json_object_get(js, "faults_fired");
 		int64_t fired = ff ? json_integer_value(json_object_get(ff, "status")) : 0;
@@ -680,24 +560,24 @@ static void test_faults_soak(void **state)
 		assert_true(fired > 50);
 	}
 	json_decref(js);
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	for (i = 0; i < NF; i++) {
 		snprintf(path, sizeof(path), "soak/%02d/f%03d", i % 7, i);
-		check_remote(path, data[i], sizes[i]);
+		ut_check_remote_mem(be, path, data[i], sizes[i]);
 		free(data[i]);
 	}
 	sch_get_stats(fx.s, &st);
 	assert_int_equal(st.ops_done, NF);
 	assert_int_equal(st.failures, 0);
 	assert_int_equal(st.conflicts, 0);
-	OK(jnl_check(fx.j, &e_));
+	UT_OK(jnl_check(fx.j, &e_));
 }
 
 /* The remote goes away: fsync times out with ERR_TIMEOUT and the op stays
  * queued; once the remote is back (same port, same data) it commits. */
 static void test_unreachable(void **state)
 {
-	unsigned char *d = pattern(100 * KIB, 5);
+	unsigned char *d = ut_pattern(100 * KIB, 5);
 	struct err e;
 	uint64_t fid;
 	int64_t t0, took;
@@ -706,19 +586,19 @@ static void test_unreachable(void **state)
 	fx_start();
 	/* The emulator dies (no reap here: emuh_restart reaps it). */
 	assert_int_equal(kill(emuh_pid(emu), SIGKILL), 0);
-	sleep_ms(100);
+	ut_sleep_ms(100);
 	fid = new_file("away/file.bin", d, 100 * KIB, 0);
-	t0 = now_ms();
+	t0 = ut_now_ms();
 	assert_int_equal(sch_wait_fid(fx.s, fid, 2000, &e), -1);
-	took = now_ms() - t0;
+	took = ut_now_ms() - t0;
 	assert_int_equal(e.code, ERR_TIMEOUT);
 	assert_true(took >= 1900 && took < 5000);
 	assert_int_equal(count_ops(JNL_MASK(JNL_PENDING) | JNL_MASK(JNL_IN_PROGRESS), fid,
 				   NULL), 1);
 	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), fid, NULL), 0);
-	OK(emuh_restart(emu, &e_));
-	OK(sch_wait_fid(fx.s, fid, 30000, &e_));
-	check_remote("away/file.bin", d, 100 * KIB);
+	UT_OK(emuh_restart(emu, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 30000, &e_));
+	ut_check_remote_mem(be, "away/file.bin", d, 100 * KIB);
 	free(d);
 }
 
@@ -728,8 +608,8 @@ static void test_unreachable(void **state)
 static void test_conflict_keep_both(void **state)
 {
 	static const char other[] = "written by someone else";
-	unsigned char *v1 = pattern(3000, 1), *v2 = pattern(400 * KIB, 2);
-	unsigned char *v3 = pattern(100, 3);
+	unsigned char *v1 = ut_pattern(3000, 1), *v2 = ut_pattern(400 * KIB, 2);
+	unsigned char *v3 = ut_pattern(100, 3);
 	struct be_list l = { 0 };
 	struct jnl_op op;
 	struct jnl_file f;
@@ -743,14 +623,14 @@ static void test_conflict_keep_both(void **state)
 	(void)state;
 	fx_start();
 	fid = new_file("cf/doc.txt", v1, 3000, 0);
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
-	OK(emuh_gcs_put(emu, BUCKET, "cf/doc.txt", other, strlen(other), &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	UT_OK(emuh_gcs_put(emu, BUCKET, "cf/doc.txt", other, strlen(other), &e_));
 	/* A big local change (resumable path) made after that. */
 	rewrite(fid, v2, 400 * KIB, 0);
 	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
-	check_remote("cf/doc.txt", other, strlen(other));
-	OK(be_list(be, "cf", &l, &e_));
+	ut_check_remote_mem(be, "cf/doc.txt", other, strlen(other));
+	UT_OK(be_list(be, "cf", &l, &e_));
 	for (i = 0; i < l.n; i++)
 		if (strncmp(l.v[i].name, "doc.txt.conflict-", 17) == 0) {
 			snprintf(copy, sizeof(copy), "cf/%s", l.v[i].name);
@@ -758,7 +638,7 @@ static void test_conflict_keep_both(void **state)
 		}
 	be_list_release(&l);
 	assert_int_equal(ncopies, 1);
-	check_remote(copy, v2, 400 * KIB);
+	ut_check_remote_mem(be, copy, v2, 400 * KIB);
 	memset(&op, 0, sizeof(op));
 	assert_int_equal(count_ops(JNL_MASK(JNL_CONFLICT), fid, &op), 1);
 	assert_string_equal(op.conflict_name, copy);
@@ -772,29 +652,29 @@ static void test_conflict_keep_both(void **state)
 	/* The fid now mirrors the remote's version. */
 	memset(&f, 0, sizeof(f));
 	memset(&ent, 0, sizeof(ent));
-	OK(jnl_file_get(fx.j, fid, &f, &e_));
-	OK(be_stat(be, "cf/doc.txt", &ent, &e_));
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
+	UT_OK(be_stat(be, "cf/doc.txt", &ent, &e_));
 	assert_int_equal(be_version_format(&ent.ver, want, sizeof(want)), 0);
 	assert_string_equal(f.base, want);
 	assert_int_equal(f.dirty, 0);
 	jnl_file_release(&f);
 	be_entry_release(&ent);
 	/* Acknowledged; the next local write replaces the remote version. */
-	OK(jnl_resolve(fx.j, seq, &e_));
+	UT_OK(jnl_resolve(fx.j, seq, &e_));
 	rewrite(fid, v3, 100, 0);
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
-	check_remote("cf/doc.txt", v3, 100);
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	ut_check_remote_mem(be, "cf/doc.txt", v3, 100);
 
 	/* An unlink whose remote changed meanwhile keeps the remote version. */
-	OK(emuh_gcs_put(emu, BUCKET, "cf/doc.txt", other, strlen(other), &e_));
-	OK(jnl_unlink(fx.j, fid, &seq, &e_));
+	UT_OK(emuh_gcs_put(emu, BUCKET, "cf/doc.txt", other, strlen(other), &e_));
+	UT_OK(jnl_unlink(fx.j, fid, &seq, &e_));
 	assert_true(seq > 0);
 	assert_int_equal(sch_flush(fx.s, 10000, NULL, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
 	assert_non_null(strstr(e.msg, "cf/doc.txt"));
-	check_remote("cf/doc.txt", other, strlen(other));
+	ut_check_remote_mem(be, "cf/doc.txt", other, strlen(other));
 	assert_int_equal(count_ops(JNL_MASK(JNL_FAILED), fid, NULL), 1);
-	OK(jnl_resolve(fx.j, seq, &e_));
+	UT_OK(jnl_resolve(fx.j, seq, &e_));
 	free(v1);
 	free(v2);
 	free(v3);
@@ -803,7 +683,7 @@ static void test_conflict_keep_both(void **state)
 static void test_conflict_fail(void **state)
 {
 	static const char other[] = "theirs";
-	unsigned char *v1 = pattern(2000, 11), *v2 = pattern(2500, 12);
+	unsigned char *v1 = ut_pattern(2000, 11), *v2 = ut_pattern(2500, 12);
 	struct be_list l = { 0 };
 	struct jnl_op op;
 	struct err e;
@@ -814,13 +694,13 @@ static void test_conflict_fail(void **state)
 	fx.so.conflict_fail = 1;
 	fx_start();
 	fid = new_file("cff/x.bin", v1, 2000, 0);
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
-	OK(emuh_gcs_put(emu, BUCKET, "cff/x.bin", other, strlen(other), &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	UT_OK(emuh_gcs_put(emu, BUCKET, "cff/x.bin", other, strlen(other), &e_));
 	rewrite(fid, v2, 2500, 0);
 	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
 	assert_int_equal(e.code, ERR_CONFLICT);
-	check_remote("cff/x.bin", other, strlen(other));
-	OK(be_list(be, "cff", &l, &e_));
+	ut_check_remote_mem(be, "cff/x.bin", other, strlen(other));
+	UT_OK(be_list(be, "cff", &l, &e_));
 	for (i = 0; i < l.n; i++)
 		assert_null(strstr(l.v[i].name, "conflict"));
 	be_list_release(&l);
@@ -838,7 +718,7 @@ static void test_conflict_fail(void **state)
  * error, the data stays in the cache; jnl_retry then commits it. */
 static void test_permanent_then_retry(void **state)
 {
-	unsigned char *d = pattern(7000, 21), *back = NULL;
+	unsigned char *d = ut_pattern(7000, 21), *back = NULL;
 	struct jnl_op op;
 	struct jnl_file f;
 	char cp[256];
@@ -848,7 +728,7 @@ static void test_permanent_then_retry(void **state)
 
 	(void)state;
 	fx_start();
-	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"forbidden\","
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":403,\"reason\":\"forbidden\","
 	       "\"path\":\"/upload/*\",\"count\":1}]");
 	fid = new_file("perm/file.bin", d, 7000, 0);
 	assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), -1);
@@ -862,7 +742,7 @@ static void test_permanent_then_retry(void **state)
 	assert_false(remote_exists("perm/file.bin"));
 	/* The data is still in the cache. */
 	memset(&f, 0, sizeof(f));
-	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
 	assert_int_equal(f.dirty, 1);
 	cache_path(f.cache_name, cp, sizeof(cp));
 	jnl_file_release(&f);
@@ -875,9 +755,9 @@ static void test_permanent_then_retry(void **state)
 	assert_memory_equal(back, d, 7000);
 	assert_int_equal(events_at_least(&fx.ev_failed, 1), 1);
 	/* The user retries; the fault is used up. */
-	OK(jnl_retry(fx.j, seq, &e_));
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
-	check_remote("perm/file.bin", d, 7000);
+	UT_OK(jnl_retry(fx.j, seq, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	ut_check_remote_mem(be, "perm/file.bin", d, 7000);
 	free(back);
 	free(d);
 }
@@ -885,7 +765,7 @@ static void test_permanent_then_retry(void **state)
 /* A missing cache file is a permanent failure naming the path. */
 static void test_missing_cache_file(void **state)
 {
-	unsigned char *d = pattern(10, 3);
+	unsigned char *d = ut_pattern(10, 3);
 	struct jnl_file f;
 	char cp[256];
 	struct err e;
@@ -894,7 +774,7 @@ static void test_missing_cache_file(void **state)
 	(void)state;
 	fid = new_file("gone/file", d, 10, 0);
 	memset(&f, 0, sizeof(f));
-	OK(jnl_file_get(fx.j, fid, &f, &e_));
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
 	cache_path(f.cache_name, cp, sizeof(cp));
 	jnl_file_release(&f);
 	assert_int_equal(unlink(cp), 0);
@@ -908,7 +788,7 @@ static void test_missing_cache_file(void **state)
 /* setattr sends the mtime by re-uploading identical content. */
 static void test_setattr(void **state)
 {
-	unsigned char *d = pattern(4000, 31);
+	unsigned char *d = ut_pattern(4000, 31);
 	int64_t mt = (int64_t)1600000000 * 1000000000;
 	struct be_entry ent;
 	uint64_t fid, seq;
@@ -916,27 +796,27 @@ static void test_setattr(void **state)
 	(void)state;
 	fx_start();
 	fid = new_file("sa/file", d, 4000, 0);
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
-	OK(jnl_setattr(fx.j, fid, mt, &seq, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	UT_OK(jnl_setattr(fx.j, fid, mt, &seq, &e_));
 	assert_true(seq > 0);
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
 	memset(&ent, 0, sizeof(ent));
-	OK(be_stat(be, "sa/file", &ent, &e_));
+	UT_OK(be_stat(be, "sa/file", &ent, &e_));
 	assert_int_equal(ent.mtime.tv_sec, 1600000000);
 	be_entry_release(&ent);
-	check_remote("sa/file", d, 4000);
+	ut_check_remote_mem(be, "sa/file", d, 4000);
 	free(d);
 	/* The same through a resumable upload. */
-	d = pattern(600 * KIB, 32);
+	d = ut_pattern(600 * KIB, 32);
 	fid = new_file("sa/big", d, 600 * KIB, 0);
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
-	OK(jnl_setattr(fx.j, fid, mt + 5000000000, &seq, &e_));
-	OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
+	UT_OK(jnl_setattr(fx.j, fid, mt + 5000000000, &seq, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 10000, &e_));
 	memset(&ent, 0, sizeof(ent));
-	OK(be_stat(be, "sa/big", &ent, &e_));
+	UT_OK(be_stat(be, "sa/big", &ent, &e_));
 	assert_int_equal(ent.mtime.tv_sec, 1600000005);
 	be_entry_release(&ent);
-	check_remote("sa/big", d, 600 * KIB);
+	ut_check_remote_mem(be, "sa/big", d, 600 * KIB);
 	free(d);
 }
 
@@ -944,24 +824,24 @@ static void test_setattr(void **state)
 static void test_flush_progress(void **state)
 {
 	struct prog_count pc = { 0, 0 };
-	unsigned char *d = pattern(2 * MIB, 41);
+	unsigned char *d = ut_pattern(2 * MIB, 41);
 	int i;
 	char path[64];
 
 	(void)state;
 	fx.so.chunk_size = 256 * KIB;
-	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":40}]");
+	emuh_must_faults(emu, "[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":40}]");
 	fx_start();
 	for (i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "fp/f%d", i);
 		new_file(path, d, 2 * MIB, 60000);
 	}
-	OK(sch_flush(fx.s, 30000, on_progress, &pc, &e_));
+	UT_OK(sch_flush(fx.s, 30000, on_progress, &pc, &e_));
 	assert_true(pc.calls >= 2);
 	assert_int_equal(pc.last_left, 0);
 	for (i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "fp/f%d", i);
-		check_remote(path, d, 2 * MIB);
+		ut_check_remote_mem(be, path, d, 2 * MIB);
 	}
 	free(d);
 }
@@ -971,7 +851,7 @@ static void test_flush_progress(void **state)
 static void test_change_during_upload(void **state)
 {
 	const size_t n = 6 * MIB;
-	unsigned char *v1 = pattern(n, 51), *v2 = pattern(n + 5, 52);
+	unsigned char *v1 = ut_pattern(n, 51), *v2 = ut_pattern(n + 5, 52);
 	struct sched_upload *ups = NULL;
 	struct sched_stats st;
 	size_t nups = 0;
@@ -980,22 +860,22 @@ static void test_change_during_upload(void **state)
 
 	(void)state;
 	fx.so.chunk_size = 256 * KIB;
-	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":20}]");
+	emuh_must_faults(emu, "[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":20}]");
 	fx_start();
 	fid = new_file("chg/file.bin", v1, n, 0);
-	t0 = now_ms();
-	while (persisted < 1 * MIB && now_ms() - t0 < 20000) {
-		OK(sch_uploads(fx.s, &ups, &nups, &e_));
+	t0 = ut_now_ms();
+	while (persisted < 1 * MIB && ut_now_ms() - t0 < 20000) {
+		UT_OK(sch_uploads(fx.s, &ups, &nups, &e_));
 		if (nups == 1)
 			persisted = ups[0].persisted;
 		sch_uploads_free(ups, nups);
-		sleep_ms(5);
+		ut_sleep_ms(5);
 	}
 	assert_true(persisted >= 1 * MIB && persisted < n);
 	rewrite(fid, v2, n + 5, 0);
-	faults("[]");
-	OK(sch_wait_fid(fx.s, fid, 30000, &e_));
-	check_remote("chg/file.bin", v2, n + 5);
+	emuh_must_faults(emu, "[]");
+	UT_OK(sch_wait_fid(fx.s, fid, 30000, &e_));
+	ut_check_remote_mem(be, "chg/file.bin", v2, n + 5);
 	sch_get_stats(fx.s, &st);
 	assert_true(st.sessions_restarted >= 1);
 	assert_int_equal(st.conflicts, 0);
@@ -1007,7 +887,7 @@ static void test_change_during_upload(void **state)
 /* Remote changes under name ops: nothing remote is destroyed. */
 static void test_remote_changes_kept(void **state)
 {
-	unsigned char *d = pattern(3000, 61);
+	unsigned char *d = ut_pattern(3000, 61);
 	uint64_t fdir, seq, ff;
 	struct jnl_op op;
 	struct err e;
@@ -1015,26 +895,26 @@ static void test_remote_changes_kept(void **state)
 	(void)state;
 	fx_start();
 	/* rmdir of a directory that gained a child remotely. */
-	OK(jnl_mkdir(fx.j, "rm", wall_ns(), &fdir, &seq, &e_));
-	OK(sch_flush(fx.s, 10000, NULL, NULL, &e_));
-	OK(emuh_gcs_put(emu, BUCKET, "rm/theirs", "x", 1, &e_));
-	OK(jnl_rmdir(fx.j, fdir, &seq, &e_));
+	UT_OK(jnl_mkdir(fx.j, "rm", ut_wall_ns(), &fdir, &seq, &e_));
+	UT_OK(sch_flush(fx.s, 10000, NULL, NULL, &e_));
+	UT_OK(emuh_gcs_put(emu, BUCKET, "rm/theirs", "x", 1, &e_));
+	UT_OK(jnl_rmdir(fx.j, fdir, &seq, &e_));
 	assert_int_equal(sch_flush(fx.s, 10000, NULL, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_NOTEMPTY);
 	assert_true(remote_exists("rm/theirs"));
-	OK(jnl_resolve(fx.j, seq, &e_));
+	UT_OK(jnl_resolve(fx.j, seq, &e_));
 	/* rename of a file whose source was deleted remotely. */
 	ff = new_file("mv/src", d, 3000, 0);
-	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	UT_OK(sch_wait_fid(fx.s, ff, 10000, &e_));
 	{
 		struct be_entry ent;
 
 		memset(&ent, 0, sizeof(ent));
-		OK(be_stat(be, "mv/src", &ent, &e_));
-		OK(be_remove(be, "mv/src", &ent.ver, NULL, &e_));
+		UT_OK(be_stat(be, "mv/src", &ent, &e_));
+		UT_OK(be_remove(be, "mv/src", &ent.ver, NULL, &e_));
 		be_entry_release(&ent);
 	}
-	OK(jnl_rename(fx.j, ff, "mv/dst", 0, &seq, &e_));
+	UT_OK(jnl_rename(fx.j, ff, "mv/dst", 0, &seq, &e_));
 	assert_int_equal(sch_wait_fid(fx.s, ff, 10000, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	memset(&op, 0, sizeof(op));
@@ -1047,7 +927,7 @@ static void test_remote_changes_kept(void **state)
 	/* A rename an earlier attempt finished (its reply lost): done, and the
 	 * file's next write is guarded by the moved copy. */
 	ff = new_file("mv2/a", d, 3000, 0);
-	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	UT_OK(sch_wait_fid(fx.s, ff, 10000, &e_));
 	{
 		struct be_entry ent, moved;
 		struct be_pre pre;
@@ -1056,16 +936,16 @@ static void test_remote_changes_kept(void **state)
 		memset(&moved, 0, sizeof(moved));
 		memset(&pre, 0, sizeof(pre));
 		pre.kind = BE_PRE_ABSENT;
-		OK(be_stat(be, "mv2/a", &ent, &e_));
-		OK(be_rename(be, "mv2/a", &ent.ver, "mv2/b", &pre, &moved, &e_));
+		UT_OK(be_stat(be, "mv2/a", &ent, &e_));
+		UT_OK(be_rename(be, "mv2/a", &ent.ver, "mv2/b", &pre, &moved, &e_));
 		be_entry_release(&ent);
 		be_entry_release(&moved);
 	}
-	OK(jnl_rename(fx.j, ff, "mv2/b", 0, &seq, &e_));
-	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	UT_OK(jnl_rename(fx.j, ff, "mv2/b", 0, &seq, &e_));
+	UT_OK(sch_wait_fid(fx.s, ff, 10000, &e_));
 	rewrite(ff, d, 2000, 0);
-	OK(sch_wait_fid(fx.s, ff, 10000, &e_));
-	check_remote("mv2/b", d, 2000);
+	UT_OK(sch_wait_fid(fx.s, ff, 10000, &e_));
+	ut_check_remote_mem(be, "mv2/b", d, 2000);
 	assert_false(remote_exists("mv2/a"));
 	free(d);
 }
@@ -1080,13 +960,13 @@ static void test_stop_idle(void **state)
 
 	(void)state;
 	fx.so.workers = 8;
-	OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
+	UT_OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
 	for (round = 0; round < 5; round++) {
-		OK(sch_start(fx.s, &e_));
-		sleep_ms(round == 0 ? 100 : 10 * round);
-		t0 = now_ms();
+		UT_OK(sch_start(fx.s, &e_));
+		ut_sleep_ms(round == 0 ? 100 : 10 * round);
+		t0 = ut_now_ms();
 		sch_stop(fx.s);
-		took = now_ms() - t0;
+		took = ut_now_ms() - t0;
 		if (took > worst)
 			worst = took;
 	}
@@ -1096,13 +976,13 @@ static void test_stop_idle(void **state)
 	 * delay, never the old 1 s poll. */
 	assert_true(worst < 500);
 	/* Still works after all that: an op appended now is committed. */
-	OK(sch_start(fx.s, &e_));
+	UT_OK(sch_start(fx.s, &e_));
 	{
 		unsigned char d[100] = { 1, 2, 3 };
 		uint64_t fid = new_file("idle/after.bin", d, sizeof(d), 0);
 
 		assert_int_equal(sch_wait_fid(fx.s, fid, 10000, &e), 0);
-		check_remote("idle/after.bin", d, sizeof(d));
+		ut_check_remote_mem(be, "idle/after.bin", d, sizeof(d));
 	}
 	fx_stop();
 }
@@ -1125,14 +1005,14 @@ static uint64_t remote_tracked_file(struct be *b, const char *path, const char *
 	memset(&meta, 0, sizeof(meta));
 	memset(&ent, 0, sizeof(ent));
 	cache_path("upload.tmp", cp, sizeof(cp));
-	write_all(cp, content, strlen(content));
+	ut_write_at(cp, content, strlen(content), 0, 1);
 	fd = open(cp, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	OK(be_meta_from_fd(fd, &meta, &e_));
-	OK(be_put(b, path, fd, &meta, &pre, &ent, &e_));
+	UT_OK(be_meta_from_fd(fd, &meta, &e_));
+	UT_OK(be_put(b, path, fd, &meta, &pre, &ent, &e_));
 	close(fd);
 	assert_int_equal(be_version_format(&ent.ver, ver, sizeof(ver)), 0);
-	OK(jnl_file_new(fx.j, path, JNL_FILE, NULL, ver, meta.size, wall_ns(), &fid, &e_));
+	UT_OK(jnl_file_new(fx.j, path, JNL_FILE, NULL, ver, meta.size, ut_wall_ns(), &fid, &e_));
 	be_entry_release(&ent);
 	return fid;
 }
@@ -1144,9 +1024,9 @@ static uint64_t remote_tracked_dir(struct be *b, const char *path)
 	uint64_t fid = 0;
 
 	memset(&ent, 0, sizeof(ent));
-	OK(be_mkdir(b, path, &ent, &e_));
+	UT_OK(be_mkdir(b, path, &ent, &e_));
 	assert_int_equal(be_version_format(&ent.ver, ver, sizeof(ver)), 0);
-	OK(jnl_file_new(fx.j, path, JNL_DIR, NULL, ver, 0, wall_ns(), &fid, &e_));
+	UT_OK(jnl_file_new(fx.j, path, JNL_DIR, NULL, ver, 0, ut_wall_ns(), &fid, &e_));
 	be_entry_release(&ent);
 	return fid;
 }
@@ -1169,7 +1049,7 @@ static void test_rmdir_tree_drive(void **state)
 	dopt.source = "drive:";
 	dopt.endpoint = emuh_url(emu);
 	dopt.http = http;
-	OK(drive_new(&dopt, &db, &e_));
+	UT_OK(drive_new(&dopt, &db, &e_));
 	assert_true(be_caps(db) & BE_CAP_RMDIR_TREE);
 	top = remote_tracked_dir(db, "rt");
 	sub = remote_tracked_dir(db, "rt/sub");
@@ -1178,32 +1058,32 @@ static void test_rmdir_tree_drive(void **state)
 	f[2] = remote_tracked_file(db, "rt/sub/c", "c");
 	f[3] = remote_tracked_file(db, "rt/sub/d", "d");
 	jnl_set_removal_delay(fx.j, 60000);
-	OK(sch_new(fx.j, db, &fx.so, &fx.s, &e_));
-	OK(sch_start(fx.s, &e_));
-	upd0 = requests("drive.files.update");
-	del0 = requests("drive.files.delete");
+	UT_OK(sch_new(fx.j, db, &fx.so, &fx.s, &e_));
+	UT_OK(sch_start(fx.s, &e_));
+	upd0 = emuh_must_requests(emu, "drive.files.update", 0);
+	del0 = emuh_must_requests(emu, "drive.files.delete", 0);
 	/* rm -rf rt: depth first */
-	OK(jnl_unlink(fx.j, f[2], NULL, &e_));
-	OK(jnl_unlink(fx.j, f[3], NULL, &e_));
-	OK(jnl_rmdir_tree(fx.j, sub, NULL, &e_));
-	OK(jnl_unlink(fx.j, f[0], NULL, &e_));
-	OK(jnl_unlink(fx.j, f[1], NULL, &e_));
-	sleep_ms(300);              /* held back: nothing reached the remote */
-	assert_int_equal(requests("drive.files.update") - upd0, 0);
-	OK(jnl_rmdir_tree(fx.j, top, &seq, &e_));
+	UT_OK(jnl_unlink(fx.j, f[2], NULL, &e_));
+	UT_OK(jnl_unlink(fx.j, f[3], NULL, &e_));
+	UT_OK(jnl_rmdir_tree(fx.j, sub, NULL, &e_));
+	UT_OK(jnl_unlink(fx.j, f[0], NULL, &e_));
+	UT_OK(jnl_unlink(fx.j, f[1], NULL, &e_));
+	ut_sleep_ms(300);              /* held back: nothing reached the remote */
+	assert_int_equal(emuh_must_requests(emu, "drive.files.update", 0) - upd0, 0);
+	UT_OK(jnl_rmdir_tree(fx.j, top, &seq, &e_));
 	assert_true(seq > 0);
 	/* one op left, flagged */
 	assert_int_equal(count_ops(JNL_MASK_ALL, 0, NULL), 1);
-	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
-	assert_int_equal(requests("drive.files.update") - upd0, 1);
-	assert_int_equal(requests("drive.files.delete") - del0, 0);
+	UT_OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	assert_int_equal(emuh_must_requests(emu, "drive.files.update", 0) - upd0, 1);
+	assert_int_equal(emuh_must_requests(emu, "drive.files.delete", 0) - del0, 0);
 	memset(&ent, 0, sizeof(ent));
 	assert_int_equal(be_stat(db, "rt", &ent, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	/* a plain rmdir of an empty folder stays an rmdir */
 	sub = remote_tracked_dir(db, "rt2");
-	OK(jnl_rmdir_tree(fx.j, sub, NULL, &e_));
-	OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
+	UT_OK(jnl_rmdir_tree(fx.j, sub, NULL, &e_));
+	UT_OK(sch_flush(fx.s, 30000, NULL, NULL, &e_));
 	assert_int_equal(be_stat(db, "rt2", &ent, &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	for (i = 0; i < 4; i++)
@@ -1215,7 +1095,7 @@ static void test_rmdir_tree_drive(void **state)
 
 static void test_stop_unreachable(void **state)
 {
-	unsigned char *small = pattern(100 * KIB, 8), *big = pattern(3 * MIB, 9);
+	unsigned char *small = ut_pattern(100 * KIB, 8), *big = ut_pattern(3 * MIB, 9);
 	struct http_opts ho;
 	struct gcs_opts go;
 	struct http *h2 = NULL;
@@ -1233,33 +1113,33 @@ static void test_stop_unreachable(void **state)
 	ho.backoff_max_ms = 32000;
 	ho.backoff_jitter_ms = 100;
 	ho.connect_timeout_ms = 1000;
-	OK(http_new(&ho, &h2, &e_));
+	UT_OK(http_new(&ho, &h2, &e_));
 	memset(&go, 0, sizeof(go));
 	go.bucket = BUCKET;
 	go.endpoint = emuh_url(emu);
 	go.http = h2;
-	OK(gcs_new(&go, &be2, &e_));
+	UT_OK(gcs_new(&go, &be2, &e_));
 	fx.so.workers = 2;
 	fx.so.small_max = 1 * MIB;
 	fx.so.chunk_size = 1 * MIB;
 	fx.so.http = h2;
-	OK(sch_new(fx.j, be2, &fx.so, &s2, &e_));
-	OK(sch_start(s2, &e_));
+	UT_OK(sch_new(fx.j, be2, &fx.so, &s2, &e_));
+	UT_OK(sch_start(s2, &e_));
 	assert_int_equal(kill(emuh_pid(emu), SIGKILL), 0);
-	sleep_ms(100);
+	ut_sleep_ms(100);
 	f1 = new_file("away/small.bin", small, 100 * KIB, 0);
 	f2 = new_file("away/big.bin", big, 3 * MIB, 0);
 	/* Wait until both requests failed and backed off at least once. */
-	t0 = now_ms();
+	t0 = ut_now_ms();
 	do {
-		sleep_ms(20);
+		ut_sleep_ms(20);
 		http_get_stats(h2, &hs);
-	} while (hs.retries < 2 && now_ms() - t0 < 10000);
+	} while (hs.retries < 2 && ut_now_ms() - t0 < 10000);
 	assert_true(hs.retries >= 2);
-	sleep_ms(200);
-	t0 = now_ms();
+	ut_sleep_ms(200);
+	t0 = ut_now_ms();
 	sch_stop(s2);
-	took = now_ms() - t0;
+	took = ut_now_ms() - t0;
 	print_message("    sch_stop with the remote unreachable took %" PRId64 " ms\n", took);
 	assert_true(took < 3000);
 	assert_int_equal(http_canceled(h2), 0);  /* re-armed */
@@ -1270,13 +1150,13 @@ static void test_stop_unreachable(void **state)
 	be_free(be2);
 	http_free(h2);
 	/* The remote comes back: the test's fast scheduler commits both. */
-	OK(emuh_restart(emu, &e_));
+	UT_OK(emuh_restart(emu, &e_));
 	fx.so.http = http;
 	fx_start();
-	OK(sch_wait_fid(fx.s, f1, 30000, &e_));
-	OK(sch_wait_fid(fx.s, f2, 30000, &e_));
-	check_remote("away/small.bin", small, 100 * KIB);
-	check_remote("away/big.bin", big, 3 * MIB);
+	UT_OK(sch_wait_fid(fx.s, f1, 30000, &e_));
+	UT_OK(sch_wait_fid(fx.s, f2, 30000, &e_));
+	ut_check_remote_mem(be, "away/small.bin", small, 100 * KIB);
+	ut_check_remote_mem(be, "away/big.bin", big, 3 * MIB);
 	free(small);
 	free(big);
 }
@@ -1291,14 +1171,9 @@ static int group_setup(void **state)
 	struct err e;
 
 	(void)state;
-	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
 	eo.persistent = 1;
-	if (emuh_start(&eo, &emu, &e) < 0) {
-		fprintf(stderr, "test_sched: cannot start the emulator: %s\n", e.msg);
-		return -1;
-	}
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 12;
 	ho.backoff_initial_ms = 2;
@@ -1306,10 +1181,8 @@ static int group_setup(void **state)
 	ho.backoff_jitter_ms = 5;
 	ho.connect_timeout_ms = 1000;
 	ho.low_speed_time_s = 5;
-	if (http_new(&ho, &http, &e) < 0) {
-		fprintf(stderr, "test_sched: http: %s\n", e.msg);
+	if (emuh_test_start("test_sched", &eo, &ho, &emu, &http) < 0)
 		return -1;
-	}
 	memset(&go, 0, sizeof(go));
 	go.bucket = BUCKET;
 	go.endpoint = emuh_url(emu);
@@ -1327,8 +1200,7 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	be_free(be);
-	http_free(http);
-	emuh_stop(emu);
+	emuh_test_stop(emu, http);
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "durafs/log.h"
 #include "durafs/sched.h"
 #include "emu_harness.h"
+#include "unit_util.h"
 
 #define BUCKET "durafs-writers"
 #define KIB 1024u
@@ -53,123 +54,13 @@ struct fx {
 
 static struct fx fx;
 
-#define OK(call) do { struct err e_; err_clear(&e_); \
-	if ((call) < 0) fail_msg("line %d: %s: %s (%s)", __LINE__, #call, e_.msg, \
-				 err_code_name(e_.code)); \
-	} while (0)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void faults(const char *rules)
-{
-	struct err e;
-
-	if (emuh_faults(emu, rules, &e) < 0)
-		fail_msg("faults %s: %s", rules, e.msg);
-}
-
-static int64_t requests(const char *kind)
-{
-	struct err e;
-	int64_t v = 0;
-
-	if (emuh_requests(emu, kind, 0, &v, &e) < 0)
-		fail_msg("requests %s: %s", kind, e.msg);
-	return v;
-}
-
-static unsigned char *pattern(size_t n, unsigned seed)
-{
-	unsigned char *p = malloc(n ? n : 1);
-	size_t i;
-
-	assert_non_null(p);
-	for (i = 0; i < n; i++)
-		p[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 11);
-	return p;
-}
-
-static void write_at(const char *path, const void *data, size_t n, off_t off, int trunc)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0600);
-	const char *p = data;
-	ssize_t w;
-
-	assert_true(fd >= 0);
-	while (n) {
-		w = pwrite(fd, p, n, off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		assert_true(w > 0);
-		p += w;
-		off += w;
-		n -= (size_t)w;
-	}
-	assert_int_equal(close(fd), 0);
-}
-
-struct buf {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static int buf_sink(void *ud, const void *data, size_t len)
-{
-	struct buf *b = ud;
-
-	if (b->n + len > b->cap) {
-		b->cap = (b->n + len) * 2;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->n, data, len);
-	b->n += len;
-	return 0;
-}
-
-static void check_remote(const char *path, const void *data, size_t n)
-{
-	struct buf got = { 0 };
-	struct err e;
-
-	if (be_read(be, path, NULL, 0, UINT64_MAX, buf_sink, &got, NULL, &e) < 0)
-		fail_msg("read %s: %s", path, e.msg);
-	if (got.n != n)
-		fail_msg("%s: remote has %zu bytes, want %zu", path, got.n, n);
-	if (n && memcmp(got.p, data, n) != 0)
-		fail_msg("%s: remote content differs", path);
-	free(got.p);
-}
-
 /* Names of every object in the bucket root listing (the mount's view). */
 static size_t remote_count(const char *dir)
 {
 	struct be_list l = { 0 };
 	size_t n;
 
-	OK(be_list(be, dir, &l, &e_));
+	UT_OK(be_list(be, dir, &l, &e_));
 	n = l.n;
 	be_list_release(&l);
 	return n;
@@ -255,7 +146,7 @@ static void test_advice(void **state)
 static void test_meta_split(void **state)
 {
 	const size_t n = 3 * MIB + 12345;
-	unsigned char *d = pattern(n, 1), md5[16];
+	unsigned char *d = ut_pattern(n, 1), md5[16];
 	char path[128];
 	struct be_meta m;
 	uint32_t pc = 1, tc = 1;
@@ -265,13 +156,13 @@ static void test_meta_split(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/split", fx.dir);
-	write_at(path, d, n, 0, 1);
+	ut_write_at(path, d, n, 0, 1);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	ck_md5(d, n, md5);
 	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
 		memset(&m, 0, sizeof(m));
-		OK(be_meta_split_from_fd(fd, splits[i], &m, &pc, &tc, &e_));
+		UT_OK(be_meta_split_from_fd(fd, splits[i], &m, &pc, &tc, &e_));
 		assert_int_equal(m.size, n);
 		assert_int_equal(m.crc32c, ck_crc32c(0, d, n));
 		assert_memory_equal(m.md5, md5, 16);
@@ -279,14 +170,14 @@ static void test_meta_split(void **state)
 		assert_int_equal(tc, ck_crc32c(0, d + splits[i], n - (size_t)splits[i]));
 	}
 	/* Past the end: an empty prefix, the tail is nothing. */
-	OK(be_meta_split_from_fd(fd, n + 10, &m, &pc, &tc, &e_));
+	UT_OK(be_meta_split_from_fd(fd, n + 10, &m, &pc, &tc, &e_));
 	assert_int_equal(pc, 0);
 	assert_int_equal(tc, 0);
 	assert_int_equal(m.size, n);
 	/* NULL outputs: plain be_meta_from_fd. */
-	OK(be_meta_split_from_fd(fd, 100, &m, NULL, &tc, &e_));
+	UT_OK(be_meta_split_from_fd(fd, 100, &m, NULL, &tc, &e_));
 	assert_int_equal(tc, ck_crc32c(0, d + 100, n - 100));
-	OK(be_meta_split_from_fd(fd, 100, &m, NULL, NULL, &e_));
+	UT_OK(be_meta_split_from_fd(fd, 100, &m, NULL, NULL, &e_));
 	assert_int_equal(m.crc32c, ck_crc32c(0, d, n));
 	close(fd);
 	free(d);
@@ -311,19 +202,19 @@ static void put_file(const char *path, const char *local, const unsigned char *d
 	struct be_upload up;
 	int fd;
 
-	write_at(local, d, n, 0, 1);
+	ut_write_at(local, d, n, 0, 1);
 	fd = open(local, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	meta_of(d, n, &m);
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, path, fd, &m, &pre, 8 * MIB, 3, &up, NULL, NULL, out, &e_));
+	UT_OK(be_upload_file(be, path, fd, &m, &pre, 8 * MIB, 3, &up, NULL, NULL, out, &e_));
 	close(fd);
 }
 
 static void test_be_append(void **state)
 {
 	const size_t n0 = 600 * KIB, small = 40 * KIB, big = 700 * KIB;
-	unsigned char *d = pattern(n0 + small + big, 2);
+	unsigned char *d = ut_pattern(n0 + small + big, 2);
 	char local[128];
 	struct be_entry e0, e1, e2, cur;
 	struct be_meta m;
@@ -343,45 +234,45 @@ static void test_be_append(void **state)
 		struct be_pre pre = { BE_PRE_ABSENT, { 0, 0, "" } };
 		struct be_meta tm;
 
-		write_at(local, "left", 4, 0, 1);
+		ut_write_at(local, "left", 4, 0, 1);
 		fd = open(local, O_RDONLY | O_CLOEXEC);
 		assert_true(fd >= 0);
 		meta_of((const unsigned char *)"left", 4, &tm);
 		tm.mtime.tv_sec = 1000;
-		OK(be_put(be, ".durafs-tmp/old", fd, &tm, &pre, NULL, &e_));
+		UT_OK(be_put(be, ".durafs-tmp/old", fd, &tm, &pre, NULL, &e_));
 		tm.mtime.tv_sec = time(NULL);
-		OK(be_put(be, ".durafs-tmp/fresh", fd, &tm, &pre, NULL, &e_));
+		UT_OK(be_put(be, ".durafs-tmp/fresh", fd, &tm, &pre, NULL, &e_));
 		close(fd);
 		assert_int_equal(remote_count(".durafs-tmp"), 2);
 	}
 	put_file("app/log", local, d, n0, &e0);
 	/* A small tail: one request for the temporary, one compose. */
-	write_at(local, d + n0, small, (off_t)n0, 0);
+	ut_write_at(local, d + n0, small, (off_t)n0, 0);
 	fd = open(local, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	meta_of(d, n0 + small, &m);
-	OK(be_append(be, "app/log", &e0.ver, n0, ck_crc32c(0, d + n0, small), fd, &m, &e1,
+	UT_OK(be_append(be, "app/log", &e0.ver, n0, ck_crc32c(0, d + n0, small), fd, &m, &e1,
 		     &e_));
 	assert_int_equal(e1.size, n0 + small);
 	assert_true(e1.ver.gen > e0.ver.gen);
 	assert_true(e1.has_crc32c);
 	assert_int_equal(e1.crc32c, m.crc32c);
-	check_remote("app/log", d, n0 + small);
+	ut_check_remote_mem(be, "app/log", d, n0 + small);
 	close(fd);
 	assert_int_equal(remote_count(".durafs-tmp"), 1);
 	assert_int_equal(remote_exists(".durafs-tmp/fresh"), 1);
-	OK(be_stat(be, ".durafs-tmp/fresh", &cur, &e_));
-	OK(be_remove(be, ".durafs-tmp/fresh", &cur.ver, NULL, &e_));
+	UT_OK(be_stat(be, ".durafs-tmp/fresh", &cur, &e_));
+	UT_OK(be_remove(be, ".durafs-tmp/fresh", &cur.ver, NULL, &e_));
 	be_entry_release(&cur);
 	/* A tail larger than the chunk size goes through a resumable session. */
-	write_at(local, d + n0 + small, big, (off_t)(n0 + small), 0);
+	ut_write_at(local, d + n0 + small, big, (off_t)(n0 + small), 0);
 	fd = open(local, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	meta_of(d, n0 + small + big, &m);
-	OK(be_append(be, "app/log", &e1.ver, n0 + small, ck_crc32c(0, d + n0 + small, big), fd,
+	UT_OK(be_append(be, "app/log", &e1.ver, n0 + small, ck_crc32c(0, d + n0 + small, big), fd,
 		     &m, &e2, &e_));
 	assert_int_equal(e2.size, n0 + small + big);
-	check_remote("app/log", d, n0 + small + big);
+	ut_check_remote_mem(be, "app/log", d, n0 + small + big);
 	/* No temporary is left: the mount's root has only app/. */
 	assert_int_equal(remote_count(""), 1);
 	assert_int_equal(remote_count("app"), 1);
@@ -403,7 +294,7 @@ static void test_be_append(void **state)
 	err_clear(&e);
 	assert_int_equal(be_append(be, "app/log", &e2.ver, m.size, 0, fd, &m, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_INVAL);
-	check_remote("app/log", d, n0 + small + big);
+	ut_check_remote_mem(be, "app/log", d, n0 + small + big);
 	close(fd);
 	be_entry_release(&e0);
 	be_entry_release(&e1);
@@ -426,7 +317,7 @@ static int late_state(void *ud, const struct be_upload *up)
 	struct late_ctx *c = ud;
 
 	if (c->change_at && !c->changed && up->persisted >= c->change_at) {
-		write_at(c->local, "CHANGED!", 8, (off_t)(c->n - 8), 0);
+		ut_write_at(c->local, "CHANGED!", 8, (off_t)(c->n - 8), 0);
 		c->changed = 1;
 	}
 	if (c->stop_at && !up->done && up->persisted >= c->stop_at)
@@ -437,7 +328,7 @@ static int late_state(void *ud, const struct be_upload *up)
 static void test_sums_late(void **state)
 {
 	const size_t n = 3 * MIB + 777;
-	unsigned char *d = pattern(n, 11), md5[16];
+	unsigned char *d = ut_pattern(n, 11), md5[16];
 	struct be_pre pre = { BE_PRE_ABSENT, { 0, 0, "" } };
 	struct late_ctx c;
 	struct be_upload up;
@@ -451,7 +342,7 @@ static void test_sums_late(void **state)
 	memset(&ent, 0, sizeof(ent));
 	assert_true(be_caps(be) & BE_CAP_SUMS_LATE);
 	snprintf(local, sizeof(local), "%s/late", fx.dir);
-	write_at(local, d, n, 0, 1);
+	ut_write_at(local, d, n, 0, 1);
 	fd = open(local, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	ck_md5(d, n, md5);
@@ -460,27 +351,27 @@ static void test_sums_late(void **state)
 	m.size = n;
 	m.flags = BE_META_SUMS_LATE;
 	memset(&up, 0, sizeof(up));
-	OK(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent, &e_));
+	UT_OK(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent, &e_));
 	assert_int_equal(ent.size, n);
 	assert_int_equal(ent.crc32c, ck_crc32c(0, d, n));
 	assert_memory_equal(ent.md5, md5, 16);
 	assert_true(up.meta.flags & BE_META_SUMS_READY);
 	assert_int_equal(up.meta.crc32c, ck_crc32c(0, d, n));
 	be_entry_release(&ent);
-	check_remote("late/a", d, n);
+	ut_check_remote_mem(be, "late/a", d, n);
 	/* Resuming a session that turns out complete: its sums are checked
 	 * once known (here equal, then after a change of the file not). */
 	up.meta = m;
-	OK(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent, &e_));
+	UT_OK(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent, &e_));
 	assert_int_equal(ent.crc32c, ck_crc32c(0, d, n));
 	be_entry_release(&ent);
-	write_at(local, "X", 1, 5, 0);
+	ut_write_at(local, "X", 1, 5, 0);
 	up.meta = m;
 	err_clear(&e);
 	assert_int_equal(be_upload_file(be, "late/a", fd, &m, &pre, 256 * KIB, 3, &up, NULL,
 					NULL, NULL, &e), -1);
 	assert_int_equal(e.code, ERR_PARSE);
-	write_at(local, d + 5, 1, 5, 0);
+	ut_write_at(local, d + 5, 1, 5, 0);
 	/* Stopped halfway, then resumed from the stored state: the rest only. */
 	memset(&c, 0, sizeof(c));
 	c.stop_at = MIB;
@@ -497,16 +388,16 @@ static void test_sums_late(void **state)
 		int64_t before = 0, after = 0;
 
 		assert_int_equal(emuh_counter(emu, "gcs.upload_bytes_received", &before, &se), 0);
-		OK(be_upload_file(be, "late/b", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent,
+		UT_OK(be_upload_file(be, "late/b", fd, &m, &pre, 256 * KIB, 3, &up, NULL, NULL, &ent,
 				  &e_));
 		assert_int_equal(emuh_counter(emu, "gcs.upload_bytes_received", &after, &se), 0);
 		assert_true(after - before <= (int64_t)(n - MIB));
 	}
 	assert_int_equal(ent.crc32c, ck_crc32c(0, d, n));
 	be_entry_release(&ent);
-	check_remote("late/b", d, n);
+	ut_check_remote_mem(be, "late/b", d, n);
 	/* The file changes after its sums were taken: the server refuses. */
-	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":60}]");
+	emuh_must_faults(emu, "[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":60}]");
 	memset(&c, 0, sizeof(c));
 	c.local = local;
 	c.change_at = 2 * MIB;
@@ -553,10 +444,10 @@ static void on_event(void *ud, const struct sched_event *ev)
 
 static void fx_start(void)
 {
-	OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
+	UT_OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
 	sch_set_event_fn(fx.s, on_event, &fx);
 	sch_set_open_fn(fx.s, open_fn, &fx);
-	OK(sch_start(fx.s, &e_));
+	UT_OK(sch_start(fx.s, &e_));
 }
 
 static void cache_path(const char *name, char *buf, size_t len)
@@ -569,13 +460,13 @@ static uint64_t new_file(const char *path, const void *data, size_t n)
 {
 	char name[32], cp[256];
 	uint64_t fid = 0, seq = 0;
-	int64_t mt = wall_ns();
+	int64_t mt = ut_wall_ns();
 
 	snprintf(name, sizeof(name), "c%06u", ++fx.next_cache);
 	cache_path(name, cp, sizeof(cp));
-	write_at(cp, data, n, 0, 1);
-	OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
-	OK(jnl_write(fx.j, fid, n, mt, 0, &seq, &e_));
+	ut_write_at(cp, data, n, 0, 1);
+	UT_OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
+	UT_OK(jnl_write(fx.j, fid, n, mt, 0, &seq, &e_));
 	return fid;
 }
 
@@ -588,21 +479,21 @@ static void change(uint64_t fid, const void *data, size_t n, uint64_t off, int t
 	uint64_t seq;
 
 	memset(&f, 0, sizeof(f));
-	OK(jnl_file_get(fx.j, fid, &f, &e_));
-	OK(jnl_file_dirty(fx.j, fid, NULL, &e_));
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
+	UT_OK(jnl_file_dirty(fx.j, fid, NULL, &e_));
 	sch_note_write(fx.s, fid, trunc ? 0 : off);
 	cache_path(f.cache_name, cp, sizeof(cp));
 	if (trunc)
-		write_at(cp, data, n, 0, 1);
+		ut_write_at(cp, data, n, 0, 1);
 	else
-		write_at(cp, data, n, (off_t)off, 0);
-	OK(jnl_write(fx.j, fid, off + n, wall_ns(), 0, &seq, &e_));
+		ut_write_at(cp, data, n, (off_t)off, 0);
+	UT_OK(jnl_write(fx.j, fid, off + n, ut_wall_ns(), 0, &seq, &e_));
 	jnl_file_release(&f);
 }
 
 static void wait_fid(uint64_t fid)
 {
-	OK(sch_wait_fid(fx.s, fid, 30000, &e_));
+	UT_OK(sch_wait_fid(fx.s, fid, 30000, &e_));
 }
 
 static uint64_t appends(void)
@@ -616,7 +507,7 @@ static uint64_t appends(void)
 static void test_sched_append(void **state)
 {
 	const size_t n0 = 512 * KIB, step = 20 * KIB, steps = 4;
-	unsigned char *d = pattern(n0 + steps * step, 3);
+	unsigned char *d = ut_pattern(n0 + steps * step, 3);
 	int64_t composes, t0;
 	uint64_t fid;
 	size_t i, n = n0;
@@ -625,21 +516,21 @@ static void test_sched_append(void **state)
 	fx_start();
 	fid = new_file("grow/a.csv", d, n0);
 	wait_fid(fid);
-	check_remote("grow/a.csv", d, n0);
-	composes = requests("gcs.objects.compose");
-	t0 = now_ms();
+	ut_check_remote_mem(be, "grow/a.csv", d, n0);
+	composes = emuh_must_requests(emu, "gcs.objects.compose", 0);
+	t0 = ut_now_ms();
 	for (i = 0; i < steps; i++) {
 		change(fid, d + n, step, n, 0);
 		n += step;
 		wait_fid(fid);
-		check_remote("grow/a.csv", d, n);
+		ut_check_remote_mem(be, "grow/a.csv", d, n);
 	}
 	assert_int_equal(appends(), steps);
-	assert_int_equal(requests("gcs.objects.compose") - composes, (int64_t)steps);
+	assert_int_equal(emuh_must_requests(emu, "gcs.objects.compose", 0) - composes, (int64_t)steps);
 	/* One update per second per object: steps updates after the first
 	 * commit take at least steps - 1 seconds... and the first waited for
 	 * the gap after the initial upload too. */
-	assert_true(now_ms() - t0 >= (int64_t)(steps - 1) * 1000 - 50);
+	assert_true(ut_now_ms() - t0 >= (int64_t)(steps - 1) * 1000 - 50);
 	assert_int_equal(remote_count(""), 1);  /* no temporary left */
 	free(d);
 }
@@ -647,7 +538,7 @@ static void test_sched_append(void **state)
 static void test_sched_append_fallbacks(void **state)
 {
 	const size_t n0 = 400 * KIB;
-	unsigned char *d = pattern(n0 + 3 * 10 * KIB, 4), *x;
+	unsigned char *d = ut_pattern(n0 + 3 * 10 * KIB, 4), *x;
 	struct be_entry cur, other;
 	struct be_meta m;
 	struct be_pre pre;
@@ -668,13 +559,13 @@ static void test_sched_append_fallbacks(void **state)
 	change(fid, d + n, 10 * KIB, n, 0);
 	n += 10 * KIB;
 	wait_fid(fid);
-	check_remote("fb/f.bin", d, n);
+	ut_check_remote_mem(be, "fb/f.bin", d, n);
 	assert_int_equal(appends(), 0);
 	/* Now a plain append is one. */
 	change(fid, d + n, 10 * KIB, n, 0);
 	n += 10 * KIB;
 	wait_fid(fid);
-	check_remote("fb/f.bin", d, n);
+	ut_check_remote_mem(be, "fb/f.bin", d, n);
 	assert_int_equal(appends(), 1);
 	/* After a restart nothing is known of the writes: whole again. */
 	sch_free(fx.s);
@@ -683,20 +574,20 @@ static void test_sched_append_fallbacks(void **state)
 	change(fid, d + n, 10 * KIB, n, 0);
 	n += 10 * KIB;
 	wait_fid(fid);
-	check_remote("fb/f.bin", d, n);
+	ut_check_remote_mem(be, "fb/f.bin", d, n);
 	assert_int_equal(appends(), 0);
 	/* Someone else replaced the remote file: the append's guard fails,
 	 * the whole upload's too, and keep-both applies. */
-	OK(be_stat(be, "fb/f.bin", &cur, &e_));
-	x = pattern(n, 9);
+	UT_OK(be_stat(be, "fb/f.bin", &cur, &e_));
+	x = ut_pattern(n, 9);
 	snprintf(local, sizeof(local), "%s/other", fx.dir);
-	write_at(local, x, n, 0, 1);
+	ut_write_at(local, x, n, 0, 1);
 	fd = open(local, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	meta_of(x, n, &m);
 	pre.kind = BE_PRE_MATCH;
 	pre.ver = cur.ver;
-	OK(be_put(be, "fb/f.bin", fd, &m, &pre, &other, &e_));
+	UT_OK(be_put(be, "fb/f.bin", fd, &m, &pre, &other, &e_));
 	close(fd);
 	change(fid, "tail", 4, n, 0);
 	{
@@ -708,19 +599,19 @@ static void test_sched_append_fallbacks(void **state)
 	}
 	/* The event follows the journal's record: wait for it a little. */
 	{
-		int64_t t0 = now_ms();
+		int64_t t0 = ut_now_ms();
 		int got = 0;
 
-		while (!got && now_ms() - t0 < 5000) {
+		while (!got && ut_now_ms() - t0 < 5000) {
 			pthread_mutex_lock(&fx.mu);
 			got = fx.ev_conflict;
 			pthread_mutex_unlock(&fx.mu);
 			if (!got)
-				sleep_ms(5);
+				ut_sleep_ms(5);
 		}
 		assert_int_equal(got, 1);
 	}
-	check_remote("fb/f.bin", x, n);
+	ut_check_remote_mem(be, "fb/f.bin", x, n);
 	assert_int_equal(remote_count("fb"), 2);   /* f.bin and its conflict copy */
 	be_entry_release(&cur);
 	be_entry_release(&other);
@@ -731,7 +622,7 @@ static void test_sched_append_fallbacks(void **state)
 static void test_snapshot_label(void **state)
 {
 	const size_t n = 2 * MIB;
-	unsigned char *d = pattern(n, 5);
+	unsigned char *d = ut_pattern(n, 5);
 	struct sched_upload *v = NULL;
 	size_t nv = 0, i;
 	int64_t t0;
@@ -741,61 +632,62 @@ static void test_snapshot_label(void **state)
 	(void)state;
 	fx.open_answer = 1;
 	/* Slow chunks so the upload can be seen. */
-	faults("[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":150}]");
+	emuh_must_faults(emu, "[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":150}]");
 	fx_start();
 	fid = new_file("snap/open.log", d, n);
-	t0 = now_ms();
-	while (!seen && now_ms() - t0 < 20000) {
-		OK(sch_uploads(fx.s, &v, &nv, &e_));
+	t0 = ut_now_ms();
+	while (!seen && ut_now_ms() - t0 < 20000) {
+		UT_OK(sch_uploads(fx.s, &v, &nv, &e_));
 		for (i = 0; i < nv; i++)
 			if (!strcmp(v[i].path, "snap/open.log") && v[i].snapshot)
 				seen = 1;
 		sch_uploads_free(v, nv);
 		v = NULL;
-		sleep_ms(10);
+		ut_sleep_ms(10);
 	}
 	assert_true(seen);
 	/* The file keeps changing while it uploads (appends): a snapshot is
 	 * finished rather than abandoned. */
 	wait_fid(fid);
-	check_remote("snap/open.log", d, n);
+	ut_check_remote_mem(be, "snap/open.log", d, n);
 	free(d);
 }
 
 static void test_storage_quota_kept(void **state)
 {
-	unsigned char *d = pattern(100 * KIB, 6);
+	unsigned char *d = ut_pattern(100 * KIB, 6);
 	struct jnl_op *v = NULL;
 	size_t n = 0;
 	struct err e;
 	uint64_t fid;
 
 	(void)state;
-	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"storageQuotaExceeded\","
+	emuh_must_faults(emu,
+			 "[{\"kind\":\"status\",\"status\":403,\"reason\":\"storageQuotaExceeded\","
 	       "\"path\":\"/upload/*\"}]");
 	fx_start();
 	fid = new_file("q/full.bin", d, 100 * KIB);
 	err_clear(&e);
 	assert_int_equal(sch_wait_fid(fx.s, fid, 30000, &e), -1);
 	assert_int_equal(e.code, ERR_NOSPC);
-	OK(jnl_list_ops(fx.j, JNL_MASK(JNL_FAILED), 0, &v, &n, &e_));
+	UT_OK(jnl_list_ops(fx.j, JNL_MASK(JNL_FAILED), 0, &v, &n, &e_));
 	assert_int_equal(n, 1);
 	assert_int_equal(v[0].err_code, ERR_NOSPC);
 	assert_non_null(strstr(v[0].err_msg, "q/full.bin"));
 	assert_non_null(strstr(v[0].err_msg, "storageQuotaExceeded"));
 	assert_non_null(strstr(v[0].err_msg, "what to do"));
 	assert_string_equal(be_reason_find(v[0].err_msg), "storageQuotaExceeded");
-	faults("[]");     /* space was freed */
-	OK(jnl_retry(fx.j, v[0].seq, &e_));
+	emuh_must_faults(emu, "[]");     /* space was freed */
+	UT_OK(jnl_retry(fx.j, v[0].seq, &e_));
 	jnl_ops_free(v, n);
 	wait_fid(fid);
-	check_remote("q/full.bin", d, 100 * KIB);
+	ut_check_remote_mem(be, "q/full.bin", d, 100 * KIB);
 	free(d);
 }
 
 static void test_rate_limit_retried(void **state)
 {
-	unsigned char *d = pattern(50 * KIB, 7);
+	unsigned char *d = ut_pattern(50 * KIB, 7);
 	struct jnl_op *v = NULL;
 	size_t n = 0, i;
 	int64_t t0;
@@ -803,24 +695,24 @@ static void test_rate_limit_retried(void **state)
 	uint64_t fid;
 
 	(void)state;
-	faults("[{\"kind\":\"status\",\"status\":403,\"reason\":\"userRateLimitExceeded\","
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":403,\"reason\":\"userRateLimitExceeded\","
 	       "\"path\":\"/upload/*\",\"count\":40}]");
 	fx_start();
 	fid = new_file("r/slow.bin", d, 50 * KIB);
-	t0 = now_ms();
-	while (!seen && now_ms() - t0 < 20000) {
-		OK(jnl_list_ops(fx.j, JNL_MASK(JNL_PENDING), 0, &v, &n, &e_));
+	t0 = ut_now_ms();
+	while (!seen && ut_now_ms() - t0 < 20000) {
+		UT_OK(jnl_list_ops(fx.j, JNL_MASK(JNL_PENDING), 0, &v, &n, &e_));
 		for (i = 0; i < n; i++)
 			if (v[i].err_code == ERR_RATE && v[i].err_msg &&
 			    strstr(v[i].err_msg, "userRateLimitExceeded") &&
 			    strstr(v[i].err_msg, "what to do"))
 				seen = 1;
 		jnl_ops_free(v, n);
-		sleep_ms(10);
+		ut_sleep_ms(10);
 	}
 	assert_true(seen);
 	wait_fid(fid);     /* retried until the limit lifts: never failed */
-	check_remote("r/slow.bin", d, 50 * KIB);
+	ut_check_remote_mem(be, "r/slow.bin", d, 50 * KIB);
 	free(d);
 }
 
@@ -866,7 +758,7 @@ static int fx_teardown(void **state)
 	char cmd[128];
 
 	(void)state;
-	faults("[]");
+	emuh_must_faults(emu, "[]");
 	sch_free(fx.s);
 	fx.s = NULL;
 	jnl_close(fx.j);
@@ -885,13 +777,8 @@ static int group_setup(void **state)
 	struct err e;
 
 	(void)state;
-	log_set_level(getenv("DURAFS_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
-	if (emuh_start(&eo, &emu, &e) < 0) {
-		fprintf(stderr, "test_sched_writers: cannot start the emulator: %s\n", e.msg);
-		return -1;
-	}
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 2;
 	ho.backoff_initial_ms = 2;
@@ -899,10 +786,8 @@ static int group_setup(void **state)
 	ho.backoff_jitter_ms = 2;
 	ho.connect_timeout_ms = 1000;
 	ho.low_speed_time_s = 5;
-	if (http_new(&ho, &http, &e) < 0) {
-		fprintf(stderr, "test_sched_writers: http: %s\n", e.msg);
+	if (emuh_test_start("test_sched_writers", &eo, &ho, &emu, &http) < 0)
 		return -1;
-	}
 	memset(&go, 0, sizeof(go));
 	go.bucket = BUCKET;
 	go.endpoint = emuh_url(emu);
@@ -921,8 +806,7 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	be_free(be);
-	http_free(http);
-	emuh_stop(emu);
+	emuh_test_stop(emu, http);
 	return 0;
 }
 

@@ -1,0 +1,193 @@
+/* Helpers shared by the cmocka unit tests (unit_util.h): the clocks,
+ * temporary files with known content, a read sink and preconditions.
+ * Test-only code: every failure ends the current test through cmocka. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "unit_util.h"
+
+int64_t ut_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ut_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void ut_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* mkstemp + unlink; fails the test on error. */
+static int anon_file(void)
+{
+	char tmpl[] = "/tmp/durafs-unit-XXXXXX";
+	int fd = mkstemp(tmpl);
+
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	return fd;
+}
+
+static void fill_meta(int fd, struct be_meta *m, long mtime)
+{
+	struct err e;
+
+	memset(m, 0, sizeof(*m));
+	if (be_meta_from_fd(fd, m, &e) < 0)
+		fail_msg("meta: %s", e.msg);
+	m->mtime.tv_sec = mtime;
+}
+
+unsigned char *ut_pattern(size_t n, unsigned seed)
+{
+	unsigned char *p = malloc(n ? n : 1);
+	size_t i;
+
+	assert_non_null(p);
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)((i * 2654435761u + seed * 40503u) >> 11);
+	return p;
+}
+
+void ut_write_at(const char *path, const void *data, size_t n, off_t off, int trunc)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0600);
+	const char *p = data;
+	ssize_t w;
+
+	assert_true(fd >= 0);
+	while (n) {
+		w = pwrite(fd, p, n, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		assert_true(w > 0);
+		p += w;
+		off += w;
+		n -= (size_t)w;
+	}
+	assert_int_equal(close(fd), 0);
+}
+
+int ut_pattern_file(size_t n, unsigned seed, struct be_meta *m)
+{
+	unsigned char *buf = ut_pattern(n, seed);
+	int fd;
+
+	fd = anon_file();
+	assert_int_equal(pwrite(fd, buf, n, 0), (ssize_t)n);
+	free(buf);
+	fill_meta(fd, m, 1700000000L + (long)seed);
+	return fd;
+}
+
+int ut_str_file(const char *s, struct be_meta *m)
+{
+	int fd = anon_file();
+
+	assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+	fill_meta(fd, m, 1700000000L);
+	return fd;
+}
+
+struct be_pre ut_pre_absent(void)
+{
+	struct be_pre p;
+
+	memset(&p, 0, sizeof(p));
+	p.kind = BE_PRE_ABSENT;
+	return p;
+}
+
+struct be_pre ut_pre_match(const struct be_version *v)
+{
+	struct be_pre p;
+
+	memset(&p, 0, sizeof(p));
+	p.kind = BE_PRE_MATCH;
+	p.ver = *v;
+	return p;
+}
+
+void ut_put_str(struct be *b, const char *path, const char *s, struct be_entry *out)
+{
+	struct be_pre pre = ut_pre_absent();
+	struct be_meta m;
+	struct err e;
+	int fd = ut_str_file(s, &m);
+
+	if (be_put(b, path, fd, &m, &pre, out, &e) < 0)
+		fail_msg("put %s: %s", path, e.msg);
+	close(fd);
+}
+
+int ut_buf_sink(void *ud, const void *data, size_t len)
+{
+	struct ut_buf *b = ud;
+
+	if (b->n + len + 1 > b->cap) {
+		b->cap = (b->n + len + 1) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->n, data, len);
+	b->n += len;
+	b->p[b->n] = '\0';
+	return 0;
+}
+
+void ut_check_remote_fd(struct be *b, const char *path, const struct be_version *ver,
+			int fd, size_t n)
+{
+	struct ut_buf got = { 0 };
+	char *want = malloc(n ? n : 1);
+	uint64_t g = 0;
+	struct err e;
+
+	assert_non_null(want);
+	assert_int_equal(pread(fd, want, n, 0), (ssize_t)n);
+	if (be_read(b, path, ver, 0, UINT64_MAX, ut_buf_sink, &got, &g, &e) < 0)
+		fail_msg("read %s: %s", path, e.msg);
+	assert_int_equal(got.n, n);
+	assert_int_equal(g, n);
+	if (n)
+		assert_memory_equal(got.p, want, n);
+	free(got.p);
+	free(want);
+}
+
+void ut_check_remote_mem(struct be *b, const char *path, const void *data, size_t n)
+{
+	struct ut_buf got = { 0 };
+	struct err e;
+
+	if (be_read(b, path, NULL, 0, UINT64_MAX, ut_buf_sink, &got, NULL, &e) < 0)
+		fail_msg("read %s: %s", path, e.msg);
+	if (got.n != n)
+		fail_msg("%s: remote has %zu bytes, want %zu", path, got.n, n);
+	if (n && memcmp(got.p, data, n) != 0)
+		fail_msg("%s: remote content differs", path);
+	free(got.p);
+}
