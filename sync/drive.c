@@ -107,7 +107,7 @@ void drive_pace_wait(struct drive *d)
 	}
 	pthread_mutex_unlock(&d->pace_mu);
 	if (t > now)
-		drive_sleep_ms((long)(t - now));
+		http_pause(d->http, (long)(t - now), NULL);
 }
 
 void drive_pace_hit(struct drive *d, long retry_after_ms)
@@ -218,7 +218,7 @@ int drive_do(struct drive *d, const struct http_req *req0, int write, struct htt
 		    resp->sink_bytes > 0)
 			return -1;
 		handed = 1;
-		drive_sleep_ms(d->retry_base_ms / 2 + jitter(d->retry_base_ms / 2));
+		http_pause(d->http, d->retry_base_ms / 2 + jitter(d->retry_base_ms / 2), NULL);
 	}
 }
 
@@ -2497,7 +2497,7 @@ static void backoff(struct drive *d, int n)
 	if (n > 5)
 		n = 5;
 	ms <<= n;
-	drive_sleep_ms(ms / 2 + jitter(ms / 2) + 1);
+	http_pause(d->http, ms / 2 + jitter(ms / 2) + 1, NULL);
 }
 
 /* Before the last chunk: is the guard still true? 0 yes, -1 ERR_CONFLICT

@@ -1478,21 +1478,19 @@ static int gcs_symlink(struct be *b, const char *path, const char *target,
 	return put_mem(G(b), path, target, &m, target, pre, out, err);
 }
 
+/* Sleep before retry n (0-based) of a failed step: exponential with jitter,
+ * cut short when the HTTP handle is cancelled (unmount), after which the
+ * next request fails with ERR_CANCELED. */
 static void backoff(struct gcs *g, int n)
 {
-	struct timespec ts;
 	long ms = g->retry_base_ms, jitter;
-	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&ts ^ (unsigned)n;
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&ms ^ (unsigned)n;
 
 	if (n > 5)
 		n = 5;
 	ms <<= n;
 	jitter = ms / 2 > 0 ? (long)(rand_r(&seed) % (unsigned)(ms / 2 + 1)) : 0;
-	ms = ms / 2 + jitter + 1;
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	http_pause(g->http, ms / 2 + jitter + 1, NULL);
 }
 
 static int gcs_upload_begin(struct be *b, const char *path, const struct be_meta *meta,

@@ -1076,6 +1076,59 @@ static void test_prefix_mount(void **state)
 	be_free(bp);
 }
 
+static void *cancel_later(void *arg)
+{
+	ut_sleep_ms(300);
+	http_cancel_all(arg);
+	return NULL;
+}
+
+/* The pause between attempts of a failing chunk ends as soon as the HTTP
+ * handle is cancelled (an unmount never waits out a backoff). */
+static void test_backoff_canceled(void **state)
+{
+	struct http_opts ho;
+	struct http *h = NULL;
+	struct gcs_opts o;
+	struct be *b = NULL;
+	struct be_upload up;
+	struct be_entry ent;
+	struct be_pre pre = ut_pre_absent();
+	struct be_meta m;
+	struct err e;
+	pthread_t t;
+	int64_t t0, dt;
+	int fd = ut_pattern_file(1024 * 1024, 9, &m);
+
+	(void)state;
+	memset(&ho, 0, sizeof(ho));
+	UT_OK(http_new(&ho, &h, &e_));
+	memset(&o, 0, sizeof(o));
+	o.bucket = BUCKET;
+	o.endpoint = emuh_url(emu);
+	o.http = h;
+	o.chunk_size = 256 * 1024;
+	o.retry_base_ms = 60000;          /* a minute before the first retry */
+	o.chunk_max_failures = 5;
+	UT_OK(gcs_new(&o, &b, &e_));
+	memset(&up, 0, sizeof(up));
+	UT_OK(be_upload_begin(b, "backoff/file.bin", &m, &pre, &up, &e_));
+	emuh_must_faults(emu, "[{\"kind\":\"status\",\"status\":503,\"method\":\"PUT\","
+			 "\"path\":\"/upload/*\",\"query\":\"upload_id\"}]");
+	assert_int_equal(pthread_create(&t, NULL, cancel_later, h), 0);
+	t0 = ut_now_ms();
+	assert_int_equal(be_upload_chunk(b, &up, fd, &ent, &e), -1);
+	dt = ut_now_ms() - t0;
+	pthread_join(t, NULL);
+	print_message("    failing chunk with a 60 s backoff: returned at %" PRId64 " ms, the "
+		      "cancel came at 300 ms (%s)\n", dt, e.msg);
+	assert_true(dt < 10000);
+	http_uncancel(h);
+	be_free(b);
+	http_free(h);
+	close(fd);
+}
+
 /* Rewrites of large objects loop on rewriteToken. */
 static void test_rename_large_rewrite_loop(void **state)
 {
@@ -1177,6 +1230,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_upload_resumable_roundtrip, clear_faults),
 		cmocka_unit_test_teardown(test_everything_under_faults, clear_faults),
 		cmocka_unit_test_teardown(test_upload_cut_resumes, clear_faults),
+		cmocka_unit_test_teardown(test_backoff_canceled, clear_faults),
 		cmocka_unit_test_teardown(test_short_308, clear_faults),
 		cmocka_unit_test_teardown(test_expired_session, clear_faults),
 		cmocka_unit_test_teardown(test_resume_saved_state, clear_faults),
