@@ -250,8 +250,11 @@ def test_cache_warm_resumes_after_interrupt(mounts, bucket):
     # interruption below always lands part way, however loaded the machine)
     emu.faults([{"kind": "latency", "ms": 1000, "path": "*", "query": "alt=media"}])
     base = media_requests(emu)
+    # SIGINT as a terminal's Ctrl-C delivers it: with its default action (a
+    # test run started in the background inherits SIGINT ignored)
     p = subprocess.Popen([conftest.DURAFS, "cache", "warm", m.path("t"), "--json"], env=m.env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # 12 downloads asked for: at least 10 are complete (2 workers)
         wait_until(lambda: media_requests(emu) - base >= 12, timeout=60, interval=0.1,
