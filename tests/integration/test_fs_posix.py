@@ -254,6 +254,10 @@ def test_rename_directory_with_remote_children(mnt, gcs):
     assert read_file(mnt.path("new/sub/deep")) == b"deep"
     want = sorted(["new/f%d" % i for i in range(5)] + ["new/sub/deep"])
     wait_until(lambda: remote_names(gcs) == want, what="remote directory rename")
+    # once the mount has recorded the rename as committed (the remote can
+    # reach its final state a moment before that), every child is there
+    mnt.flush()
+    assert sorted(os.listdir(mnt.path("new"))) == ["f0", "f1", "f2", "f3", "f4", "sub"]
     assert read_file(mnt.path("new/f0")) == b"content 0"
 
 
