@@ -3732,6 +3732,30 @@ out:
 	return rc;
 }
 
+/* The stored listing's flag and fetch time (ST_DIR_GET), inside the
+ * caller's locked read transaction. 0, or -1 with *err (ERR_NOTFOUND when
+ * nothing is stored for dir). */
+static int dir_head(struct jnl *j, const char *dir, int64_t *fetched_ms, int *complete,
+		    struct err *err)
+{
+	sqlite3_stmt *s = stmt(j, ST_DIR_GET, err);
+	int r;
+
+	if (!s)
+		return -1;
+	bind_text(s, 1, dir);
+	r = st_row(j, s, "read listing", err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return err_set(err, ERR_NOTFOUND, "journal: no stored listing of %s",
+			       *dir ? dir : "/");
+	*complete = sqlite3_column_int(s, 0);
+	*fetched_ms = (int64_t)sqlite3_column_int64(s, 1);
+	st_reset(s);
+	return 0;
+}
+
 int jnl_dir_get(struct jnl *j, const char *dir, struct jnl_entry **v,
 		size_t *n, int64_t *fetched_ms, int *complete, struct err *err)
 {
@@ -3750,21 +3774,8 @@ int jnl_dir_get(struct jnl *j, const char *dir, struct jnl_entry **v,
 	/* One read transaction, so the flag and the entries agree. */
 	if (exec_sql(j, "BEGIN", "begin", err))
 		goto out;
-	s = stmt(j, ST_DIR_GET, err);
-	if (!s)
+	if (dir_head(j, dir, fetched_ms, complete, err) < 0)
 		goto done;
-	bind_text(s, 1, dir);
-	r = st_row(j, s, "read listing", err);
-	if (r < 0)
-		goto done;
-	if (r == 0) {
-		err_set(err, ERR_NOTFOUND, "journal: no stored listing of %s",
-			*dir ? dir : "/");
-		goto done;
-	}
-	*complete = sqlite3_column_int(s, 0);
-	*fetched_ms = (int64_t)sqlite3_column_int64(s, 1);
-	st_reset(s);
 	s = stmt(j, ST_ENT_LIST, err);
 	if (!s)
 		goto done;
@@ -3824,21 +3835,8 @@ int jnl_dir_info(struct jnl *j, const char *dir, size_t *n, int64_t *fetched_ms,
 	/* One read transaction, so the flag and the count agree. */
 	if (exec_sql(j, "BEGIN", "begin", err))
 		goto out;
-	s = stmt(j, ST_DIR_GET, err);
-	if (!s)
+	if (dir_head(j, dir, fetched_ms, complete, err) < 0)
 		goto done;
-	bind_text(s, 1, dir);
-	r = st_row(j, s, "read listing", err);
-	if (r < 0)
-		goto done;
-	if (r == 0) {
-		err_set(err, ERR_NOTFOUND, "journal: no stored listing of %s",
-			*dir ? dir : "/");
-		goto done;
-	}
-	*complete = sqlite3_column_int(s, 0);
-	*fetched_ms = (int64_t)sqlite3_column_int64(s, 1);
-	st_reset(s);
 	s = stmt(j, ST_ENT_COUNT, err);
 	if (!s)
 		goto done;
