@@ -625,11 +625,12 @@ int mnt_flush(struct mnt *m, int64_t timeout_ms, mnt_progress_fn fn, void *ud,
 
 	if (failed)
 		*failed = NULL;
-	if (jnl_expedite(m->jnl, 0, up_to, err) < 0)
-		return -1;
-	/* a first sample at once: the display learns the totals */
+	/* The first sample, taken before the queue is released, gives the display
+	 * its totals: a small file could otherwise commit before it is counted. */
 	if (fn && jnl_progress(m->jnl, up_to, &p, NULL) == 0 && fn(ud, &p))
 		stop = 1;
+	if (jnl_expedite(m->jnl, 0, up_to, err) < 0)
+		return -1;
 	for (;;) {
 		int64_t left = deadline == INT64_MAX ? INT64_MAX : deadline - mono_ms();
 		int64_t slice = left < MNT_FLUSH_TICK_MS ? left : MNT_FLUSH_TICK_MS;

@@ -2099,6 +2099,9 @@ int sch_flush(struct sched *s, int64_t timeout_ms, sched_progress_fn fn, void *u
 	struct err e;
 	int rc;
 
+	/* the first sample before the queue is released: the totals */
+	if (fn && jnl_progress(s->j, up_to, &p, NULL) == 0)
+		fn(ud, &p);
 	if (jnl_expedite(s->j, 0, up_to, err) < 0)
 		return -1;
 	for (;;) {
