@@ -273,6 +273,16 @@ def test_cache_warm_resumes_after_interrupt(mounts, bucket):
     emu.clear_faults()
     # the daemon killed in the middle: the cache map is durable
     m.kill9()
+    # the killed daemon's last requests may still be in the emulator's 1 s
+    # latency; they are counted when answered: let them land before counting
+    settled = [media_requests(emu), time.monotonic()]
+
+    def quiet():
+        n = media_requests(emu)
+        if n != settled[0]:
+            settled[:] = [n, time.monotonic()]
+        return time.monotonic() - settled[1] >= 2.5
+    wait_until(quiet, timeout=60, interval=0.2, what="the killed daemon's requests answered")
     m.mount()
     _, _, st = cache_json(m, "status", m.path("t"))
     assert st["tree"]["full"] >= done, st
