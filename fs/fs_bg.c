@@ -16,7 +16,7 @@
 
 #define HOUSEKEEP_MS 5000
 
-static void push(struct fs *fs, struct fs_task *t)
+static void push(struct fs *fs, struct fs_task *t, int first)
 {
 	pthread_mutex_lock(&fs->bg_lock);
 	if (fs->bg_stop) {
@@ -26,16 +26,22 @@ static void push(struct fs *fs, struct fs_task *t)
 		return;
 	}
 	t->next = NULL;
-	if (fs->tq_tail)
-		fs->tq_tail->next = t;
-	else
+	if (first) {
+		t->next = fs->tq_head;
 		fs->tq_head = t;
-	fs->tq_tail = t;
+		if (!fs->tq_tail)
+			fs->tq_tail = t;
+	} else if (fs->tq_tail) {
+		fs->tq_tail->next = t;
+		fs->tq_tail = t;
+	} else {
+		fs->tq_head = fs->tq_tail = t;
+	}
 	pthread_cond_signal(&fs->bg_cv);
 	pthread_mutex_unlock(&fs->bg_lock);
 }
 
-static void queue(struct fs *fs, int kind, uint64_t ino, const char *name)
+static void queue(struct fs *fs, int kind, uint64_t ino, const char *name, int first)
 {
 	struct fs_task *t = calloc(1, sizeof(*t));
 
@@ -50,17 +56,17 @@ static void queue(struct fs *fs, int kind, uint64_t ino, const char *name)
 			return;
 		}
 	}
-	push(fs, t);
+	push(fs, t, first);
 }
 
 void fs_bg_inval_inode(struct fs *fs, uint64_t ino)
 {
-	queue(fs, FS_T_INVAL_INODE, ino, NULL);
+	queue(fs, FS_T_INVAL_INODE, ino, NULL, 0);
 }
 
 void fs_bg_inval_entry(struct fs *fs, uint64_t parent, const char *name)
 {
-	queue(fs, FS_T_INVAL_ENTRY, parent, name);
+	queue(fs, FS_T_INVAL_ENTRY, parent, name, 0);
 }
 
 void fs_bg_inval_path(struct fs *fs, const char *path)
@@ -83,7 +89,12 @@ void fs_bg_inval_path(struct fs *fs, const char *path)
 
 void fs_bg_refresh(struct fs *fs, const char *dir)
 {
-	queue(fs, FS_T_REFRESH, 0, dir);
+	queue(fs, FS_T_REFRESH, 0, dir, 0);
+}
+
+void fs_bg_refresh_first(struct fs *fs, const char *dir)
+{
+	queue(fs, FS_T_REFRESH, 0, dir, 1);
 }
 
 void fs_bg_evict(struct fs *fs)
@@ -95,7 +106,7 @@ void fs_bg_evict(struct fs *fs)
 	}
 	fs->evict_queued = 1;
 	pthread_mutex_unlock(&fs->bg_lock);
-	queue(fs, FS_T_EVICT, 0, NULL);
+	queue(fs, FS_T_EVICT, 0, NULL, 0);
 }
 
 void fs_bg_rewrite(struct fs *fs, uint64_t fid)
@@ -426,8 +437,7 @@ void fs_on_event(void *ud, const struct sched_event *ev)
 			if (have && f.type == JNL_DIR && ev->path2) {
 				/* Every object below got a new remote version:
 				 * list them again. */
-				fs_dir_drop(fs, ev->path2);
-				if (jnl_dir_forget(fs->jnl, ev->path2, &e) < 0)
+				if (fs_dir_forget(fs, ev->path2, &e) < 0)
 					log_debug(FS_TAG, "forget listings under \"%s\": %s",
 						  ev->path2, e.msg);
 			}
@@ -437,8 +447,7 @@ void fs_on_event(void *ud, const struct sched_event *ev)
 			break;
 		case JNL_OP_RMDIR:
 			note_gone(fs, ev->path);
-			fs_dir_drop(fs, ev->path);
-			if (jnl_dir_forget(fs->jnl, ev->path, &e) < 0)
+			if (fs_dir_forget(fs, ev->path, &e) < 0)
 				log_debug(FS_TAG, "forget listings under \"%s\": %s", ev->path,
 					  e.msg);
 			break;

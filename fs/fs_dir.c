@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_i.h"
 #include "durafs/log.h"
@@ -123,11 +124,11 @@ void fs_dirs_free(struct fs *fs)
 	fs->dirs = NULL;
 }
 
-void fs_dir_drop(struct fs *fs, const char *dir)
+/* Forget the in-memory state of dir and below; dir_lock is held. */
+static void drop_locked(struct fs *fs, const char *dir)
 {
 	size_t i;
 
-	pthread_mutex_lock(&fs->dir_lock);
 	for (i = 0; fs->dirs && i < fs->dir_cap; i++) {
 		struct fs_dstate *d;
 
@@ -135,10 +136,30 @@ void fs_dir_drop(struct fs *fs, const char *dir)
 			if (view_path_within(d->path, dir)) {
 				d->known = 0;
 				d->complete = 0;
+				d->epoch++;
 			}
 		}
 	}
+}
+
+void fs_dir_drop(struct fs *fs, const char *dir)
+{
+	pthread_mutex_lock(&fs->dir_lock);
+	drop_locked(fs, dir);
 	pthread_mutex_unlock(&fs->dir_lock);
+}
+
+int fs_dir_forget(struct fs *fs, const char *dir, struct err *err)
+{
+	int rc;
+
+	/* Under dir_lock: a fetch stores (and an access loads) a listing
+	 * only under that lock after checking its epoch. */
+	pthread_mutex_lock(&fs->dir_lock);
+	drop_locked(fs, dir);
+	rc = jnl_dir_forget(fs->jnl, dir, err);
+	pthread_mutex_unlock(&fs->dir_lock);
+	return rc;
 }
 
 void fs_dir_invalidate(struct fs *fs, const char *dir)
@@ -146,12 +167,19 @@ void fs_dir_invalidate(struct fs *fs, const char *dir)
 	struct fs_dstate *d;
 	struct err e;
 
-	if (jnl_dir_invalidate(fs->jnl, dir, &e) < 0 && e.code != ERR_NOTFOUND)
-		log_warn(FS_TAG, "invalidate listing of \"%s\": %s", dir, e.msg);
 	pthread_mutex_lock(&fs->dir_lock);
 	d = dstate(fs, dir);
-	if (d)
-		d->complete = 0;
+	if (d) {
+		d->epoch++;
+		d->fetched_ms = 0;
+		d->inherited = 0;
+	}
+	if (jnl_dir_stale(fs->jnl, dir, &e) < 0 && e.code != ERR_NOTFOUND) {
+		log_warn(FS_TAG, "marking the listing of \"%s\" stale: %s", *dir ? dir : "/",
+			 e.msg);
+		if (d)
+			d->complete = 0;    /* then at least not taken as fresh */
+	}
 	pthread_mutex_unlock(&fs->dir_lock);
 }
 
@@ -332,8 +360,12 @@ out:
 
 /* Fetch dir's listing from the remote and store it. notify: compare with
  * the stored one and invalidate the kernel's view of changed names.
- * *fetched gets the time it was taken. 0 or a negative errno. */
-static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t *fetched)
+ * *fetched gets the time it was taken and *epoch the epoch of dir it was
+ * stored under. 0, 1 when dir was forgotten, invalidated or marked stale
+ * meanwhile (the result may predate that: nothing was stored), or a
+ * negative errno. */
+static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t *fetched,
+		     uint64_t *epoch)
 {
 	struct be_list bl;
 	struct jnl_entry *v = NULL, *old = NULL;
@@ -346,6 +378,7 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t
 	uint64_t fid;
 	int64_t t0 = fs_now_ms(), of_ms;
 	int rc = 0, local_dir = 0, complete, found = 1;
+	uint64_t e0 = 0;
 
 	memset(&bl, 0, sizeof(bl));
 	memset(&jf, 0, sizeof(jf));
@@ -353,8 +386,10 @@ static int dir_fetch(struct fs *fs, const char *dir, int notify, int bg, int64_t
 	 * what this fetch stores. */
 	pthread_mutex_lock(&fs->dir_lock);
 	d = dstate(fs, dir);
-	if (d)
+	if (d) {
 		d->collecting++;
+		e0 = d->epoch;
+	}
 	pthread_mutex_unlock(&fs->dir_lock);
 	if (!d)
 		return -ENOMEM;
@@ -431,18 +466,30 @@ store:
 	if (notify && bl.n <= FS_BIG_NOTIFY &&
 	    jnl_dir_get(fs->jnl, dir, &old, &nold, &of_ms, &complete, NULL) == 0)
 		notify_changes(fs, dir, old, nold, v, bl.n);
+	/* Stored only if nothing forgot or invalidated dir since the fetch
+	 * began (fs_dir_forget changes the epoch and the journal under the
+	 * same lock). */
+	pthread_mutex_lock(&fs->dir_lock);
+	if (d->epoch != e0) {
+		pthread_mutex_unlock(&fs->dir_lock);
+		log_debug(FS_TAG, "the listing of \"%s\" changed while it was fetched: not "
+			  "stored", *dir ? dir : "/");
+		rc = 1;
+		goto out;
+	}
 	if (jnl_dir_put(fs->jnl, dir, v, bl.n, t0, &e) < 0) {
+		pthread_mutex_unlock(&fs->dir_lock);
 		log_warn(FS_TAG, "storing the listing of \"%s\": %s", *dir ? dir : "/", e.msg);
 		rc = fs_errno(&e);
 		goto out;
 	}
-	pthread_mutex_lock(&fs->dir_lock);
 	fix = d->fixups;
 	d->count = bl.n;
 	pthread_mutex_unlock(&fs->dir_lock);
 	/* The nodes from fix on stay allocated while collecting > 0. */
 	apply_fixups(fs, dir, fix);
 	*fetched = t0;
+	*epoch = e0;
 	log_debug(FS_TAG, "listed \"%s\": %zu entries", *dir ? dir : "/", bl.n);
 out:
 	pthread_mutex_lock(&fs->dir_lock);
@@ -469,12 +516,52 @@ out:
 	return rc;
 }
 
-int fs_dir_ensure(struct fs *fs, const char *dir)
+/* dir_fetch, again while a forget or invalidation overtakes it (at most
+ * FS_FETCH_TRIES times, then -EIO). 0 or a negative errno. */
+static int dir_fetch_stable(struct fs *fs, const char *dir, int notify, int bg,
+			    int64_t *fetched, uint64_t *epoch)
+{
+	int i, rc = 1;
+
+	for (i = 0; i < FS_FETCH_TRIES && rc == 1; i++)
+		rc = dir_fetch(fs, dir, notify, bg, fetched, epoch);
+	if (rc == 1) {
+		log_msg(bg ? LOG_LVL_INFO : LOG_LVL_WARN, FS_TAG, "listing \"%s\" failed: it "
+			"changed on every one of %d fetches", *dir ? dir : "/", FS_FETCH_TRIES);
+		rc = -EIO;
+	}
+	return rc;
+}
+
+/* Wait on dir_cv (dir_lock held) until woken or fs_now_ms() reaches
+ * deadline_ms. */
+static void dir_wait_until(struct fs *fs, int64_t deadline_ms)
+{
+	struct timespec ts;
+	int64_t left = deadline_ms - fs_now_ms();
+
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(left / 1000);
+	ts.tv_nsec += (long)(left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&fs->dir_cv, &fs->dir_lock, &ts);
+}
+
+/* fs_dir_ensure, also giving the epoch of dir under which the stored
+ * listing answers (a reader of the journal checks it did not change, see
+ * dir_epoch_is). */
+static int dir_ensure(struct fs *fs, const char *dir, uint64_t *epoch)
 {
 	struct fs_dstate *d;
 	size_t n = 0;
-	int64_t fetched = 0;
-	int complete = 0, rc = 0, r, notify;
+	int64_t fetched = 0, deadline = 0;
+	uint64_t ep = 0;
+	int complete = 0, rc = 0, r;
 	struct err e;
 
 	pthread_mutex_lock(&fs->dir_lock);
@@ -490,7 +577,10 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 		}
 		if (!d->known) {
 			/* What the journal stored (a previous mount's listing
-			 * answers at once). */
+			 * answers at once; one marked stale, fetched 0, is
+			 * refetched like a listing of this mount). Not taken
+			 * when a forget came in between. */
+			ep = d->epoch;
 			pthread_mutex_unlock(&fs->dir_lock);
 			r = jnl_dir_info(fs->jnl, dir, &n, &fetched, &complete, &e);
 			pthread_mutex_lock(&fs->dir_lock);
@@ -498,12 +588,12 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 				rc = fs_errno(&e);
 				break;
 			}
-			if (!d->known && !d->fetching) {
+			if (!d->known && !d->fetching && d->epoch == ep) {
 				d->count = n;
 				d->known = 1;
 				d->complete = r == 0 && complete;
 				d->fetched_ms = r == 0 ? fetched : 0;
-				d->inherited = d->complete;
+				d->inherited = d->complete && d->fetched_ms != 0;
 			}
 			continue;
 		}
@@ -525,39 +615,79 @@ int fs_dir_ensure(struct fs *fs, const char *dir)
 			rc = 0;
 			break;
 		}
-		/* A refetch after the TTL tells the kernel what changed; when
-		 * it fails, the complete listing it would replace still
-		 * answers (logged as a background failure). */
-		notify = d->complete;
+		if (d->complete) {
+			/* Past the TTL (or marked stale by the change poller):
+			 * refetched in the background, which tells the kernel
+			 * what changed. The caller waits for it at most
+			 * FS_STALE_WAIT_MS; then (or when it failed) the stored
+			 * listing answers, and keeps answering at once until a
+			 * refetch works. */
+			int64_t now = fs_now_ms();
+
+			if (!deadline)
+				deadline = now + FS_STALE_WAIT_MS;
+			if (!d->refresh_queued) {
+				d->refresh_queued = 1;
+				fs_bg_refresh_first(fs, dir);
+			}
+			if (now >= deadline) {
+				d->inherited = 1;
+				log_info(FS_TAG, "the stored listing of \"%s\" answers: the remote "
+					 "did not list it within %d ms (refetched in the "
+					 "background)", *dir ? dir : "/", FS_STALE_WAIT_MS);
+				rc = 0;
+				break;
+			}
+			dir_wait_until(fs, deadline);
+			continue;
+		}
+		/* Never listed, or forgotten: nothing else can answer. */
 		d->fetching = 1;
 		pthread_mutex_unlock(&fs->dir_lock);
-		rc = dir_fetch(fs, dir, notify, notify, &fetched);
+		rc = dir_fetch_stable(fs, dir, 0, 0, &fetched, &ep);
 		pthread_mutex_lock(&fs->dir_lock);
 		d->fetching = 0;
+		pthread_cond_broadcast(&fs->dir_cv);
+		if (rc == 0 && d->epoch != ep)
+			continue;   /* forgotten since it was stored: again */
 		if (rc == 0) {
 			d->known = 1;
 			d->complete = 1;
 			d->inherited = 0;
 			d->fetched_ms = fetched;
-		} else if (notify && d->complete && rc != -ENOENT && rc != -ENOMEM) {
-			/* Stale but whole: served while the remote cannot be
-			 * reached, revalidated in the background from now on
-			 * (each access after another TTL tries again). */
-			d->inherited = 1;
-			d->fetched_ms = fs_now_ms();
-			rc = 0;
 		}
-		pthread_cond_broadcast(&fs->dir_cv);
 		break;
 	}
+	if (rc == 0 && epoch)
+		*epoch = d->epoch;
 	pthread_mutex_unlock(&fs->dir_lock);
 	return rc;
+}
+
+int fs_dir_ensure(struct fs *fs, const char *dir)
+{
+	return dir_ensure(fs, dir, NULL);
+}
+
+/* 1 when dir's epoch is still ep (what was read from its stored listing
+ * since dir_ensure gave ep was not forgotten meanwhile). */
+static int dir_epoch_is(struct fs *fs, const char *dir, uint64_t ep)
+{
+	struct fs_dstate *d;
+	int same;
+
+	pthread_mutex_lock(&fs->dir_lock);
+	d = dstate(fs, dir);
+	same = d && d->epoch == ep;
+	pthread_mutex_unlock(&fs->dir_lock);
+	return same;
 }
 
 int fs_dir_refresh(struct fs *fs, const char *dir)
 {
 	struct fs_dstate *d;
 	int64_t fetched = 0;
+	uint64_t ep = 0;
 	int rc;
 
 	pthread_mutex_lock(&fs->dir_lock);
@@ -570,24 +700,33 @@ int fs_dir_refresh(struct fs *fs, const char *dir)
 			    fs_now_ms() - d->fetched_ms <= fs->ttl_ms)) {
 		/* Someone fetches it or fetched it meanwhile. */
 		d->refresh_queued = 0;
+		pthread_cond_broadcast(&fs->dir_cv);
 		pthread_mutex_unlock(&fs->dir_lock);
 		return 0;
 	}
 	pthread_mutex_unlock(&fs->dir_lock);
 	/* Lookups keep answering from the stored listing meanwhile. */
-	rc = dir_fetch(fs, dir, 1, 1, &fetched);
+	rc = dir_fetch_stable(fs, dir, 1, 1, &fetched, &ep);
 	pthread_mutex_lock(&fs->dir_lock);
 	d->refresh_queued = 0;
+	pthread_cond_broadcast(&fs->dir_cv);
 	if (rc == 0) {
-		if (fetched > d->fetched_ms)
-			d->fetched_ms = fetched;
-		if (d->known)
-			d->complete = 1;
-		d->inherited = 0;
+		/* Forgotten since it was stored: the next access fetches. */
+		if (d->epoch == ep) {
+			if (fetched > d->fetched_ms)
+				d->fetched_ms = fetched;
+			if (d->known)
+				d->complete = 1;
+			d->inherited = 0;
+		}
 	} else if (d->known) {
-		/* Keep answering from the stored listing; try again after
-		 * another TTL. */
-		d->fetched_ms = fs_now_ms();
+		/* Keep answering from the stored listing; an access tries
+		 * again after another TTL, or FS_STALE_RETRY_MS when that is
+		 * shorter (a change the poller reported is not reported
+		 * twice). */
+		int64_t again = fs->ttl_ms < FS_STALE_RETRY_MS ? fs->ttl_ms : FS_STALE_RETRY_MS;
+
+		d->fetched_ms = fs_now_ms() - fs->ttl_ms + again;
 	}
 	pthread_mutex_unlock(&fs->dir_lock);
 	return rc;
@@ -634,8 +773,8 @@ int fs_resolve(struct fs *fs, const char *path, struct fs_info *out)
 	const char *name;
 	size_t nrem = 0, i;
 	struct err e;
-	uint64_t fid;
-	int rc, have_j = 0, have_l = 0, removed = 0;
+	uint64_t fid, ep = 0;
+	int rc, have_j, have_l, removed, tries = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!*path) {
@@ -648,7 +787,9 @@ int fs_resolve(struct fs *fs, const char *path, struct fs_info *out)
 	rc = view_split(path, &dir, &name);
 	if (rc < 0)
 		return rc;
-	rc = fs_dir_ensure(fs, dir);
+again:
+	have_j = have_l = removed = 0;
+	rc = dir_ensure(fs, dir, &ep);
 	if (rc < 0)
 		goto out;
 	if (jnl_file_lookup(fs->jnl, path, &fid, &e) == 0) {
@@ -678,6 +819,18 @@ int fs_resolve(struct fs *fs, const char *path, struct fs_info *out)
 	rc = view_pick(have_l ? &le : NULL, have_j ? &jf : NULL, removed, fs_active, fs, &ve);
 	if (rc < 0)
 		goto out;
+	if (!dir_epoch_is(fs, dir, ep) && ++tries < FS_FETCH_TRIES) {
+		/* The listing was forgotten while read (a committed rename
+		 * or rmdir): read the one that replaces it. */
+		jnl_names_free(rem, nrem);
+		rem = NULL;
+		nrem = 0;
+		jnl_file_release(&jf);
+		jnl_entry_release(&le);
+		memset(&jf, 0, sizeof(jf));
+		memset(&le, 0, sizeof(le));
+		goto again;
+	}
 	if (rc == 0) {
 		rc = -ENOENT;
 		goto out;
@@ -706,15 +859,17 @@ int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **vout, size
 	char **rem = NULL, *names = NULL;
 	size_t nl = 0, nj = 0, nrem = 0, n = 0, i, li, total = 0, pos = 0;
 	int64_t fetched;
-	int complete, rc;
+	uint64_t ep = 0;
+	int complete, rc, tries = 0;
 	struct err e;
 
 	*vout = NULL;
 	*nout = 0;
 	*names_out = NULL;
-	rc = fs_dir_ensure(fs, dir);
+again:
+	rc = dir_ensure(fs, dir, &ep);
 	if (rc < 0)
-		return rc;
+		goto out;
 	if (jnl_dir_get(fs->jnl, dir, &l, &nl, &fetched, &complete, &e) < 0 &&
 	    e.code != ERR_NOTFOUND) {
 		rc = fs_errno(&e);
@@ -728,6 +883,22 @@ int fs_dir_list(struct fs *fs, const char *dir, struct fs_dsnap_ent **vout, size
 	rc = view_merge(l, nl, jv, nj, rem, nrem, fs_active, fs, &m, &n);
 	if (rc < 0)
 		goto out;
+	if (!dir_epoch_is(fs, dir, ep) && ++tries < FS_FETCH_TRIES) {
+		/* Forgotten while read: read the listing that replaces it. */
+		free(m);
+		m = NULL;
+		n = 0;
+		jnl_entries_free(l, nl);
+		l = NULL;
+		nl = 0;
+		jnl_files_free(jv, nj);
+		jv = NULL;
+		nj = 0;
+		jnl_names_free(rem, nrem);
+		rem = NULL;
+		nrem = 0;
+		goto again;
+	}
 	for (i = 0; i < n; i++)
 		total += strlen(m[i].name) + 1;
 	if (n) {

@@ -22,6 +22,13 @@
 #define FS_OF_BUCKETS 256
 #define FS_BIG_DIR 1000         /* entries: more than one listing page */
 #define FS_BIG_NOTIFY 10000     /* refetches compare at most this many */
+#define FS_STALE_WAIT_MS 2000   /* a stale listing's refetch is waited for
+				 * at most this long before the stored
+				 * listing answers */
+#define FS_FETCH_TRIES 4        /* fetches overtaken by a forget, at most */
+#define FS_STALE_RETRY_MS 5000  /* a stale listing whose refetch failed is
+				 * refetched on access after this (or the
+				 * TTL when shorter) */
 
 /* What a path is in the merged view (a self-contained copy of a
  * view_ent). */
@@ -53,6 +60,10 @@ struct fs_dstate {
 				     * on dir_cv */
 	int collecting;             /* fetches in flight (fixups are kept) */
 	int refresh_queued;
+	/* Bumped by every forget, invalidation or stale mark of this
+	 * listing: a fetch that began under another epoch may predate the
+	 * change and is neither stored nor taken as complete. */
+	uint64_t epoch;
 	/* Commits that landed while a fetch ran: re-applied after it stores
 	 * its (possibly older) listing. */
 	struct fs_fixup *fixups;
@@ -227,9 +238,16 @@ int fs_dir_ensure(struct fs *fs, const char *dir);
 /* Refetch dir's listing now (background refresh); notifies the kernel of
  * entries that changed. */
 int fs_dir_refresh(struct fs *fs, const char *dir);
-/* Forget the in-memory state of dir and everything below it. */
+/* Forget the in-memory state of dir and everything below it (fetches in
+ * flight there are not stored). */
 void fs_dir_drop(struct fs *fs, const char *dir);
-/* Mark dir's stored listing incomplete (next access refetches). */
+/* fs_dir_drop and jnl_dir_forget as one step: no fetch stores, and no
+ * access loads, a listing below dir in between. 0, or -1 and *err when the
+ * journal failed (the in-memory state is dropped anyway). */
+int fs_dir_forget(struct fs *fs, const char *dir, struct err *err);
+/* Mark dir's stored listing stale (the remote changed it): the next access
+ * refetches it like a listing past its TTL, and while that fails the
+ * stored entries still answer. A fetch in flight is not stored. */
 void fs_dir_invalidate(struct fs *fs, const char *dir);
 /* Record a committed remote change of dir/name in the stored listing (and
  * for a fetch in flight). e NULL: the entry is gone. */
@@ -348,6 +366,8 @@ void fs_bg_inval_entry(struct fs *fs, uint64_t parent, const char *name);
 /* Invalidate what the kernel caches about path (entry and inode). */
 void fs_bg_inval_path(struct fs *fs, const char *path);
 void fs_bg_refresh(struct fs *fs, const char *dir);
+/* fs_bg_refresh ahead of the queued tasks (a user waits for it). */
+void fs_bg_refresh_first(struct fs *fs, const char *dir);
 void fs_bg_evict(struct fs *fs);
 /* A jnl_write that failed (ENOSPC on the journal): retried later. */
 void fs_bg_rewrite(struct fs *fs, uint64_t fid);

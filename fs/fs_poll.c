@@ -267,8 +267,7 @@ static uint64_t apply(struct fs *fs, const struct fs_poll_plan *pl)
 			  "forgotten", p);
 		if (!is_dirty(fs, p))
 			fs_bg_inval_path(fs, p);
-		fs_dir_drop(fs, p);
-		if (jnl_dir_forget(fs->jnl, p, &e) < 0)
+		if (fs_dir_forget(fs, p, &e) < 0)
 			log_debug(POLL_TAG, "forget listings under \"%s\": %s", p, e.msg);
 	}
 	for (i = 0; i < pl->refresh.n; i++) {
@@ -342,8 +341,7 @@ static int restart_feed(struct fs *fs, const struct err *why, struct err *err)
 		err_prefix(err, "starting the change feed");
 		return -1;
 	}
-	fs_dir_drop(fs, "");
-	if (jnl_dir_forget(fs->jnl, "", &e) < 0)
+	if (fs_dir_forget(fs, "", &e) < 0)
 		log_warn(POLL_TAG, "forgetting the stored listings: %s", e.msg);
 	else if (jnl_meta_set(fs->jnl, FS_POLL_META_TOKEN, next, &e) < 0)
 		log_warn(POLL_TAG, "storing the change feed position: %s", e.msg);

@@ -440,6 +440,7 @@
 	  "VALUES(?1,?2,?3)") \
 	X(DIR_GET, "SELECT complete,fetched_ms FROM dirs WHERE path=?1") \
 	X(DIR_INVALIDATE, "UPDATE dirs SET complete=0 WHERE path=?1") \
+	X(DIR_STALE, "UPDATE dirs SET fetched_ms=0 WHERE path=?1") \
 	X(DIR_FORGET, "DELETE FROM dirs WHERE path=?1 OR (path>?2 AND path<?3)") \
 	X(DIR_FORGET_ENT, "DELETE FROM entries WHERE dir=?1 OR (dir>?2 AND " \
 	  "dir<?3)") \
@@ -3871,6 +3872,26 @@ int jnl_dir_invalidate(struct jnl *j, const char *dir, struct err *err)
 	if (s) {
 		bind_text(s, 1, dir);
 		rc = st_exec(j, s, "invalidate listing", err);
+	}
+	unlock(j);
+	return rc;
+}
+
+int jnl_dir_stale(struct jnl *j, const char *dir, struct err *err)
+{
+	sqlite3_stmt *s;
+	int rc = -1;
+
+	if (!dir_valid(dir))
+		return err_set(err, ERR_INVAL, "journal: invalid directory");
+	lock(j);
+	s = stmt(j, ST_DIR_STALE, err);
+	if (s) {
+		bind_text(s, 1, dir);
+		rc = st_exec(j, s, "mark listing stale", err);
+		if (rc == 0 && sqlite3_changes(j->db) == 0)
+			rc = err_set(err, ERR_NOTFOUND, "journal: no stored listing of %s",
+				     *dir ? dir : "/");
 	}
 	unlock(j);
 	return rc;

@@ -531,6 +531,11 @@ int jnl_dir_info(struct jnl *j, const char *dir, size_t *n /* OUT */,
 /* Mark dir's listing incomplete (must be refetched); entries are kept. */
 int jnl_dir_invalidate(struct jnl *j, const char *dir, struct err *err);
 
+/* Mark dir's listing stale (fetched_ms 0: older than any TTL) but still
+ * complete: its entries keep answering while a refetch is tried.
+ * ERR_NOTFOUND when no listing of dir is stored. */
+int jnl_dir_stale(struct jnl *j, const char *dir, struct err *err);
+
 /* Forget the stored listings of dir and of everything below it. */
 int jnl_dir_forget(struct jnl *j, const char *dir, struct err *err);
 

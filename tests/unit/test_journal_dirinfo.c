@@ -1,8 +1,8 @@
 /* Unit tests for jnl_dir_info (sync/journal.c): what a mount learns about a
  * stored listing without reading its entries -- the count, the fetch time
  * and the complete flag agree with jnl_dir_get through put, entry edits,
- * invalidation, forget and a reopen (a remount), and stay cheap for a
- * listing of 100,000 entries. */
+ * invalidation, stale marks, forget and a reopen (a remount), and stay
+ * cheap for a listing of 100,000 entries. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -220,6 +220,57 @@ static double now_s(void)
 
 /* 100,000 entries: the info is right and much cheaper than reading them
  * (what a remount does first for every directory it touches). */
+/* jnl_dir_stale: the listing stays complete with its entries, fetched 0
+ * (older than any TTL), also after a reopen; a later put is fresh again;
+ * nothing stored: ERR_NOTFOUND. */
+static void test_stale(void **state)
+{
+	struct fx *f = *state;
+	struct jnl_entry in[2];
+	size_t n;
+	int64_t t;
+	int c;
+	struct err e;
+
+	memset(in, 0, sizeof(in));
+	in[0].name = "a";
+	in[0].type = JNL_FILE;
+	in[0].size = 1;
+	in[0].remote = "g1.1:";
+	in[1].name = "b";
+	in[1].type = JNL_DIR;
+	err_clear(&e);
+	assert_int_equal(jnl_dir_stale(f->j, "s", &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	assert_int_equal(jnl_dir_stale(f->j, "/abs", &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	OK(jnl_dir_put(f->j, "s", in, 2, 1234, &e));
+	OK(jnl_dir_stale(f->j, "s", &e));
+	OK(jnl_dir_info(f->j, "s", &n, &t, &c, &e));
+	assert_int_equal(n, 2);
+	assert_int_equal(t, 0);
+	assert_int_equal(c, 1);
+	check_agrees(f->j, "s");
+	jnl_close(f->j);
+	f->j = NULL;
+	OK(jnl_open(f->path, NULL, &f->j, NULL, &e));
+	OK(jnl_dir_info(f->j, "s", &n, &t, &c, &e));
+	assert_int_equal(n, 2);
+	assert_int_equal(t, 0);
+	assert_int_equal(c, 1);
+	OK(jnl_dir_put(f->j, "s", in, 1, 5678, &e));
+	OK(jnl_dir_info(f->j, "s", &n, &t, &c, &e));
+	assert_int_equal(n, 1);
+	assert_int_equal(t, 5678);
+	assert_int_equal(c, 1);
+	/* the root's listing too */
+	OK(jnl_dir_put(f->j, "", in, 2, 99, &e));
+	OK(jnl_dir_stale(f->j, "", &e));
+	OK(jnl_dir_info(f->j, "", &n, &t, &c, &e));
+	assert_int_equal(t, 0);
+	assert_int_equal(c, 1);
+}
+
 static void test_big(void **state)
 {
 	struct fx *f = *state;
@@ -270,6 +321,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follows_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big, setup, teardown),
 	};
 
