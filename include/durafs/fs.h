@@ -30,14 +30,18 @@
  *   found when a listing is fetched again are invalidated explicitly.
  * - Listings: the stored listing of a directory plus the journal's pending
  *   creations minus its pending removals. A directory's listing is fetched
- *   through every page on first use and again on access after
- *   dir_cache_ttl; one stored by an earlier mount, or with more than 1000
- *   entries, answers at once and is refreshed in the background. A listing
- *   that cannot be fetched gives EIO (never a short directory) unless a
- *   complete listing of that directory is stored: that one is then served
- *   whole and refetched in the background on access after each further
- *   dir_cache_ttl; for one dir_cache_ttl after any failed listing, every
- *   stale complete listing answers at once. The kernel may keep a
+ *   through every page on first use; after dir_cache_ttl (or once the
+ *   change poller marked it stale) it is refetched in the background on
+ *   access, the access waiting for that at most 2 s before the stored
+ *   listing answers; one stored by an earlier mount, or with more than
+ *   1000 entries, answers at once and is refreshed in the background. A
+ *   listing that cannot be fetched gives EIO (never a short directory)
+ *   unless a complete listing of that directory is stored: that one is
+ *   then served whole and refetched in the background on access after
+ *   another dir_cache_ttl (5 s when shorter); for one dir_cache_ttl after
+ *   any failed listing, every stale complete listing answers at once. A
+ *   fetch that a forget (a committed directory rename or rmdir) or an
+ *   invalidation overtook is fetched again, never stored. The kernel may keep a
  *   directory's entries (FOPEN_CACHE_DIR) while the merged listing is
  *   unchanged, for at most half of dir_cache_ttl. With poll_interval, a
  *   Drive mount also follows the remote's change feed (fs_poll.h).
