@@ -631,7 +631,11 @@ static int dir_ensure(struct fs *fs, const char *dir, uint64_t *epoch)
 				fs_bg_refresh_first(fs, dir);
 			}
 			if (now >= deadline) {
+				/* The remote is slow or unreachable: like a
+				 * failed listing, other stale listings answer
+				 * at once until one works. */
 				d->inherited = 1;
+				fs->list_fail_ms = now;
 				log_info(FS_TAG, "the stored listing of \"%s\" answers: the remote "
 					 "did not list it within %d ms (refetched in the "
 					 "background)", *dir ? dir : "/", FS_STALE_WAIT_MS);

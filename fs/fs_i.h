@@ -181,9 +181,11 @@ struct fs {
 	pthread_cond_t dir_cv;
 	struct fs_dstate **dirs;    /* hash by path, protected by dir_lock */
 	size_t dir_cap, dir_count;
-	int64_t list_fail_ms;       /* when a listing last failed (0: the
-				     * last one worked): stale listings then
-				     * answer at once; protected by dir_lock */
+	int64_t list_fail_ms;       /* when a listing last failed or a stale
+				     * one's refetch took longer than
+				     * FS_STALE_WAIT_MS (0: the last one
+				     * worked): stale listings then answer
+				     * at once; protected by dir_lock */
 
 	pthread_mutex_t ren_lock;
 	struct fs_ren *ren;         /* seq order, protected by ren_lock */

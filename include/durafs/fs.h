@@ -39,7 +39,8 @@
  *   unless a complete listing of that directory is stored: that one is
  *   then served whole and refetched in the background on access after
  *   another dir_cache_ttl (5 s when shorter); for one dir_cache_ttl after
- *   any failed listing, every stale complete listing answers at once. A
+ *   any failed listing (or a refetch not done within the 2 s), every
+ *   stale complete listing answers at once. A
  *   fetch that a forget (a committed directory rename or rmdir) or an
  *   invalidation overtook is fetched again, never stored. The kernel may keep a
  *   directory's entries (FOPEN_CACHE_DIR) while the merged listing is
