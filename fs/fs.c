@@ -841,13 +841,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	/* a renamed Docs export stays read-only */
 	note_expected(fs, to, 0, src.type, src.size, src.mtime_ns, src.flags);
 	if (src.type == JNL_DIR) {
-		fs_dir_drop(fs, from);
-		fs_dir_drop(fs, to);
-		if (jnl_dir_forget(fs->jnl, to, &e) < 0)
+		/* each forget with its in-memory state in one step: no fetch begun
+		 * before it stores, no access loads what it removes */
+		if (fs_dir_forget(fs, to, &e) < 0)
 			log_debug(FS_TAG, "forget listings under \"%s\": %s", to, e.msg);
 		if (have_list && jnl_dir_put(fs->jnl, to, l, nl, fetched, &e) < 0)
 			log_debug(FS_TAG, "carry the listing of \"%s\": %s", from, e.msg);
-		if (jnl_dir_forget(fs->jnl, from, &e) < 0)
+		if (fs_dir_forget(fs, from, &e) < 0)
 			log_debug(FS_TAG, "forget listings under \"%s\": %s", from, e.msg);
 	}
 	rc = ino_rename(fs->ino, parent, name, newparent, newname);
