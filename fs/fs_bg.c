@@ -320,8 +320,10 @@ int fs_bg_start(struct fs *fs)
 {
 	int i, rc;
 
-	if (fs->sched)
+	if (fs->sched) {
 		sch_set_open_fn(fs->sched, bg_fid_writing, fs);
+		sch_set_freeze_fn(fs->sched, fs_of_freeze, fs);
+	}
 	for (i = 0; i < 2; i++) {
 		fs->bgarg[i].fs = fs;
 		fs->bgarg[i].housekeeper = i == 0;
@@ -340,8 +342,10 @@ void fs_bg_stop(struct fs *fs)
 	struct fs_task *t, *next;
 	int i;
 
-	if (fs->sched)
+	if (fs->sched) {
 		sch_set_open_fn(fs->sched, NULL, NULL);
+		sch_set_freeze_fn(fs->sched, NULL, NULL);
+	}
 	pthread_mutex_lock(&fs->bg_lock);
 	fs->bg_stop = 1;
 	pthread_cond_broadcast(&fs->bg_cv);

@@ -85,15 +85,32 @@ static struct fs_ofile *of_find_locked(struct fs *fs, uint64_t ino)
 static struct fs_ofile *of_alloc(uint64_t ino)
 {
 	struct fs_ofile *of = calloc(1, sizeof(*of));
+	pthread_rwlockattr_t ra;
+	int r;
 
 	if (!of)
 		return NULL;
+	/* Writer preference: a stream of writes cannot starve a snapshot
+	 * copy (fs_of_freeze). */
+	if (pthread_rwlockattr_init(&ra) != 0) {
+		free(of);
+		return NULL;
+	}
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	r = pthread_rwlock_init(&of->wlock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	if (r != 0) {
+		free(of);
+		return NULL;
+	}
 	if (pthread_mutex_init(&of->mu, NULL) != 0) {
+		pthread_rwlock_destroy(&of->wlock);
 		free(of);
 		return NULL;
 	}
 	if (pthread_cond_init(&of->cv, NULL) != 0) {
 		pthread_mutex_destroy(&of->mu);
+		pthread_rwlock_destroy(&of->wlock);
 		free(of);
 		return NULL;
 	}
@@ -111,6 +128,7 @@ static void of_free(struct fs_ofile *of)
 	free(of->rpath);
 	pthread_cond_destroy(&of->cv);
 	pthread_mutex_destroy(&of->mu);
+	pthread_rwlock_destroy(&of->wlock);
 	free(of);
 }
 
@@ -999,12 +1017,17 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		return rc;
 	if (fs->sched)
 		sch_note_write(fs->sched, of->fid, (uint64_t)off);  /* append tracking */
+	pthread_rwlock_rdlock(&of->wlock);
 	n = pwrite_full(of->fd, buf, size, off);
+	pthread_rwlock_unlock(&of->wlock);
 	if (n == -ENOSPC || n == -EDQUOT) {
 		/* Make room by dropping clean cached data, then try once
 		 * more; a full disk stays ENOSPC for the writer. */
-		if (fs_cache_evict(fs, size + fs->mo->min_free_space) > 0)
+		if (fs_cache_evict(fs, size + fs->mo->min_free_space) > 0) {
+			pthread_rwlock_rdlock(&of->wlock);
 			n = pwrite_full(of->fd, buf, size, off);
+			pthread_rwlock_unlock(&of->wlock);
+		}
 	}
 	pthread_mutex_lock(&of->mu);
 	of->modified = 1;
@@ -1032,14 +1055,143 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 		return rc;
 	if (fs->sched)
 		sch_note_write(fs->sched, of->fid, size);  /* append tracking */
-	if (ftruncate(of->fd, (off_t)size) < 0)
-		return -errno;
+	pthread_rwlock_rdlock(&of->wlock);
+	rc = ftruncate(of->fd, (off_t)size) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&of->wlock);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&of->mu);
 	of->whole = 1;
 	of->modified = 1;
 	of->mtime_ns = fs_now_ns();
 	pthread_mutex_unlock(&of->mu);
 	return 0;
+}
+
+/* Copy len bytes of src into dst from offset 0: copy_file_range (a
+ * reflink or an in-kernel copy where the file system can), else read and
+ * write. 0 or a negative errno (-EIO when src is shorter). */
+static int copy_fd(int src, int dst, uint64_t len)
+{
+	enum { BUFSZ = 1 << 20 };
+	char *buf = NULL;
+	uint64_t done = 0;
+	loff_t in = 0, out = 0;
+	ssize_t n, w;
+	int rc = 0, plain = 0;
+
+	while (done < len && !plain) {
+		n = copy_file_range(src, &in, dst, &out, (size_t)(len - done > (1u << 30) ?
+								  (1u << 30) : len - done), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			      errno == EOPNOTSUPP || errno == EBADF)) {
+			plain = 1;
+			break;
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (uint64_t)n;
+	}
+	if (!plain)
+		return 0;
+	buf = malloc(BUFSZ);
+	if (!buf)
+		return -ENOMEM;
+	while (done < len) {
+		size_t want = len - done > BUFSZ ? BUFSZ : (size_t)(len - done);
+
+		n = pread(src, buf, want, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			goto out;
+		}
+		w = pwrite_full(dst, buf, (size_t)n, (off_t)done);
+		if (w < 0) {
+			rc = (int)w;
+			goto out;
+		}
+		done += (uint64_t)n;
+	}
+out:
+	free(buf);
+	return rc;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(struct fs_ofile *const *)a;
+	uintptr_t y = (uintptr_t)*(struct fs_ofile *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int fs_of_freeze(void *ud, uint64_t fid, int dst, struct err *err)
+{
+	struct fs *fs = ud;
+	struct fs_ofile **v = NULL, *of, *src = NULL;
+	struct statvfs sv;
+	struct stat st;
+	size_t n = 0, i, b;
+	int rc = 0, r, nomem = 0;
+
+	pthread_mutex_lock(&fs->of_lock);
+	if (fs->of_count) {
+		v = calloc(fs->of_count, sizeof(*v));
+		nomem = !v;
+	}
+	for (b = 0; v && b < FS_OF_BUCKETS; b++)
+		for (of = fs->of[b]; of; of = of->next)
+			if (of->fid == fid && of->state == 1 && n < fs->of_count) {
+				of->refs++;
+				v[n++] = of;
+			}
+	pthread_mutex_unlock(&fs->of_lock);
+	if (nomem)
+		return err_set(err, ERR_NOMEM, "snapshot copy: out of memory");
+	/* Every open file of fid is held (in one order: no deadlock between
+	 * two copies), so no write through any of them lands meanwhile. */
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_ptr);
+	for (i = 0; i < n; i++)
+		pthread_rwlock_wrlock(&v[i]->wlock);
+	for (i = 0; i < n && !src; i++) {
+		pthread_mutex_lock(&v[i]->mu);
+		if (v[i]->writers > 0 && v[i]->whole && v[i]->fd >= 0)
+			src = v[i];
+		pthread_mutex_unlock(&v[i]->mu);
+	}
+	if (!src)
+		goto out;
+	if (fstat(src->fd, &st) < 0) {
+		rc = err_sys(err, "snapshot copy of %s", src->cache_name);
+		goto out;
+	}
+	if (statvfs(fs->files_dir, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)st.st_size + fs->mo->min_free_space) {
+		log_debug(FS_TAG, "snapshot of %s: no room for a copy of %lld bytes; the open "
+			  "file is sent itself", src->cache_name, (long long)st.st_size);
+		goto out;
+	}
+	r = copy_fd(src->fd, dst, (uint64_t)st.st_size);
+	if (r < 0) {
+		errno = -r;
+		rc = err_sys(err, "snapshot copy of %s", src->cache_name);
+		goto out;
+	}
+	rc = 1;
+out:
+	for (i = n; i > 0; i--)
+		pthread_rwlock_unlock(&v[i - 1]->wlock);
+	for (i = 0; i < n; i++)
+		fs_of_put(fs, v[i]);
+	free(v);
+	return rc;
 }
 
 int fs_of_commit(struct fs *fs, struct fs_ofile *of, int64_t delay_ms)

@@ -102,6 +102,9 @@ struct fs_ofile {
 	struct fs_ofile *next;      /* bucket chain, protected by fs->of_lock */
 	uint64_t ino;
 	unsigned refs;              /* protected by fs->of_lock */
+	pthread_rwlock_t wlock;     /* writes and truncates of the content hold
+				     * it shared, a snapshot copy exclusive
+				     * (fs_of_freeze); never taken with mu */
 	pthread_mutex_t mu;         /* guards everything below */
 	pthread_cond_t cv;          /* init done, fetch progress */
 	int state;                  /* 0 initialising, 1 ready, < 0 -errno */
@@ -329,6 +332,12 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		    off_t off);
 /* Truncate to size. */
 int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size);
+/* sched_freeze_fn: copy fid's content into dst while every write and
+ * truncate of fid's open files waits (see sch_set_freeze_fn). 1 copied, 0
+ * nothing to copy (fid not open for writing, its content not whole in the
+ * cache, or a copy would leave less than min_free_space free on the cache
+ * file system), -1 with err. Thread-safe; never called with of->mu held. */
+int fs_of_freeze(void *fs, uint64_t fid, int dst, struct err *err);
 /* Hand modified content to the journal (jnl_write, writeback delay or
  * delay_ms when >= 0). 0 or a negative errno. */
 int fs_of_commit(struct fs *fs, struct fs_ofile *of, int64_t delay_ms);

@@ -89,6 +89,8 @@ struct sched {
 	void *ev_ud;
 	sched_open_fn open_fn;
 	void *open_ud;
+	sched_freeze_fn freeze_fn;
+	void *freeze_ud;
 	struct sch_track *trk;      /* SCH_TRACK_MAX slots, fid 0 = free */
 	int running;                /* threads exist */
 	int joining;                /* one sch_stop is joining them */
@@ -981,6 +983,69 @@ out:
 	return rc;
 }
 
+/* An unlinked temporary file in dir, open for reading and writing, or -1
+ * with errno set. */
+static int tmp_file(const char *dir)
+{
+	char path[4096 + 64];
+	int fd;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+	/* A file system without O_TMPFILE: create and unlink at once. */
+	if (snprintf(path, sizeof(path), "%s/.snapshot-XXXXXX", dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* A snapshot of a file open for writing: replace *fd (its cache file) by a
+ * copy that the sched_freeze_fn takes while the file's writes are held, so
+ * that a file rewritten in place while it uploads is still sent whole and
+ * untorn. *fd is left alone when there is no freeze function, the file was
+ * closed meanwhile, there is no room for a copy, or the copy failed (the
+ * cache file itself is sent then: a torn read fails the server's checksum
+ * check and is retried). */
+static void snapshot_copy(struct sch_worker *w, const struct jnl_op *op, int *fd)
+{
+	struct sched *s = w->s;
+	sched_freeze_fn fn;
+	void *ud;
+	struct err e;
+	int tmp = -1, r;
+
+	pthread_mutex_lock(&s->mu);
+	fn = s->freeze_fn;
+	ud = s->freeze_ud;
+	pthread_mutex_unlock(&s->mu);
+	if (!fn)
+		return;
+	err_clear(&e);
+	tmp = tmp_file(s->dir);
+	if (tmp < 0) {
+		log_warn(TAG, "upload \"%s\": no temporary file for its snapshot (%s); sending "
+			 "the open file itself", op->path, strerror(errno));
+		return;
+	}
+	r = fn(ud, op->fid, tmp, &e);
+	if (r == 1) {
+		close(*fd);
+		*fd = tmp;
+		stat_add(s, &s->st.snapshot_copies, 1);
+		log_debug(TAG, "upload \"%s\": sending a copy of the open file", op->path);
+		return;
+	}
+	if (r < 0)
+		log_warn(TAG, "upload \"%s\": copying the open file for its snapshot: %s; "
+			 "sending the file itself", op->path, e.msg);
+	close(tmp);
+}
+
 static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_out *out)
 {
 	struct sched *s = w->s;
@@ -1005,6 +1070,8 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	fd = open_cache(s, op, out);
 	if (fd < 0)
 		goto out;
+	if (w->snapshot)
+		snapshot_copy(w, op, &fd);
 	ap = try_append(w, op, fd, low, last_ms, &meta, &have_meta, &over, out);
 	if (ap == 1)
 		goto out;
@@ -1916,6 +1983,14 @@ void sch_set_open_fn(struct sched *s, sched_open_fn fn, void *ud)
 	pthread_mutex_lock(&s->mu);
 	s->open_fn = fn;
 	s->open_ud = ud;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void sch_set_freeze_fn(struct sched *s, sched_freeze_fn fn, void *ud)
+{
+	pthread_mutex_lock(&s->mu);
+	s->freeze_fn = fn;
+	s->freeze_ud = ud;
 	pthread_mutex_unlock(&s->mu);
 }
 

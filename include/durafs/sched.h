@@ -37,7 +37,9 @@
  *   while the chunks go out and sent with the final request (see
  *   be_upload_file); a session stored that way resumes the same way.
  *   Appends (backends with an append op, GCS): see sch_note_write. An
- *   upload of a file open for writing is a snapshot (sch_set_open_fn).
+ *   upload of a file open for writing is a snapshot (sch_set_open_fn),
+ *   sent from a consistent copy when the filesystem can take one
+ *   (sch_set_freeze_fn).
  * - MKDIR, SYMLINK: created remotely (mkdir is idempotent).
  * - UNLINK (guarded by base; already gone = done), RMDIR (gone = done).
  * - RENAME: a file or symlink with be_rename (source guarded by base, the
@@ -232,6 +234,25 @@ void sch_note_write(struct sched *s, uint64_t fid, uint64_t off);
  * claimed op. */
 void sch_set_open_fn(struct sched *s, sched_open_fn fn, void *ud);
 
+/* Copy fid's current content into dst (an empty file open for reading and
+ * writing) while no write of the filesystem can change it (writes to fid
+ * wait meanwhile), so that the copy is one consistent moment of the file.
+ * Returns 1 when copied, 0 when there is nothing to copy (fid is no longer
+ * open for writing, or there is not enough free space for a copy), -1 with
+ * err on failure. Called on a worker thread with no scheduler or journal
+ * lock held. */
+typedef int (*sched_freeze_fn)(void *ud, uint64_t fid, int dst, struct err *err);
+/* Set (or clear, fn NULL) the snapshot copy. With it, a write op of a file
+ * open for writing (sch_set_open_fn) is uploaded from a copy that fn takes
+ * when the op is claimed (an unlinked temporary file in files_dir, removed
+ * when the upload ends): a file rewritten in place faster than it uploads
+ * (a checkpoint) still reaches the remote, whole and untorn, and writes
+ * made meanwhile stay for the next upload (the journal keeps the file
+ * dirty). When fn returns 0 or fails, the cache file itself is uploaded and
+ * the server's checksum check refuses a torn copy, as without fn. Takes
+ * effect for the next claimed op. */
+void sch_set_freeze_fn(struct sched *s, sched_freeze_fn fn, void *ud);
+
 /* One upload in flight, for `durafs status`. */
 struct sched_upload {
 	uint64_t seq;
@@ -257,6 +278,8 @@ struct sched_stats {
 	uint64_t sessions_restarted;/* sessions abandoned and begun again */
 	uint64_t appends;           /* writes sent as a tail appended to the
 				     * committed version (GCS compose) */
+	uint64_t snapshot_copies;   /* snapshots uploaded from a copy taken by
+				     * the sched_freeze_fn (added) */
 };
 /* Counters since sch_new. */
 void sch_get_stats(struct sched *s, struct sched_stats *out);
