@@ -187,14 +187,36 @@ static int bg_fid_writing(void *ud, uint64_t fid)
 	return r;
 }
 
+/* A file open for writing whose content was journaled with the writeback
+ * delay by a FLUSH while it stays open (every close(2) of a descriptor
+ * sends one: a dup, or the copy a forked child closes at exec), and not
+ * written since: make its queued write claimable now. */
+static void hurry_flushed(struct fs *fs, struct fs_ofile *of)
+{
+	struct jnl_file f;
+	struct err e;
+
+	memset(&f, 0, sizeof(f));
+	if (jnl_file_get(fs->jnl, of->fid, &f, &e) == 0 && f.dirty) {
+		if (jnl_expedite(fs->jnl, of->fid, jnl_last_seq(fs->jnl), &e) < 0)
+			log_warn(FS_TAG, "snapshot of open file %s: %s (next interval tries "
+				 "again)", of->cache_name, e.msg);
+		else
+			log_debug(FS_TAG, "snapshot of open file %s (fid %" PRIu64 "): its "
+				  "flushed content released for upload", of->cache_name, of->fid);
+	}
+	jnl_file_release(&f);
+}
+
 /* open_upload_interval: journal the current content of every file that is
  * open for writing and was written since its last jnl_write, to be
- * uploaded at once (a snapshot; see sch_set_open_fn). */
+ * uploaded at once (a snapshot; see sch_set_open_fn); a dirty one that
+ * was journaled by a flush instead is uploaded at once too. */
 static void snapshot_open_files(struct fs *fs)
 {
 	struct fs_ofile **v = NULL, *of;
 	size_t n = 0, i, b;
-	int take, rc;
+	int take, hurry, rc;
 
 	pthread_mutex_lock(&fs->of_lock);
 	if (fs->of_count)
@@ -210,7 +232,10 @@ static void snapshot_open_files(struct fs *fs)
 		of = v[i];
 		pthread_mutex_lock(&of->mu);
 		take = of->writers > 0 && of->modified;
+		hurry = of->writers > 0 && !of->modified && of->local;
 		pthread_mutex_unlock(&of->mu);
+		if (hurry)
+			hurry_flushed(fs, of);
 		if (take) {
 			rc = fs_of_commit(fs, of, 0);
 			if (rc < 0)
