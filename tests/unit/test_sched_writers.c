@@ -3,14 +3,17 @@
  * the advice for Google's quota and rate reasons, checksums split at an
  * offset, be_append (GCS compose of a tail, inline and resumable, with its
  * guards), the scheduler's append rule (tracked writes, fallbacks, one
- * update per second), snapshot labelling of files open for writing, and a
- * storage quota failure that keeps the change. */
+ * update per second), snapshot labelling of files open for writing,
+ * snapshots sent from a consistent copy (sch_set_freeze_fn) while the file
+ * is rewritten in place, and a storage quota failure that keeps the
+ * change. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +53,12 @@ struct fx {
 	int open_answer;            /* what the open-file test answers */
 	int ev_conflict;
 	pthread_mutex_t mu;
+	/* the snapshot copy (freeze_fn) and the in-place rewriter */
+	pthread_mutex_t wmu;        /* a write of the cache file holds it, as the
+				     * filesystem's writes hold the file's lock */
+	int freeze_answer;          /* 1 copy, 0 nothing to copy, -1 fail */
+	int freezes;                /* calls of freeze_fn */
+	char freeze_path[256];      /* the cache file freeze_fn copies */
 };
 
 static struct fx fx;
@@ -442,6 +451,46 @@ static void on_event(void *ud, const struct sched_event *ev)
 	pthread_mutex_unlock(&f->mu);
 }
 
+/* sched_freeze_fn: copy fx.freeze_path into dst with the rewriter's writes
+ * held (fx.wmu), or answer fx.freeze_answer when it is not 1. */
+static int freeze_fn(void *ud, uint64_t fid, int dst, struct err *err)
+{
+	struct fx *f = ud;
+	char buf[65536];
+	off_t off = 0;
+	ssize_t n;
+	int answer, src, rc = 1;
+
+	(void)fid;
+	pthread_mutex_lock(&f->mu);
+	answer = f->freeze_answer;
+	f->freezes++;
+	pthread_mutex_unlock(&f->mu);
+	if (answer == 0)
+		return 0;
+	if (answer < 0)
+		return err_set(err, ERR_IO, "test: the copy fails");
+	pthread_mutex_lock(&f->wmu);
+	src = open(f->freeze_path, O_RDONLY | O_CLOEXEC);
+	if (src < 0) {
+		rc = err_sys(err, "test: open %s", f->freeze_path);
+		goto out;
+	}
+	while ((n = pread(src, buf, sizeof(buf), off)) > 0) {
+		if (pwrite(dst, buf, (size_t)n, off) != n) {
+			rc = err_sys(err, "test: copy");
+			break;
+		}
+		off += n;
+	}
+	if (n < 0)
+		rc = err_sys(err, "test: read");
+	close(src);
+out:
+	pthread_mutex_unlock(&f->wmu);
+	return rc;
+}
+
 static void fx_start(void)
 {
 	UT_OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
@@ -653,6 +702,164 @@ static void test_snapshot_label(void **state)
 	free(d);
 }
 
+/* --- snapshots from a consistent copy ------------------------------------ */
+
+struct rewriter {
+	uint64_t fid;
+	size_t n;
+	atomic_int stop;
+	int rounds;
+};
+
+/* Rewrite the whole cache file in place with one byte value after another
+ * (a checkpoint saved again and again), as the filesystem does: mark the
+ * file dirty, tell the scheduler, write under fx.wmu. */
+static void *rewriter_main(void *arg)
+{
+	struct rewriter *r = arg;
+	unsigned char *d = malloc(r->n);
+	struct err e;
+	int fd;
+
+	if (!d)
+		return NULL;
+	fd = open(fx.freeze_path, O_WRONLY | O_CLOEXEC);
+	while (fd >= 0 && !atomic_load(&r->stop)) {
+		memset(d, 'A' + r->rounds % 26, r->n);
+		if (jnl_file_dirty(fx.j, r->fid, NULL, &e) < 0)
+			break;
+		sch_note_write(fx.s, r->fid, 0);
+		/* Half now, half after a pause: a read in between is torn. */
+		pthread_mutex_lock(&fx.wmu);
+		if (pwrite(fd, d, r->n / 2, 0) != (ssize_t)(r->n / 2)) {
+			pthread_mutex_unlock(&fx.wmu);
+			break;
+		}
+		ut_sleep_ms(2);
+		if (pwrite(fd, d + r->n / 2, r->n - r->n / 2, (off_t)(r->n / 2)) !=
+		    (ssize_t)(r->n - r->n / 2)) {
+			pthread_mutex_unlock(&fx.wmu);
+			break;
+		}
+		pthread_mutex_unlock(&fx.wmu);
+		r->rounds++;
+		ut_sleep_ms(5);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(d);
+	return NULL;
+}
+
+/* The remote object at path: n bytes, all equal (one whole rewrite). */
+static void check_remote_uniform(const char *path, size_t n)
+{
+	struct ut_buf got = { 0 };
+	uint64_t g = 0;
+	size_t i;
+
+	UT_OK(be_read(be, path, NULL, 0, UINT64_MAX, ut_buf_sink, &got, &g, &e_));
+	assert_int_equal(got.n, n);
+	for (i = 1; i < got.n; i++)
+		if (got.p[i] != got.p[0])
+			fail_msg("%s is torn: byte %zu is '%c', byte 0 '%c'", path, i, got.p[i],
+				 got.p[0]);
+	free(got.p);
+}
+
+static void test_snapshot_copy(void **state)
+{
+	const size_t n = 1 * MIB;  /* 4 chunks: a resumable upload */
+	unsigned char *d = malloc(n);
+	struct sched_stats st;
+	struct rewriter r;
+	struct jnl_file f;
+	pthread_t th;
+	uint64_t fid;
+
+	(void)state;
+	assert_non_null(d);
+	memset(d, 'z', n);
+	memset(&r, 0, sizeof(r));
+	memset(&f, 0, sizeof(f));
+	fx.open_answer = 1;
+	fx.freeze_answer = 1;
+	/* Slow chunks: the file is rewritten many times while it uploads. */
+	emuh_must_faults(emu, "[{\"kind\":\"latency\",\"method\":\"PUT\",\"path\":\"/upload/*\",\"ms\":100}]");
+	fx_start();
+	sch_set_freeze_fn(fx.s, freeze_fn, &fx);
+	/* Claimed at once; the rewriter runs while the chunks go out. */
+	fid = new_file("snap/ckpt.bin", d, n);
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
+	cache_path(f.cache_name, fx.freeze_path, sizeof(fx.freeze_path));
+	jnl_file_release(&f);
+	r.fid = fid;
+	r.n = n;
+	atomic_init(&r.stop, 0);
+	assert_int_equal(pthread_create(&th, NULL, rewriter_main, &r), 0);
+	wait_fid(fid);
+	atomic_store(&r.stop, 1);
+	pthread_join(th, NULL);
+	assert_true(r.rounds >= 10);
+	/* Sent once, from the copy: whole, untorn, never restarted. */
+	check_remote_uniform("snap/ckpt.bin", n);
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.snapshot_copies, 1);
+	assert_int_equal(st.sessions_restarted, 0);
+	assert_int_equal(st.retries, 0);
+	assert_int_equal(fx.freezes, 1);
+	/* The rewrites after the copy are not lost: the file is still dirty
+	 * in the journal for the next upload. */
+	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
+	assert_int_equal(f.dirty, 1);
+	jnl_file_release(&f);
+	free(d);
+}
+
+static void test_snapshot_copy_fallback(void **state)
+{
+	const size_t n = 600 * KIB;
+	unsigned char *d = ut_pattern(n, 10), *d2 = ut_pattern(n, 11);
+	struct sched_stats st;
+	struct jnl_file f;
+	uint64_t fid;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	fx.open_answer = 1;
+	fx_start();
+	sch_set_freeze_fn(fx.s, freeze_fn, &fx);
+	/* Nothing to copy (closed meanwhile): the cache file itself is sent. */
+	fx.freeze_answer = 0;
+	fid = new_file("snap/a", d, n);
+	wait_fid(fid);
+	ut_check_remote_mem(be, "snap/a", d, n);
+	/* The copy fails: logged, and the cache file itself is sent. */
+	fx.freeze_answer = -1;
+	fid = new_file("snap/b", d2, n);
+	wait_fid(fid);
+	ut_check_remote_mem(be, "snap/b", d2, n);
+	sch_get_stats(fx.s, &st);
+	assert_int_equal(st.snapshot_copies, 0);
+	assert_int_equal(fx.freezes, 2);
+	/* A file not open for writing is no snapshot: never copied. */
+	fx.open_answer = 0;
+	fx.freeze_answer = 1;
+	fid = new_file("snap/c", d, n);
+	wait_fid(fid);
+	ut_check_remote_mem(be, "snap/c", d, n);
+	assert_int_equal(fx.freezes, 2);
+	/* Cleared: no copy either. */
+	sch_set_freeze_fn(fx.s, NULL, NULL);
+	fx.open_answer = 1;
+	fid = new_file("snap/d", d2, n);
+	wait_fid(fid);
+	ut_check_remote_mem(be, "snap/d", d2, n);
+	assert_int_equal(fx.freezes, 2);
+	free(d);
+	free(d2);
+}
+
 static void test_storage_quota_kept(void **state)
 {
 	unsigned char *d = ut_pattern(100 * KIB, 6);
@@ -725,6 +932,7 @@ static int fx_setup(void **state)
 	(void)state;
 	memset(&fx, 0, sizeof(fx));
 	pthread_mutex_init(&fx.mu, NULL);
+	pthread_mutex_init(&fx.wmu, NULL);
 	snprintf(fx.dir, sizeof(fx.dir), "/tmp/durafs-wr-XXXXXX");
 	if (!mkdtemp(fx.dir))
 		return -1;
@@ -766,6 +974,7 @@ static int fx_teardown(void **state)
 	if (system(cmd) != 0)
 		return -1;
 	pthread_mutex_destroy(&fx.mu);
+	pthread_mutex_destroy(&fx.wmu);
 	return 0;
 }
 
@@ -820,6 +1029,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sched_append, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_sched_append_fallbacks, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_label, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_copy, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_copy_fallback, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_storage_quota_kept, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_rate_limit_retried, fx_setup, fx_teardown),
 	};
