@@ -1,7 +1,9 @@
 """The write path for long-running writers and errors a user can act on:
 an open log file reaching the remote while still open (open_upload_interval
-snapshots), a growing GCS file composed rather than re-uploaded, and
-Google's quota and rate reasons shown with what to do (status, log, errno).
+snapshots, small files and resumable 1 MiB ones on GCS and Drive, a
+checkpoint rewritten in place sent untorn), a growing GCS file composed
+rather than re-uploaded, and Google's quota and rate reasons shown with what
+to do (status, log, errno).
 """
 import errno
 import os
@@ -298,3 +300,117 @@ def test_drive_growing_file_is_reuploaded_whole_and_quota_advice(mounts, emulato
     res = m.cli("sync", "--flush", "--retry-failed", m.mnt, "--timeout", "120")
     assert res.returncode == 0, res.stdout + res.stderr
     assert dr.lookup("grow.log")["md5Checksum"] == md5hex(bytes(data))
+
+
+# --- snapshots of open files at or above small_file_max ------------------------
+
+SNAP_OPTS = ["open_upload_interval=1s", "writeback_delay=1h", "small_file_max=256K",
+             "chunk_size=256K"]
+
+
+def snapshot_in_flight(m, name):
+    """The status JSON entry of name's upload when it is a snapshot in flight."""
+    for u in m.status()["uploads"]:
+        if u["path"] == name and u["snapshot"]:
+            return u
+    return None
+
+
+def check_large_open_file_snapshots(m, emu, remote, name):
+    """A 1 MiB file (four 256 KiB chunks: a resumable upload) kept open:
+    its snapshot is uploaded while it is open, shown as such while in
+    flight, byte-identical on the remote; writes made during that upload
+    follow in the next snapshot, and the rest at close."""
+    data1 = blob(1 * MiB, 40)
+    # Slow chunks, so the upload can be seen in flight.
+    emu.faults([{"kind": "latency", "method": "PUT", "path": "/upload/*", "ms": 400}])
+    fd = os.open(m.path(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        assert os.write(fd, data1) == len(data1)
+        # Closing a duplicate sends a FLUSH while the file stays open (as a
+        # forked child does at exec): the content is journaled with the
+        # writeback delay (1h) and the file is no longer "written since";
+        # the snapshot must still go out at the next interval.
+        os.close(os.dup(fd))
+        up = wait_until(lambda: snapshot_in_flight(m, name), timeout=30,
+                        what="the snapshot of %s in flight" % name)
+        assert up["total"] == len(data1)
+        assert m.xattr(name, "user.durafs.state") == "uploading"
+        res = m.cli("status", m.mnt)
+        assert res.returncode == 0, res.stderr
+        assert re.search(re.escape(name) + r".*\(snapshot of open file\)", res.stdout), \
+            res.stdout
+        # Later writes while the snapshot uploads: an in-place change and
+        # a tail. The snapshot in flight is not torn by them.
+        data2 = bytearray(data1)
+        data2[1000:1100] = b"\x5a" * 100
+        data2 += blob(100 * KiB, 41)
+        assert os.pwrite(fd, b"\x5a" * 100, 1000) == 100
+        assert os.write(fd, data2[len(data1):]) == len(data2) - len(data1)
+        seen = wait_until(lambda: remote(name), timeout=30, what="the first snapshot")
+        assert seen in (data1, bytes(data2)), "the remote holds neither snapshot (%d bytes)" \
+            % len(seen)
+        # The writes made meanwhile are not lost: the next snapshot sends
+        # them while the file is still open.
+        wait_until(lambda: remote(name) == bytes(data2), timeout=30,
+                   what="the second snapshot")
+        emu.faults([])
+        data3 = b"the end\n"
+        assert os.write(fd, data3) == len(data3)
+    finally:
+        os.close(fd)
+    m.flush()
+    assert remote(name) == bytes(data2) + data3
+    assert m.xattr(name, "user.durafs.state") in ("committed", "clean")
+
+
+def test_large_open_file_snapshot(mounts, bucket, emulator_noauth):
+    gcs = Gcs(emulator_noauth)
+    m = mounts(emulator_noauth, "gs://bkt", options=SNAP_OPTS)
+    check_large_open_file_snapshots(m, emulator_noauth, lambda n: remote_data(gcs, n),
+                                    "ckpt.bin")
+
+
+def test_drive_large_open_file_snapshot(mounts, emulator_noauth):
+    from drive_util import Drive, mount_drive
+    dr = Drive(emulator_noauth)
+    m = mount_drive(mounts, emulator_noauth, "drive:", SNAP_OPTS)
+
+    def remote(name):
+        res = dr.lookup(name)
+        return dr.content(res["id"]) if res else None
+
+    check_large_open_file_snapshots(m, emulator_noauth, remote, "ckpt.bin")
+
+
+def test_checkpoint_rewritten_in_place_reaches_remote_untorn(mounts, bucket, emulator_noauth):
+    """A 1 MiB file rewritten in place every 50 ms while open, with chunks
+    slower than that: each snapshot is a copy of one moment, so the remote
+    gets a whole version (all one byte) while the file is open, never a
+    torn mix."""
+    gcs = Gcs(emulator_noauth)
+    m = mounts(emulator_noauth, "gs://bkt", options=SNAP_OPTS)
+    emulator_noauth.faults([{"kind": "latency", "method": "PUT", "path": "/upload/*",
+                             "ms": 200}])
+    fd = os.open(m.path("model.ckpt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    seen = None
+    try:
+        t0 = time.time()
+        i = 0
+        while time.time() - t0 < 30 * TIMEOUT_SCALE:
+            v = bytes([0x41 + i % 26]) * MiB
+            assert os.pwrite(fd, v, 0) == len(v)
+            i += 1
+            time.sleep(0.05)
+            if i % 5 == 0:
+                seen = remote_data(gcs, "model.ckpt")
+                if seen:
+                    break
+        assert seen, "no snapshot reached the remote in 30 s (%d rewrites)" % i
+        assert len(seen) == MiB and seen == seen[:1] * MiB, "the remote holds a torn copy"
+        last = v
+    finally:
+        os.close(fd)
+    emulator_noauth.faults([])
+    m.flush()
+    assert remote_data(gcs, "model.ckpt") == last
