@@ -985,6 +985,21 @@ int fs_of_new(struct fs *fs, uint64_t ino, uint64_t fid, int fd, const char *cac
 
 /* ---- writing -------------------------------------------------------------------- */
 
+/* A write or truncate changed [lo, hi) of of's content (hi UINT64_MAX: to
+ * the end): remembered while a snapshot copy is taken. Called with
+ * of->wlock held shared. */
+static void of_changed(struct fs_ofile *of, uint64_t lo, uint64_t hi)
+{
+	pthread_mutex_lock(&of->mu);
+	if (of->copying) {
+		if (lo < of->cp_lo)
+			of->cp_lo = lo;
+		if (hi > of->cp_hi)
+			of->cp_hi = hi;
+	}
+	pthread_mutex_unlock(&of->mu);
+}
+
 /* Before changing the content: the journal knows it is dirty. */
 static int of_dirty(struct fs *fs, struct fs_ofile *of)
 {
@@ -1019,6 +1034,7 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		sch_note_write(fs->sched, of->fid, (uint64_t)off);  /* append tracking */
 	pthread_rwlock_rdlock(&of->wlock);
 	n = pwrite_full(of->fd, buf, size, off);
+	of_changed(of, (uint64_t)off, (uint64_t)off + size);
 	pthread_rwlock_unlock(&of->wlock);
 	if (n == -ENOSPC || n == -EDQUOT) {
 		/* Make room by dropping clean cached data, then try once
@@ -1026,6 +1042,7 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		if (fs_cache_evict(fs, size + fs->mo->min_free_space) > 0) {
 			pthread_rwlock_rdlock(&of->wlock);
 			n = pwrite_full(of->fd, buf, size, off);
+			of_changed(of, (uint64_t)off, (uint64_t)off + size);
 			pthread_rwlock_unlock(&of->wlock);
 		}
 	}
@@ -1057,6 +1074,7 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 		sch_note_write(fs->sched, of->fid, size);  /* append tracking */
 	pthread_rwlock_rdlock(&of->wlock);
 	rc = ftruncate(of->fd, (off_t)size) < 0 ? -errno : 0;
+	of_changed(of, size, UINT64_MAX);
 	pthread_rwlock_unlock(&of->wlock);
 	if (rc < 0)
 		return rc;
@@ -1068,21 +1086,22 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 	return 0;
 }
 
-/* Copy len bytes of src into dst from offset 0: copy_file_range (a
- * reflink or an in-kernel copy where the file system can), else read and
- * write. 0 or a negative errno (-EIO when src is shorter). */
-static int copy_fd(int src, int dst, uint64_t len)
+/* Copy [off, off+len) of src to the same offsets of dst: copy_file_range
+ * (a reflink or an in-kernel copy where the file system can), else read
+ * and write. 0 or a negative errno. When src ends before off+len: 0 with
+ * eof_ok (what there was is copied), -EIO otherwise. */
+static int copy_range(int src, int dst, uint64_t off, uint64_t len, int eof_ok)
 {
 	enum { BUFSZ = 1 << 20 };
 	char *buf = NULL;
 	uint64_t done = 0;
-	loff_t in = 0, out = 0;
+	loff_t in = (loff_t)off, out = (loff_t)off;
 	ssize_t n, w;
 	int rc = 0, plain = 0;
 
 	while (done < len && !plain) {
-		n = copy_file_range(src, &in, dst, &out, (size_t)(len - done > (1u << 30) ?
-								  (1u << 30) : len - done), 0);
+		n = copy_file_range(src, &in, dst, &out,
+				    (size_t)(len - done > (1u << 30) ? (1u << 30) : len - done), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
@@ -1093,7 +1112,7 @@ static int copy_fd(int src, int dst, uint64_t len)
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return -EIO;
+			return eof_ok ? 0 : -EIO;
 		done += (uint64_t)n;
 	}
 	if (!plain)
@@ -1104,14 +1123,14 @@ static int copy_fd(int src, int dst, uint64_t len)
 	while (done < len) {
 		size_t want = len - done > BUFSZ ? BUFSZ : (size_t)(len - done);
 
-		n = pread(src, buf, want, (off_t)done);
+		n = pread(src, buf, want, (off_t)(off + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
+			rc = n < 0 ? -errno : eof_ok ? 0 : -EIO;
 			goto out;
 		}
-		w = pwrite_full(dst, buf, (size_t)n, (off_t)done);
+		w = pwrite_full(dst, buf, (size_t)n, (off_t)(off + done));
 		if (w < 0) {
 			rc = (int)w;
 			goto out;
@@ -1131,35 +1150,52 @@ static int cmp_ptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The open files of fid (state ready), each with a reference: *v (free it
+ * after fs_of_put of each), *n. -1 when out of memory. */
+static int of_all_of_fid(struct fs *fs, uint64_t fid, struct fs_ofile ***v, size_t *n)
+{
+	struct fs_ofile *of;
+	size_t b;
+	int rc = 0;
+
+	*v = NULL;
+	*n = 0;
+	pthread_mutex_lock(&fs->of_lock);
+	if (fs->of_count) {
+		*v = calloc(fs->of_count, sizeof(**v));
+		rc = *v ? 0 : -1;
+	}
+	for (b = 0; *v && b < FS_OF_BUCKETS; b++)
+		for (of = fs->of[b]; of; of = of->next)
+			if (of->fid == fid && of->state == 1 && *n < fs->of_count) {
+				of->refs++;
+				(*v)[(*n)++] = of;
+			}
+	pthread_mutex_unlock(&fs->of_lock);
+	if (*n > 1)
+		qsort(*v, *n, sizeof(**v), cmp_ptr);
+	return rc;
+}
+
+/* How the copy goes: the whole content is copied while the writer goes on,
+ * with every change made meanwhile remembered (of_changed); then, with the
+ * writes held, the remembered range is copied again and the size set. The
+ * writer waits only for that second pass (the new tail of a growing log,
+ * all of a file rewritten meanwhile). A second copy of the same file at
+ * the same time (not expected: one upload per file at a time) holds the
+ * writes for the whole copy instead. */
 int fs_of_freeze(void *ud, uint64_t fid, int dst, struct err *err)
 {
 	struct fs *fs = ud;
-	struct fs_ofile **v = NULL, *of, *src = NULL;
+	struct fs_ofile **v = NULL, *src = NULL;
 	struct statvfs sv;
 	struct stat st;
+	uint64_t lo = UINT64_MAX, hi = 0, size;
 	size_t n = 0, i, b;
-	int rc = 0, r, nomem = 0;
+	int rc = 0, r, mine = 0, locked = 0;
 
-	pthread_mutex_lock(&fs->of_lock);
-	if (fs->of_count) {
-		v = calloc(fs->of_count, sizeof(*v));
-		nomem = !v;
-	}
-	for (b = 0; v && b < FS_OF_BUCKETS; b++)
-		for (of = fs->of[b]; of; of = of->next)
-			if (of->fid == fid && of->state == 1 && n < fs->of_count) {
-				of->refs++;
-				v[n++] = of;
-			}
-	pthread_mutex_unlock(&fs->of_lock);
-	if (nomem)
+	if (of_all_of_fid(fs, fid, &v, &n) < 0)
 		return err_set(err, ERR_NOMEM, "snapshot copy: out of memory");
-	/* Every open file of fid is held (in one order: no deadlock between
-	 * two copies), so no write through any of them lands meanwhile. */
-	if (n > 1)
-		qsort(v, n, sizeof(*v), cmp_ptr);
-	for (i = 0; i < n; i++)
-		pthread_rwlock_wrlock(&v[i]->wlock);
 	for (i = 0; i < n && !src; i++) {
 		pthread_mutex_lock(&v[i]->mu);
 		if (v[i]->writers > 0 && v[i]->whole && v[i]->fd >= 0)
@@ -1178,15 +1214,81 @@ int fs_of_freeze(void *ud, uint64_t fid, int dst, struct err *err)
 			  "file is sent itself", src->cache_name, (long long)st.st_size);
 		goto out;
 	}
-	r = copy_fd(src->fd, dst, (uint64_t)st.st_size);
-	if (r < 0) {
-		errno = -r;
+	/* First pass, the writer going on; the remembered ranges are ours
+	 * only if no other copy of these files runs. */
+	for (mine = 1, i = 0; i < n && mine; i++) {
+		pthread_mutex_lock(&v[i]->mu);
+		if (v[i]->copying) {
+			mine = 0;
+		} else {
+			v[i]->copying = 1;
+			v[i]->cp_lo = UINT64_MAX;
+			v[i]->cp_hi = 0;
+		}
+		pthread_mutex_unlock(&v[i]->mu);
+	}
+	if (!mine) {
+		for (b = 0; b + 1 < i; b++) {
+			pthread_mutex_lock(&v[b]->mu);
+			v[b]->copying = 0;
+			pthread_mutex_unlock(&v[b]->mu);
+		}
+	}
+	if (mine) {
+		/* A truncate meanwhile is remembered: a short copy is fine. */
+		r = copy_range(src->fd, dst, 0, (uint64_t)st.st_size, 1);
+		if (r < 0) {
+			errno = -r;
+			rc = err_sys(err, "snapshot copy of %s", src->cache_name);
+			goto out;
+		}
+	}
+	/* Second pass with every write of fid held (locks taken in one
+	 * order: no deadlock between two copies). */
+	for (i = 0; i < n; i++)
+		pthread_rwlock_wrlock(&v[i]->wlock);
+	locked = 1;
+	if (mine) {
+		for (i = 0; i < n; i++) {
+			pthread_mutex_lock(&v[i]->mu);
+			if (v[i]->cp_lo < lo)
+				lo = v[i]->cp_lo;
+			if (v[i]->cp_hi > hi)
+				hi = v[i]->cp_hi;
+			pthread_mutex_unlock(&v[i]->mu);
+		}
+	} else {
+		lo = 0;
+		hi = UINT64_MAX;
+	}
+	if (fstat(src->fd, &st) < 0) {
 		rc = err_sys(err, "snapshot copy of %s", src->cache_name);
 		goto out;
 	}
+	size = (uint64_t)st.st_size;
+	if (ftruncate(dst, (off_t)size) < 0) {
+		rc = err_sys(err, "snapshot copy of %s", src->cache_name);
+		goto out;
+	}
+	if (hi > size)
+		hi = size;
+	if (lo < hi) {
+		r = copy_range(src->fd, dst, lo, hi - lo, 0);
+		if (r < 0) {
+			errno = -r;
+			rc = err_sys(err, "snapshot copy of %s", src->cache_name);
+			goto out;
+		}
+	}
 	rc = 1;
 out:
-	for (i = n; i > 0; i--)
+	if (mine)
+		for (i = 0; i < n; i++) {
+			pthread_mutex_lock(&v[i]->mu);
+			v[i]->copying = 0;
+			pthread_mutex_unlock(&v[i]->mu);
+		}
+	for (i = n; locked && i > 0; i--)
 		pthread_rwlock_unlock(&v[i - 1]->wlock);
 	for (i = 0; i < n; i++)
 		fs_of_put(fs, v[i]);

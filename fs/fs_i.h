@@ -119,6 +119,8 @@ struct fs_ofile {
 				     * READONLY refuses writes, SIZE_UNKNOWN
 				     * (an export) is read whole at open */
 	unsigned writers;           /* handles open for writing */
+	int copying;                /* fs_of_freeze's first pass runs: */
+	uint64_t cp_lo, cp_hi;      /* the range changed meanwhile */
 	int64_t mtime_ns;
 	char remote[FS_REMOTE_MAX]; /* version being read ("" when local) */
 	char *rpath;                /* remote path to read from */
@@ -332,8 +334,9 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		    off_t off);
 /* Truncate to size. */
 int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size);
-/* sched_freeze_fn: copy fid's content into dst while every write and
- * truncate of fid's open files waits (see sch_set_freeze_fn). 1 copied, 0
+/* sched_freeze_fn: copy fid's content into dst as it is at one moment, the
+ * writes of fid's open files held only while what changed during a first
+ * unlocked pass is copied again (see sch_set_freeze_fn). 1 copied, 0
  * nothing to copy (fid not open for writing, its content not whole in the
  * cache, or a copy would leave less than min_free_space free on the cache
  * file system), -1 with err. Thread-safe; never called with of->mu held. */
