@@ -1005,9 +1005,11 @@ static int tmp_file(const char *dir)
 }
 
 /* A snapshot of a file open for writing: replace *fd (its cache file) by a
- * copy that the sched_freeze_fn takes while the file's writes are held, so
- * that a file rewritten in place while it uploads is still sent whole and
- * untorn. *fd is left alone when there is no freeze function, the file was
+ * copy of one moment of it that the sched_freeze_fn takes, so that a file
+ * rewritten in place while it uploads is still sent whole and untorn (the
+ * copy is ours: nothing changes it). Called after trk_claim, so writes
+ * during the copy count as changes since the upload began. *fd is left
+ * alone when there is no freeze function, the file was
  * closed meanwhile, there is no room for a copy, or the copy failed (the
  * cache file itself is sent then: a torn read fails the server's checksum
  * check and is retried). */

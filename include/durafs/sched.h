@@ -235,12 +235,12 @@ void sch_note_write(struct sched *s, uint64_t fid, uint64_t off);
 void sch_set_open_fn(struct sched *s, sched_open_fn fn, void *ud);
 
 /* Copy fid's current content into dst (an empty file open for reading and
- * writing) while no write of the filesystem can change it (writes to fid
- * wait meanwhile), so that the copy is one consistent moment of the file.
- * Returns 1 when copied, 0 when there is nothing to copy (fid is no longer
- * open for writing, or there is not enough free space for a copy), -1 with
- * err on failure. Called on a worker thread with no scheduler or journal
- * lock held. */
+ * writing) as it is at one moment: no write of the filesystem may land in
+ * the copy partly (the filesystem holds fid's writes for as long as that
+ * takes). Returns 1 when copied, 0 when there is nothing to copy (fid is
+ * no longer open for writing, or there is not enough free space for a
+ * copy), -1 with err on failure. Called on a worker thread with no
+ * scheduler or journal lock held. */
 typedef int (*sched_freeze_fn)(void *ud, uint64_t fid, int dst, struct err *err);
 /* Set (or clear, fn NULL) the snapshot copy. With it, a write op of a file
  * open for writing (sch_set_open_fn) is uploaded from a copy that fn takes
