@@ -58,7 +58,7 @@ struct fx {
 				     * filesystem's writes hold the file's lock */
 	int freeze_answer;          /* 1 copy, 0 nothing to copy, -1 fail */
 	int freezes;                /* calls of freeze_fn */
-	char freeze_path[256];      /* the cache file freeze_fn copies */
+	char rewrite_path[256];     /* the cache file the rewriter changes */
 };
 
 static struct fx fx;
@@ -451,17 +451,20 @@ static void on_event(void *ud, const struct sched_event *ev)
 	pthread_mutex_unlock(&f->mu);
 }
 
-/* sched_freeze_fn: copy fx.freeze_path into dst with the rewriter's writes
- * held (fx.wmu), or answer fx.freeze_answer when it is not 1. */
+static void cache_path(const char *name, char *buf, size_t len);
+
+/* sched_freeze_fn: copy fid's cache file into dst with the rewriter's
+ * writes held (fx.wmu), or answer fx.freeze_answer when it is not 1. */
 static int freeze_fn(void *ud, uint64_t fid, int dst, struct err *err)
 {
 	struct fx *f = ud;
-	char buf[65536];
+	struct jnl_file jf;
+	char buf[65536], path[256];
 	off_t off = 0;
 	ssize_t n;
 	int answer, src, rc = 1;
 
-	(void)fid;
+	memset(&jf, 0, sizeof(jf));
 	pthread_mutex_lock(&f->mu);
 	answer = f->freeze_answer;
 	f->freezes++;
@@ -470,10 +473,14 @@ static int freeze_fn(void *ud, uint64_t fid, int dst, struct err *err)
 		return 0;
 	if (answer < 0)
 		return err_set(err, ERR_IO, "test: the copy fails");
+	if (jnl_file_get(f->j, fid, &jf, err) < 0)
+		return -1;
+	cache_path(jf.cache_name, path, sizeof(path));
+	jnl_file_release(&jf);
 	pthread_mutex_lock(&f->wmu);
-	src = open(f->freeze_path, O_RDONLY | O_CLOEXEC);
+	src = open(path, O_RDONLY | O_CLOEXEC);
 	if (src < 0) {
-		rc = err_sys(err, "test: open %s", f->freeze_path);
+		rc = err_sys(err, "test: open %s", path);
 		goto out;
 	}
 	while ((n = pread(src, buf, sizeof(buf), off)) > 0) {
@@ -723,7 +730,7 @@ static void *rewriter_main(void *arg)
 
 	if (!d)
 		return NULL;
-	fd = open(fx.freeze_path, O_WRONLY | O_CLOEXEC);
+	fd = open(fx.rewrite_path, O_WRONLY | O_CLOEXEC);
 	while (fd >= 0 && !atomic_load(&r->stop)) {
 		memset(d, 'A' + r->rounds % 26, r->n);
 		if (jnl_file_dirty(fx.j, r->fid, NULL, &e) < 0)
@@ -791,7 +798,7 @@ static void test_snapshot_copy(void **state)
 	/* Claimed at once; the rewriter runs while the chunks go out. */
 	fid = new_file("snap/ckpt.bin", d, n);
 	UT_OK(jnl_file_get(fx.j, fid, &f, &e_));
-	cache_path(f.cache_name, fx.freeze_path, sizeof(fx.freeze_path));
+	cache_path(f.cache_name, fx.rewrite_path, sizeof(fx.rewrite_path));
 	jnl_file_release(&f);
 	r.fid = fid;
 	r.n = n;
