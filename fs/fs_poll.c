@@ -235,6 +235,44 @@ struct collect {
 	int oom;
 };
 
+/* Add to the plan every place the stored listings show c's item (gone:
+ * deleted for good, trashed, moved out): the backend may not know where
+ * the mount showed it (Drive reports a permanent deletion by id only, and
+ * its folder maps do not survive a remount), and a duplicate shown with a
+ * suffix is only found by id. 0, or -1 when out of memory; a database
+ * failure is logged (the listings then refresh at their TTL). */
+static int add_stored_places(struct collect *col, const struct be_change *c)
+{
+	struct jnl_place *v = NULL;
+	struct be_change pc;
+	size_t i, n = 0;
+	struct err e;
+	int rc = 0;
+
+	if (!c->gone || !c->id || !*c->id)
+		return 0;
+	if (jnl_entries_by_id(col->fs->jnl, c->id, &v, &n, &e) < 0) {
+		if (e.code == ERR_NOMEM)
+			return -1;
+		log_debug(POLL_TAG, "finding where %s was shown: %s", c->id, e.msg);
+		return 0;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		if (c->old_path && strcmp(c->old_path, v[i].path) == 0)
+			continue;
+		log_debug(POLL_TAG, "%s was shown at \"%s\"", c->id, v[i].path);
+		pc = *c;
+		pc.old_path = v[i].path;
+		pc.new_dir = NULL;
+		pc.new_name = NULL;
+		pc.type = v[i].type == JNL_DIR ? BE_DIR : c->type == BE_DIR ? BE_DIR : BE_FILE;
+		rc = fs_poll_plan_add(col->plan, &pc);
+		col->plan->changes--;   /* one change, several places */
+	}
+	jnl_places_free(v, n);
+	return rc;
+}
+
 static int on_change(void *ud, const struct be_change *c)
 {
 	struct collect *col = ud;
@@ -244,7 +282,7 @@ static int on_change(void *ud, const struct be_change *c)
 		col->known++;
 		return 0;
 	}
-	if (fs_poll_plan_add(col->plan, c) < 0) {
+	if (fs_poll_plan_add(col->plan, c) < 0 || add_stored_places(col, c) < 0) {
 		col->oom = 1;
 		return 1;
 	}

@@ -3813,10 +3813,13 @@ static int chg_report(struct drive *d, const struct drive_change *c, const char 
 		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (!bc.old_path && !bc.new_dir) {
-		rc = 0;                 /* nothing the mount shows */
+	if (!bc.old_path && !bc.new_dir && c->has_file && !same_drive(d, c->file.drive_id)) {
+		rc = 0;                 /* another drive's item: not shown */
 		goto out;
 	}
+	/* Gone from an unknown place (deleted for good: Drive names only the
+	 * id; or in a folder no map knows since a remount): reported with the
+	 * id alone, the mount finds it in its stored listings. */
 	log_debug(TAG, "change %s: %s%s%s -> %s%s%s", c->file_id,
 		  bc.old_path ? "\"" : "", bc.old_path ? bc.old_path : "(unknown)",
 		  bc.old_path ? "\"" : "", bc.gone ? "gone" : "in \"", bc.gone ? "" : bc.new_dir,

@@ -454,6 +454,8 @@
 	  "WHERE dir=?1 ORDER BY name") \
 	X(ENT_DEL, "DELETE FROM entries WHERE dir=?1 AND name=?2") \
 	X(ENT_COUNT, "SELECT count(*) FROM entries WHERE dir=?1") \
+	X(ENT_BY_ID, "SELECT dir,name,type FROM entries WHERE instr(remote,':')>0 " \
+	  "AND substr(remote,instr(remote,':')+1)=?1 ORDER BY dir,name") \
 	X(META_SET, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)") \
 	X(META_GET, "SELECT value FROM meta WHERE key=?1") \
 	X(CF_GET, "SELECT remote FROM cache_files WHERE name=?1") \
@@ -4000,6 +4002,79 @@ int jnl_entry_del(struct jnl *j, const char *dir, const char *name,
 		rc = st_exec(j, s, "delete entry", err);
 	}
 	unlock(j);
+	return rc;
+}
+
+void jnl_places_free(struct jnl_place *v, size_t n)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	for (i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+int jnl_entries_by_id(struct jnl *j, const char *id, struct jnl_place **out, size_t *n,
+		      struct err *err)
+{
+	struct jnl_place *v = NULL, *nv;
+	const unsigned char *dir, *name;
+	size_t cap = 0, k = 0, a, b;
+	sqlite3_stmt *s;
+	int rc = -1, r;
+
+	*out = NULL;
+	*n = 0;
+	if (!id || !*id)
+		return err_set(err, ERR_INVAL, "journal: empty remote id");
+	lock(j);
+	s = stmt(j, ST_ENT_BY_ID, err);
+	if (!s)
+		goto out;
+	bind_text(s, 1, id);
+	while ((r = st_row(j, s, "find entries by id", err)) == 1) {
+		dir = sqlite3_column_text(s, 0);
+		name = sqlite3_column_text(s, 1);
+		if (!dir || !name)
+			continue;
+		if (k == cap) {
+			cap = cap ? cap * 2 : 4;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto nomem;
+			v = nv;
+		}
+		a = strlen((const char *)dir);
+		b = strlen((const char *)name);
+		v[k].type = sqlite3_column_int(s, 2);
+		v[k].path = malloc(a + b + 2);
+		if (!v[k].path)
+			goto nomem;
+		if (a) {
+			memcpy(v[k].path, dir, a);
+			v[k].path[a] = '/';
+			memcpy(v[k].path + a + 1, name, b + 1);
+		} else {
+			memcpy(v[k].path, name, b + 1);
+		}
+		k++;
+	}
+	if (r < 0)
+		goto out;
+	*out = v;
+	*n = k;
+	v = NULL;
+	k = 0;
+	rc = 0;
+	goto out;
+nomem:
+	st_reset(s);
+	oom(err);
+out:
+	unlock(j);
+	jnl_places_free(v, k);
 	return rc;
 }
 

@@ -550,6 +550,21 @@ int jnl_entry_get(struct jnl *j, const char *dir, const char *name,
 int jnl_entry_del(struct jnl *j, const char *dir, const char *name,
 		  struct err *err);
 
+/* Where the stored listings show the remote item whose version id is id
+ * (the part after ':' of an entry's remote, see be_version_format): each
+ * place's path ("dir/name", "" dir: name) and enum jnl_type into *out
+ * (malloc'd array of *n, in (dir, name) order; free with jnl_places_free; none:
+ * NULL and 0). Scans every stored entry: meant for rare events such as an
+ * item deleted for good whose folder the backend no longer knows. -1 with
+ * *err (database failure, out of memory; outputs then NULL and 0). */
+struct jnl_place {
+	char *path;
+	int type;
+};
+int jnl_entries_by_id(struct jnl *j, const char *id, struct jnl_place **out, size_t *n,
+		      struct err *err);
+void jnl_places_free(struct jnl_place *v, size_t n);
+
 /* A small key/value store for the mount (Drive changes token, mount id).
  * jnl_meta_get: *value is malloc'd, or NULL when the key is absent (0). */
 int jnl_meta_set(struct jnl *j, const char *key, const char *value,

