@@ -3813,13 +3813,15 @@ static int chg_report(struct drive *d, const struct drive_change *c, const char 
 		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (!bc.old_path && !bc.new_dir && c->has_file && !same_drive(d, c->file.drive_id)) {
-		rc = 0;                 /* another drive's item: not shown */
+	/* Deleted for good (Drive names only the id) or trashed from a place
+	 * no folder map knows (a remount): reported by id alone, the mount
+	 * finds it in its stored listings. Other items with no place here
+	 * (changes outside the root) are not reported. */
+	if (!bc.old_path && !bc.new_dir &&
+	    (c->has_file ? !c->file.trashed || !same_drive(d, c->file.drive_id) : 0)) {
+		rc = 0;
 		goto out;
 	}
-	/* Gone from an unknown place (deleted for good: Drive names only the
-	 * id; or in a folder no map knows since a remount): reported with the
-	 * id alone, the mount finds it in its stored listings. */
 	log_debug(TAG, "change %s: %s%s%s -> %s%s%s", c->file_id,
 		  bc.old_path ? "\"" : "", bc.old_path ? bc.old_path : "(unknown)",
 		  bc.old_path ? "\"" : "", bc.gone ? "gone" : "in \"", bc.gone ? "" : bc.new_dir,

@@ -1,8 +1,9 @@
 /* The Drive backend's change feed (be_changes over changes.list) against a
  * real durafs-emulator: the start token, what each change reports (paths
  * under the mount root, old path of a move seen by another client, trashed
- * items gone (also when the folder was never listed), items outside the
- * root left out), paging through every page,
+ * items gone (also when the folder was never listed), items deleted for
+ * good reported by id alone when the folder was never listed, items
+ * outside the root left out), paging through every page,
  * a failing page failing the whole call without losing a change, and the
  * reply parser on malformed input. */
 #include <setjmp.h>
@@ -258,6 +259,63 @@ static void test_trash_without_cache(void **state)
 	free(next);
 }
 
+/* The report of id, or NULL. */
+static const struct rec *find_id(const struct recs *r, const char *id)
+{
+	size_t i;
+
+	for (i = r->n; i-- > 0;)
+		if (r->v[i].id && !strcmp(r->v[i].id, id))
+			return &r->v[i];
+	return NULL;
+}
+
+/* Deleted for good (changes.list gives the id alone): an instance that
+ * never listed the folder reports it by id, gone, with no place; one that
+ * listed it names the old place. Items created outside the root are still
+ * not reported. */
+static void test_delete_without_cache(void **state)
+{
+	struct recs r = { .n = 0 }, r2 = { .n = 0 };
+	const struct rec *x;
+	struct be_entry ent;
+	struct be *fresh;
+	char *tok, *next = NULL, *next2 = NULL, url[256];
+
+	(void)state;
+	UT_OK(be_mkdir(other, "t3", NULL, &e_));
+	ut_put_str(other, "t3/doomed.txt", "x", NULL);
+	list(mine, "t3");
+	fresh = new_drive("drive:w");
+	tok = start_token(fresh);
+	UT_OK(be_stat(other, "t3/doomed.txt", &ent, &e_));
+	snprintf(url, sizeof(url), "/drive/v3/files/%s", ent.ver.id);
+	UT_OK(emuh_call(emu, "DELETE", url, NULL, NULL, &e_));
+	UT_OK(emuh_call(emu, "POST", "/_emulator/drive/files",
+			"{\"name\":\"outside2.txt\",\"content\":\"o\"}", NULL, &e_));
+	UT_OK(be_changes(fresh, tok, collect, &r, &next, &e_));
+	x = find_id(&r, ent.ver.id);
+	assert_non_null(x);
+	assert_true(x->gone);
+	assert_null(x->old_path);
+	assert_null(x->new_dir);
+	assert_null(x->new_name);
+	assert_int_equal(r.n, 1);           /* outside2.txt: not reported */
+	UT_OK(be_changes(mine, tok, collect, &r2, &next2, &e_));
+	x = find_id(&r2, ent.ver.id);
+	assert_non_null(x);
+	assert_true(x->gone);
+	assert_non_null(x->old_path);
+	assert_string_equal(x->old_path, "t3/doomed.txt");
+	recs_free(&r);
+	recs_free(&r2);
+	be_entry_release(&ent);
+	be_free(fresh);
+	free(tok);
+	free(next);
+	free(next2);
+}
+
 /* Every page is read; a page that fails fails the call, and asking again
  * from the same token reports everything. */
 static void test_pages_and_failure(void **state)
@@ -414,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_start_token),
 		cmocka_unit_test(test_reports),
 		cmocka_unit_test(test_trash_without_cache),
+		cmocka_unit_test(test_delete_without_cache),
 		cmocka_unit_test(test_pages_and_failure),
 	};
 

@@ -1,0 +1,154 @@
+/* Unit tests for jnl_entries_by_id (sync/journal.c): the places the stored
+ * listings show one remote item at, found by the id part of the entries'
+ * remote versions -- every listing holding it (a duplicate in two folders),
+ * none for an unknown id or a prefix of one, entries without an id never
+ * matched, forgotten listings gone, a reopen keeping them, bad input
+ * refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "durafs/journal.h"
+
+struct fx {
+	char dir[128];
+	char path[192];
+	struct jnl *j;
+};
+
+static void ok_at(int rc, const struct err *e, const char *what, int line)
+{
+	if (rc != 0) {
+		print_message("line %d: %s failed (%d): %s\n", line, what, rc, e->msg);
+		fail();
+	}
+}
+#define OK(expr) ok_at((expr), &e, #expr, __LINE__)
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct err e;
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/jnlbyid.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/journal.db", f->dir);
+	OK(jnl_open(f->path, NULL, &f->j, NULL, &e));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[256];
+
+	jnl_close(f->j);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void put(struct jnl *j, const char *dir, const char *name, int type, const char *remote)
+{
+	struct jnl_entry en;
+	struct err e;
+
+	memset(&en, 0, sizeof(en));
+	en.name = (char *)name;
+	en.type = type;
+	en.size = 1;
+	en.remote = (char *)remote;
+	OK(jnl_entry_put(j, dir, &en, &e));
+}
+
+/* The places of id as "path:type,..." into buf. */
+static void places(struct jnl *j, const char *id, char *buf, size_t cap)
+{
+	struct jnl_place *v = NULL;
+	size_t n = 99, i, at = 0;
+	struct err e;
+
+	OK(jnl_entries_by_id(j, id, &v, &n, &e));
+	buf[0] = '\0';
+	for (i = 0; i < n; i++)
+		at += (size_t)snprintf(buf + at, cap - at, "%s%s:%d", i ? "," : "", v[i].path,
+				       v[i].type);
+	if (n == 0)
+		assert_null(v);
+	jnl_places_free(v, n);
+}
+
+static void test_by_id(void **state)
+{
+	struct fx *f = *state;
+	struct jnl_entry lst[2];
+	struct jnl_place *v = (struct jnl_place *)1;
+	char got[512];
+	size_t n = 7;
+	struct err e;
+
+	memset(lst, 0, sizeof(lst));
+	lst[0].name = "a.txt";
+	lst[0].type = JNL_FILE;
+	lst[0].remote = "g3.0:ID-A";
+	lst[1].name = "sub";
+	lst[1].type = JNL_DIR;
+	lst[1].remote = "g1.0:ID-SUB";
+	OK(jnl_dir_put(f->j, "", lst, 2, 1, &e));
+	put(f->j, "sub", "b (3f2a1c).txt", JNL_FILE, "g2.0:ID-B");
+	put(f->j, "sub", "c", JNL_FILE, "g2.0");                 /* no id (GCS) */
+	put(f->j, "sub/deeper", "again.txt", JNL_FILE, "g9.1:ID-A");
+	put(f->j, "other", "ID-A", JNL_FILE, "g1.0:X");          /* the id as a name */
+	put(f->j, "other", "prefix", JNL_FILE, "g1.0:ID-AB");
+
+	places(f->j, "ID-A", got, sizeof(got));
+	assert_string_equal(got, "a.txt:1,sub/deeper/again.txt:1");
+	places(f->j, "ID-SUB", got, sizeof(got));
+	assert_string_equal(got, "sub:2");
+	places(f->j, "ID-B", got, sizeof(got));
+	assert_string_equal(got, "sub/b (3f2a1c).txt:1");
+	places(f->j, "ID", got, sizeof(got));
+	assert_string_equal(got, "");
+	places(f->j, "g2.0", got, sizeof(got));
+	assert_string_equal(got, "");
+	places(f->j, "unknown", got, sizeof(got));
+	assert_string_equal(got, "");
+
+	/* a forgotten subtree no longer shows it; a reopen keeps the rest */
+	OK(jnl_dir_forget(f->j, "sub", &e));
+	places(f->j, "ID-A", got, sizeof(got));
+	assert_string_equal(got, "a.txt:1");
+	jnl_close(f->j);
+	f->j = NULL;
+	OK(jnl_open(f->path, NULL, &f->j, NULL, &e));
+	places(f->j, "ID-A", got, sizeof(got));
+	assert_string_equal(got, "a.txt:1");
+	places(f->j, "ID-SUB", got, sizeof(got));
+	assert_string_equal(got, "sub:2");
+
+	/* bad input: refused, outputs cleared */
+	assert_int_equal(jnl_entries_by_id(f->j, "", &v, &n, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	assert_null(v);
+	assert_int_equal(n, 0);
+	assert_int_equal(jnl_entries_by_id(f->j, NULL, &v, &n, &e), -1);
+	jnl_places_free(NULL, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_by_id, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
