@@ -3628,18 +3628,98 @@ static int cached_path(struct drive *d, const char *id, const char *root, char *
 	return 0;
 }
 
+/* The name folder f is shown by in its parent's listing: 1 with *name
+ * (malloc'd), 0 when that listing does not show it, -1 with *err. Agrees
+ * with the listing in every case: the plain name when Drive holds no other
+ * item of that name there (asked with one name query), else (a duplicate
+ * shown with its suffix, a real item named like a suffix, a name a Docs
+ * export could also take) the parent's folder map decides, built afresh
+ * (and cached) when the cached one does not show f. */
+static int shown_in_parent(struct drive *d, const struct drive_file *f, char **name,
+			   struct err *err)
+{
+	struct drive_file *v = NULL;
+	struct drive_map *m = NULL;
+	struct drive_sb b = { 0 };
+	char *enc = NULL, *qn = NULL, *cond = NULL, *q = NULL;
+	size_t n = 0, i, k;
+	int oom = 0, others = 0, pass, rc = -1;
+
+	*name = NULL;
+	enc = drive_name_encode(f->name, f->name_len, &oom);
+	if (!enc) {
+		if (oom)
+			return err_set(err, ERR_NOMEM, "out of memory");
+		return 0;               /* not showable: the listing skips it */
+	}
+	if (!strchr(enc, '.') && !memchr(f->name, '\0', f->name_len)) {
+		qn = drive_q_quote(f->name);
+		if (!qn) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		drive_sb_add(&b, "name = ");
+		drive_sb_add(&b, qn);
+		cond = drive_sb_take(&b, NULL, err);
+		if (!cond)
+			goto out;
+		q = q_children(f->parent, "false", cond, err);
+		if (!q || list_collect(d, q, 100, &v, &n, err) < 0)
+			goto out;
+		for (i = 0; i < n; i++)
+			if (strcmp(v[i].id, f->id) != 0)
+				others++;   /* any other match (even a loose one) */
+		if (!others) {
+			*name = enc;
+			enc = NULL;
+			rc = 1;
+			goto out;
+		}
+	}
+	for (pass = 0; pass < 2 && !*name; pass++) {
+		if (map_get(d, f->parent, pass, &m, err) < 0)
+			goto out;
+		pthread_rwlock_rdlock(&m->lock);
+		for (k = 0; k < m->n; k++) {
+			if (strcmp(m->v[k].f.id, f->id) == 0) {
+				*name = strdup(m->v[k].name);
+				oom = !*name;
+				break;
+			}
+		}
+		pthread_rwlock_unlock(&m->lock);
+		map_release(d, m);
+		m = NULL;
+		if (oom) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	rc = *name ? 1 : 0;
+out:
+	for (i = 0; i < n; i++)
+		drive_file_release(&v[i]);
+	free(v);
+	free(enc);
+	free(qn);
+	free(cond);
+	free(q);
+	return rc;
+}
+
 /* The mount path of folder id (from the maps, the memo, else asking Drive
- * for each folder up to the root): 0 with *path (borrowed from the memo;
- * NULL when the folder is outside the mount, gone or in the trash), or -1
- * with *err (a request failing: the caller retries the whole poll). Names
- * found through Drive are shown without a duplicate suffix. */
+ * for each folder up to the root, then for the name each is shown by): 0
+ * with *path (borrowed from the memo; NULL when the folder is outside the
+ * mount, gone or in the trash), or -1 with *err (a request failing: the
+ * caller retries the whole poll). Names are the listings' (duplicates
+ * with their suffix, see shown_in_parent). */
 static int folder_path(struct drive *d, const char *id, const char *root, struct chg_memo *memo,
 		       const char **path, struct err *err)
 {
-	char buf[4096], cur[BE_ID_MAX];
-	struct drive_file f;
-	char *enc;
-	int depth, oom = 0, rc = -1;
+	char buf[4096], up[4096], cur[BE_ID_MAX];
+	struct drive_file *chain = NULL;
+	char *name = NULL;
+	int depth, i, top = 0, r, rc = -1;
 
 	*path = NULL;
 	if (memo_find(memo, id, path))
@@ -3650,37 +3730,49 @@ static int folder_path(struct drive *d, const char *id, const char *root, struct
 		memo_find(memo, id, path);
 		return 0;
 	}
-	buf[0] = '\0';
+	chain = calloc(CHG_DEPTH, sizeof(*chain));
+	if (!chain)
+		return err_set(err, ERR_NOMEM, "out of memory");
+	/* Up to the root (or to a folder the maps know) by ids first: a folder
+	 * outside the mount costs no name lookups. */
+	up[0] = '\0';
 	snprintf(cur, sizeof(cur), "%s", id);
-	memset(&f, 0, sizeof(f));
 	for (depth = 0; depth < CHG_DEPTH; depth++) {
 		if (strcmp(cur, root) == 0)
 			break;
-		drive_file_release(&f);
-		if (get_file(d, cur, &f, err) < 0) {
+		if (depth > 0 && cached_path(d, cur, root, up, sizeof(up)))
+			break;
+		if (get_file(d, cur, &chain[depth], err) < 0) {
 			if (err->code != ERR_NOTFOUND && err->code != ERR_PERM)
 				goto out;
 			err_clear(err);
 			goto outside;
 		}
-		if (f.trashed || !f.parent || file_kind(d, &f) != K_DIR)
+		top = depth + 1;
+		if (chain[depth].trashed || !chain[depth].parent ||
+		    file_kind(d, &chain[depth]) != K_DIR)
 			goto outside;
-		enc = drive_name_encode(f.name, f.name_len, &oom);
-		if (!enc) {
-			if (oom) {
-				err_set(err, ERR_NOMEM, "out of memory");
-				goto out;
-			}
-			goto outside;
-		}
-		if (path_prepend(buf, sizeof(buf), enc) < 0) {
-			free(enc);
-			goto outside;
-		}
-		free(enc);
-		snprintf(cur, sizeof(cur), "%s", f.parent);
+		snprintf(cur, sizeof(cur), "%s", chain[depth].parent);
 	}
 	if (depth == CHG_DEPTH)
+		goto outside;
+	/* Then each folder by the name its parent's listing shows (built
+	 * from the leaf up). */
+	buf[0] = '\0';
+	for (i = 0; i < top; i++) {
+		r = shown_in_parent(d, &chain[i], &name, err);
+		if (r < 0) {
+			if (err->code != ERR_NOTFOUND && err->code != ERR_PERM)
+				goto out;
+			err_clear(err);
+			goto outside;
+		}
+		if (r == 0 || path_prepend(buf, sizeof(buf), name) < 0)
+			goto outside;
+		free(name);
+		name = NULL;
+	}
+	if (up[0] && path_prepend(buf, sizeof(buf), up) < 0)
 		goto outside;
 	if (memo_put(memo, id, buf) < 0) {
 		err_set(err, ERR_NOMEM, "out of memory");
@@ -3695,7 +3787,11 @@ outside:
 	else
 		rc = 0;
 out:
-	drive_file_release(&f);
+	free(name);
+	if (chain)
+		for (i = 0; i < CHG_DEPTH; i++)
+			drive_file_release(&chain[i]);
+	free(chain);
 	return rc;
 }
 

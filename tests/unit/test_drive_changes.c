@@ -3,7 +3,8 @@
  * under the mount root, old path of a move seen by another client, trashed
  * items gone (also when the folder was never listed), items deleted for
  * good reported by id alone when the folder was never listed, items
- * outside the root left out), paging through every page,
+ * outside the root left out, folders of one name reported by the names the
+ * listing shows them by), paging through every page,
  * a failing page failing the whole call without losing a change, and the
  * reply parser on malformed input. */
 #include <setjmp.h>
@@ -316,6 +317,108 @@ static void test_delete_without_cache(void **state)
 	free(next2);
 }
 
+/* Create one item through the control API (spec: JSON fields without the
+ * braces) under parent; its id into id[BE_ID_MAX]. */
+static void make_item(const char *parent, const char *spec, char *id)
+{
+	char body[1024], *reply = NULL;
+	json_t *j, *f;
+	json_error_t je;
+
+	snprintf(body, sizeof(body), "{\"parent\":\"%s\",%s}", parent, spec);
+	UT_OK(emuh_call(emu, "POST", "/_emulator/drive/files", body, &reply, &e_));
+	j = json_loads(reply, 0, &je);
+	assert_non_null(j);
+	f = json_array_get(json_object_get(j, "files"), 0);
+	assert_non_null(f);
+	assert_non_null(json_string_value(json_object_get(f, "id")));
+	snprintf(id, BE_ID_MAX, "%s", json_string_value(json_object_get(f, "id")));
+	json_decref(j);
+	free(reply);
+}
+
+#define FOLDER_SPEC(name, year) "\"name\":\"" name "\",\"mimeType\":" \
+	"\"application/vnd.google-apps.folder\",\"createdTime\":\"" year "-01-01T00:00:00Z\""
+
+/* Folders of the same name (a duplicate shown with its id suffix) and a
+ * folder literally named like that suffix (the duplicate's suffix then
+ * grows): a change inside each, seen by an instance that never listed
+ * their parent, is reported in the directory the listing shows, and the
+ * paths resolve to the same folders. */
+static void test_duplicate_folder_paths(void **state)
+{
+	struct recs r = { .n = 0 };
+	struct be_list l = { 0 };
+	struct be_entry ent;
+	struct be *f2, *f3;
+	char w[BE_ID_MAX], a[BE_ID_MAX], b[BE_ID_MAX], lit[BE_ID_MAX], x[BE_ID_MAX];
+	char *b6 = NULL, *b8 = NULL, *tok, *next = NULL, spec[512], p[600];
+	const struct rec *rx;
+	size_t i, seen = 0;
+	struct err e;
+
+	(void)state;
+	list(mine, "");
+	drive_root_id(mine, w, sizeof(w));
+	assert_true(w[0]);
+	make_item(w, FOLDER_SPEC("dup", "2020"), a);
+	make_item(w, FOLDER_SPEC("dup", "2021"), b);
+	b6 = drive_name_suffixed("dup", b, 1, 6);
+	b8 = drive_name_suffixed("dup", b, 1, 8);
+	assert_non_null(b6);
+	assert_non_null(b8);
+	/* a real folder named like b's 6-digit suffix: b is shown with 8 */
+	snprintf(spec, sizeof(spec), "\"name\":\"%s\",\"mimeType\":"
+		 "\"application/vnd.google-apps.folder\",\"createdTime\":"
+		 "\"2022-01-01T00:00:00Z\"", b6);
+	make_item(w, spec, lit);
+	f2 = new_drive("drive:w");
+	tok = start_token(f2);
+	make_item(a, "\"name\":\"in-a.txt\",\"content\":\"a\"", x);
+	make_item(b, "\"name\":\"in-b.txt\",\"content\":\"b\"", x);
+	make_item(lit, "\"name\":\"in-l.txt\",\"content\":\"l\"", x);
+	UT_OK(be_changes(f2, tok, collect, &r, &next, &e_));
+	rx = find_new(&r, "dup", "in-a.txt");
+	assert_non_null(rx);
+	rx = find_new(&r, b8, "in-b.txt");
+	assert_non_null(rx);
+	rx = find_new(&r, b6, "in-l.txt");
+	assert_non_null(rx);
+	/* the listing shows the same names; the paths resolve the same way */
+	f3 = new_drive("drive:w");
+	UT_OK(be_list(f3, "", &l, &e_));
+	for (i = 0; i < l.n; i++) {
+		const char *want = !strcmp(l.v[i].ver.id, a) ? "dup" : !strcmp(l.v[i].ver.id, b) ?
+				   b8 : !strcmp(l.v[i].ver.id, lit) ? b6 : NULL;
+
+		if (want) {
+			assert_string_equal(l.v[i].name, want);
+			seen++;
+		}
+	}
+	assert_int_equal(seen, 3);
+	be_list_release(&l);
+	snprintf(p, sizeof(p), "%s/in-b.txt", b8);
+	UT_OK(be_stat(f3, p, &ent, &e_));
+	be_entry_release(&ent);
+	snprintf(p, sizeof(p), "%s/in-l.txt", b6);
+	UT_OK(be_stat(f3, p, &ent, &e_));
+	be_entry_release(&ent);
+	snprintf(p, sizeof(p), "%s/in-b.txt", b6);
+	err_clear(&e);
+	assert_int_equal(be_stat(f3, p, &ent, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	UT_OK(be_stat(f3, "dup/in-a.txt", &ent, &e_));
+	be_entry_release(&ent);
+	recs_free(&r);
+	be_free(f2);
+	be_free(f3);
+	free(b6);
+	free(b8);
+	free(tok);
+	free(next);
+}
+
 /* Every page is read; a page that fails fails the call, and asking again
  * from the same token reports everything. */
 static void test_pages_and_failure(void **state)
@@ -473,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_reports),
 		cmocka_unit_test(test_trash_without_cache),
 		cmocka_unit_test(test_delete_without_cache),
+		cmocka_unit_test(test_duplicate_folder_paths),
 		cmocka_unit_test(test_pages_and_failure),
 	};
 
