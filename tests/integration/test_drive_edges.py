@@ -6,11 +6,12 @@ like a suffix are never confused, whether a path is resolved through a
 listing or through the change feed; and `-o layout=colab` remounts while
 the remote is unreachable, answering MyDrive/ and Shareddrives/NAME/ from
 the stored listings."""
+import hashlib
 import os
 
 import pytest
 
-from drive_util import Drive, mount_drive, requests_of
+from drive_util import FOLDER, Drive, mount_drive, requests_of
 from mount_util import mounts, wait_until  # noqa: F401  (fixture)
 
 POLL = "poll_interval=1s"
@@ -81,3 +82,38 @@ def test_permanent_delete_in_folder_known_only_from_stored_listing(team, mounts)
     assert emu.request("GET", "/drive/v3/files/%s" % by_a)[0] == 404
     wait_until(lambda: listdir_or_none(b.path("sub")) == ["keep.txt"], 15,
                what="a's permanent delete in b")
+
+
+def suffixed(name, fid, digits):
+    return "%s (%s)" % (name, hashlib.md5(fid.encode()).hexdigest()[:digits])
+
+
+def test_duplicate_folder_changes_land_in_the_shown_folder(team, mounts):
+    """Two folders "dup" (the younger shown as "dup (HEX8)" because a real
+    folder is named "dup (HEX6)"): files added to each by a third client
+    show in the folder the listing shows, in a remounted mount that knows
+    them only from its stored listings."""
+    emu, dr, fid = team
+    old = dr.make([{"name": "dup", "parent": fid, "mimeType": FOLDER,
+                    "createdTime": "2020-01-01T00:00:00Z"}])[0]["id"]
+    young = dr.make([{"name": "dup", "parent": fid, "mimeType": FOLDER,
+                      "createdTime": "2021-01-01T00:00:00Z"}])[0]["id"]
+    lit_name = suffixed("dup", young, 6)
+    lit = dr.make([{"name": lit_name, "parent": fid, "mimeType": FOLDER,
+                    "createdTime": "2022-01-01T00:00:00Z"}])[0]["id"]
+    young_name = suffixed("dup", young, 8)
+    b = remounted_reader(mounts, emu, {"": sorted(["dup", lit_name, young_name]),
+                                       "dup": [], lit_name: [], young_name: []})
+    dr.file("in-young.txt", b"y\n", parent=young)
+    dr.file("in-lit.txt", b"l\n", parent=lit)
+    dr.file("in-old.txt", b"o\n", parent=old)
+    wait_until(lambda: listdir_or_none(b.path(young_name)) == ["in-young.txt"] and
+               listdir_or_none(b.path(lit_name)) == ["in-lit.txt"] and
+               listdir_or_none(b.path("dup")) == ["in-old.txt"], 15,
+               what="each new file in the folder the listing shows")
+    assert b.read(young_name + "/in-young.txt") == b"y\n"
+    assert b.read(lit_name + "/in-lit.txt") == b"l\n"
+    # a write through the suffixed path lands in that folder on Drive
+    b.write(young_name + "/back.txt", b"back\n", fsync=True)
+    assert sorted(dr.children(young)) == ["back.txt", "in-young.txt"]
+    assert sorted(dr.children(lit)) == ["in-lit.txt"]
