@@ -299,14 +299,50 @@ static int record_meta(struct mnt *m, struct err *err)
 	return 0;
 }
 
+/* layout=colab: record My Drive's root id and the shared drives (ids and
+ * names) the layout knows (nothing when not resolved yet: what is recorded
+ * stays), or, offline, give the layout what an earlier mount recorded.
+ * A malformed record is logged and ignored (resolved once the remote
+ * answers). */
+static int colab_meta_save(struct mnt *m, struct err *err)
+{
+	char *st = layout_state_save(m->be);
+	int rc = st ? jnl_meta_set(m->jnl, MNT_META_COLAB, st, err) : 0;
+
+	free(st);
+	return rc;
+}
+
+static int colab_meta(struct mnt *m, struct err *err)
+{
+	char *st = NULL;
+	struct err e;
+
+	if (!m->offline)
+		return colab_meta_save(m, err);
+	if (jnl_meta_get(m->jnl, MNT_META_COLAB, &st, err) < 0)
+		return -1;
+	err_clear(&e);
+	if (!st || !*st)
+		log_info(MNT_TAG, "no stored drive ids: they are resolved once the remote answers");
+	else if (layout_state_restore(m->be, st, &e) < 0)
+		log_warn(MNT_TAG, "ignoring the stored drive ids (%s): they are resolved once the "
+			 "remote answers", e.msg);
+	free(st);
+	return 0;
+}
+
 /* Drive (layout plain): record the root id mnt_check resolved, or, offline,
- * give the backend the one an earlier mount recorded. */
+ * give the backend the one an earlier mount recorded. layout=colab: its
+ * drives' ids (colab_meta). */
 static int drive_root_meta(struct mnt *m, struct err *err)
 {
 	char root[BE_ID_MAX], shared[BE_ID_MAX];
 	char *r = NULL, *sd = NULL;
 	int rc = -1;
 
+	if (m->be && !strncmp(m->mo->source, "drive:", 6) && m->mo->layout == MOPTS_LAYOUT_COLAB)
+		return colab_meta(m, err);
 	if (!m->be || strncmp(m->mo->source, "drive:", 6) || m->mo->layout != MOPTS_LAYOUT_PLAIN)
 		return 0;
 	if (!m->offline) {
@@ -518,11 +554,17 @@ int mnt_sched_start(struct mnt *m, struct err *err)
 
 void mnt_release(struct mnt *m)
 {
+	struct err e;
+
 	if (!m)
 		return;
 	if (m->sched)
 		sch_stop(m->sched);
 	sch_free(m->sched);
+	/* The shared drives may have been listed since the mount started. */
+	if (m->jnl && m->be && m->mo && !strncmp(m->mo->source, "drive:", 6) &&
+	    m->mo->layout == MOPTS_LAYOUT_COLAB && colab_meta_save(m, &e) < 0)
+		log_debug(MNT_TAG, "recording the drive ids: %s", e.msg);
 	jnl_close(m->jnl);
 	be_free(m->be);
 	http_free(m->http);

@@ -26,7 +26,9 @@ struct ldrive {
 	char *id;
 	char *name;                 /* shown name under Shareddrives/ */
 	struct be *be;              /* created on first use; freed with the layout */
-	int live;                   /* in the last drives.list */
+	int live;                   /* in the last drives.list (or stored) */
+	int stored;                 /* known from layout_state_restore only:
+				     * its backend's root is the stored id */
 };
 
 struct layout {
@@ -250,6 +252,7 @@ static int drives_refresh(struct layout *l, struct err *err)
 		l->sd[k].name = shown[i];
 		shown[i] = NULL;
 		l->sd[k].live = 1;
+		l->sd[k].stored = 0;
 	}
 	l->listed_ms = now_ms();
 	pthread_mutex_unlock(&l->mu);
@@ -280,6 +283,14 @@ static int drive_be(struct layout *l, size_t k, struct be **out, struct err *err
 		o.source = src;
 		if (drive_new(&o, &l->sd[k].be, err) < 0) {
 			err_prefix(err, "shared drive \"%s\"", l->sd[k].name);
+			return -1;
+		}
+		/* Known from a stored state: its root is the drive's id
+		 * (what resolving it would give), no request needed. */
+		if (l->sd[k].stored &&
+		    drive_root_restore(l->sd[k].be, l->sd[k].id, l->sd[k].id, err) < 0) {
+			be_free(l->sd[k].be);
+			l->sd[k].be = NULL;
 			return -1;
 		}
 	}
@@ -405,9 +416,19 @@ static int fixed_dir_entry(const char *name, struct be_entry *e, struct err *err
 
 /* ---- the ops ------------------------------------------------------------------------ */
 
+/* My Drive's check; the shared drives are listed too (a failure there is
+ * only logged: they are listed again on use), so that layout_state_save
+ * has them. */
 static int lay_check(struct be *b, struct err *err)
 {
-	return be_check(L(b)->my, err);
+	struct err e;
+
+	if (be_check(L(b)->my, err) < 0)
+		return -1;
+	err_clear(&e);
+	if (drives_refresh(L(b), &e) < 0)
+		log_debug(TAG, "listing the shared drives: %s", e.msg);
+	return 0;
 }
 
 static int lay_list(struct be *b, const char *dir, struct be_list *out, struct err *err)
@@ -889,6 +910,122 @@ nomem:
 out:
 	free(acc);
 	free(ids);
+	return rc;
+}
+
+/* ---- stored state ---------------------------------------------------------------------- */
+
+/* 1 when s can be a Drive id: 1-127 bytes of [A-Za-z0-9_.-]. */
+static int id_ok(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
+
+	return n > 0 && n < 128 && s[n] == '\0';
+}
+
+char *layout_state_save(struct be *b)
+{
+	struct layout *l = L(b);
+	json_t *o = NULL, *arr = NULL;
+	char my[BE_ID_MAX], *r = NULL;
+	size_t k;
+	int bad = 0;
+
+	drive_root_id(l->my, my, sizeof(my));
+	if (!my[0])
+		return NULL;
+	o = json_object();
+	arr = json_array();
+	if (!o || !arr || json_object_set_new(o, "my_root", json_string(my)) < 0)
+		goto out;
+	pthread_mutex_lock(&l->mu);
+	for (k = 0; k < l->nsd && !bad; k++) {
+		if (!l->sd[k].live)
+			continue;
+		bad = json_array_append_new(arr, json_pack("{s:s,s:s}", "id", l->sd[k].id, "name",
+							   l->sd[k].name)) < 0;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (bad || json_object_set(o, "shared_drives", arr) < 0)
+		goto out;
+	r = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+	json_decref(arr);
+	json_decref(o);
+	return r;
+}
+
+int layout_state_restore(struct be *b, const char *state, struct err *err)
+{
+	struct layout *l = L(b);
+	json_t *o = NULL, *arr = NULL, *it;
+	struct ldrive *nv;
+	const char *my, *id, *name;
+	size_t i, k;
+	int rc = -1;
+
+	if (!state || jsonh_parse_object(state, strlen(state), "stored layout state", &o,
+					 err) < 0)
+		goto bad;
+	if (jsonh_get_str(o, "my_root", &my, err) < 0 ||
+	    jsonh_get_array(o, "shared_drives", &arr, err) < 0)
+		goto bad;
+	for (i = 0; i < json_array_size(arr); i++) {
+		if (jsonh_elem_object(arr, i, "shared_drives", &it, err) < 0 ||
+		    jsonh_get_str(it, "id", &id, err) < 0 || jsonh_get_str(it, "name", &name, err) < 0)
+			goto bad;
+		if (!id_ok(id) || !*name || strchr(name, '/') ||
+		    strlen(name) > 255) {
+			err_set(err, ERR_PARSE, "stored layout state: shared drive %zu is malformed",
+				i);
+			goto bad;
+		}
+	}
+	if (drive_root_restore(l->my, my, "", err) < 0)
+		goto bad;
+	pthread_mutex_lock(&l->mu);
+	for (i = 0; i < json_array_size(arr); i++) {
+		it = json_array_get(arr, i);
+		id = json_string_value(json_object_get(it, "id"));
+		name = json_string_value(json_object_get(it, "name"));
+		for (k = 0; k < l->nsd && strcmp(l->sd[k].id, id) != 0; k++)
+			;
+		if (k < l->nsd)
+			continue;       /* already listed: the live list wins */
+		if (l->nsd == l->cap) {
+			size_t cap = l->cap ? l->cap * 2 : 8;
+
+			nv = realloc(l->sd, cap * sizeof(*nv));
+			if (!nv)
+				goto nomem;
+			l->sd = nv;
+			l->cap = cap;
+		}
+		memset(&l->sd[k], 0, sizeof(l->sd[k]));
+		l->sd[k].id = strdup(id);
+		l->sd[k].name = strdup(name);
+		if (!l->sd[k].id || !l->sd[k].name) {
+			free(l->sd[k].id);
+			free(l->sd[k].name);
+			goto nomem;
+		}
+		l->sd[k].live = 1;
+		l->sd[k].stored = 1;
+		l->nsd++;
+	}
+	pthread_mutex_unlock(&l->mu);
+	log_debug(TAG, "stored state: My Drive root %s, %zu shared drive%s", my,
+		  json_array_size(arr), json_array_size(arr) == 1 ? "" : "s");
+	rc = 0;
+	goto out;
+nomem:
+	pthread_mutex_unlock(&l->mu);
+	err_set(err, ERR_NOMEM, "out of memory");
+	goto out;
+bad:
+	err_prefix(err, "layout=colab");
+out:
+	json_decref(o);
 	return rc;
 }
 

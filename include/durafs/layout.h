@@ -28,6 +28,19 @@
  * problem); o->http is borrowed. Makes no request. */
 int layout_colab_new(const struct drive_opts *o, struct be **out, struct err *err);
 
+/* What a remount needs when the remote cannot be reached: My Drive's root
+ * id and the shared drives known (ids and shown names), as JSON text
+ * (malloc'd), or NULL when My Drive's root is not resolved yet (or out of
+ * memory). Thread-safe. */
+char *layout_state_save(struct be *b);
+/* Give a layout that has made no request the state an earlier mount saved
+ * (layout_state_save): My Drive's root is the stored id, and each stored
+ * shared drive is routed by its stored name to a backend whose root is its
+ * id, until a drives.list (on listing Shareddrives/, an unknown name, a
+ * poll) replaces the list. ERR_PARSE (prefixed "layout=colab") when state
+ * is malformed; nothing is changed then. */
+int layout_state_restore(struct be *b, const char *state, struct err *err);
+
 /* Split a position of the combined change feed ("ID=TOKEN" lines, "my" for
  * My Drive) and find the token of id: malloc'd, or NULL when absent (or
  * out of memory: *oom = 1). Pure. */

@@ -42,6 +42,7 @@ struct fs;
 #define MNT_META_LAYOUT "mount.layout"           /* "plain" | "colab" (Drive) */
 #define MNT_META_DRIVE_ROOT "mount.drive_root"   /* resolved root folder id (Drive) */
 #define MNT_META_DRIVE_SHARED "mount.drive_root_drive" /* its shared drive, or "" */
+#define MNT_META_COLAB "mount.colab_drives"     /* layout=colab: drive ids (layout_state_save) */
 
 /* Every part of a mount. Fields are set by the calls below in order and
  * released by mnt_release in reverse; any may be NULL. Thread-safety: after

@@ -7,12 +7,16 @@ listing or through the change feed; and `-o layout=colab` remounts while
 the remote is unreachable, answering MyDrive/ and Shareddrives/NAME/ from
 the stored listings."""
 import hashlib
+import json
 import os
+import signal
+import sqlite3
+import subprocess
 
 import pytest
 
 from drive_util import FOLDER, Drive, mount_drive, requests_of
-from mount_util import mounts, wait_until  # noqa: F401  (fixture)
+from mount_util import TIMEOUT_SCALE, mounts, wait_until  # noqa: F401  (fixture)
 
 POLL = "poll_interval=1s"
 LONG_TTL = "dir_cache_ttl=1h"     # only the poller can bring changes in
@@ -29,6 +33,17 @@ def listdir_or_none(path):
         return sorted(os.listdir(path))
     except OSError:
         return None
+
+
+def journal_meta(m, key):
+    """A value of the (closed) journal's meta table, or None."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(m.cache_dir, "journal.db"),
+                         uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
 
 
 def delete_for_good(emu, fid):
@@ -117,3 +132,59 @@ def test_duplicate_folder_changes_land_in_the_shown_folder(team, mounts):
     b.write(young_name + "/back.txt", b"back\n", fsync=True)
     assert sorted(dr.children(young)) == ["back.txt", "in-young.txt"]
     assert sorted(dr.children(lit)) == ["in-lit.txt"]
+
+
+def test_layout_colab_remount_offline(emulator_noauth, mounts):
+    """layout=colab records My Drive's root id and the shared drives (ids,
+    names); a remount with the emulator stopped goes on from the stored
+    state: the stored listings answer for MyDrive/ and Shareddrives/NAME/,
+    cached files read, and a write under Shareddrives/NAME/ reaches that
+    drive through its stored id even while drives.list keeps failing."""
+    emu = emulator_noauth
+    dr = Drive(emu)
+    sd = emu.control("drive/shared_drives", {"name": "Team Data"})
+    sd_id = sd.get("id") or sd.get("drive", {}).get("id")
+    dr.file("mine.csv", b"a,b\n", parent=dr.root())
+    sub = dr.folder("runs", parent=sd_id)
+    dr.file("r1.txt", b"run one\n", parent=sub)
+    m = mount_drive(mounts, emu, "drive:", ["writeback_delay=0", "layout=colab", POLL],
+                    name="colab")
+    listed = {"": ["MyDrive", "Shareddrives"], "MyDrive": ["mine.csv"],
+              "Shareddrives": ["Team Data"], "Shareddrives/Team Data": ["runs"],
+              "Shareddrives/Team Data/runs": ["r1.txt"]}
+    for rel, want in listed.items():
+        assert listdir_or_none(m.path(rel)) == want, rel
+    assert m.read("Shareddrives/Team Data/runs/r1.txt") == b"run one\n"
+    assert m.read("MyDrive/mine.csv") == b"a,b\n"
+    m.unmount()
+    state = json.loads(journal_meta(m, "mount.colab_drives"))
+    assert state == {"my_root": dr.root(),
+                     "shared_drives": [{"id": sd_id, "name": "Team Data"}]}
+    m.allow_log(r"WARN  mount: remote unreachable: mounting from the stored state")
+    m.allow_log(r"WARN .*(changes|poll|retry|retrying|503|shared drives)")
+    emu.faults([{"kind": "status", "status": 503, "path": "/drive/v3/drives*"}])
+    os.kill(emu.proc.pid, signal.SIGSTOP)
+    try:
+        res = m.mount(timeout=60)
+        assert "warning: remote unreachable" in res.stderr, res.stderr
+        assert m.status()["mount"]["started_offline"] is True
+        for rel, want in listed.items():
+            ls = subprocess.run(["ls", "-f", m.path(rel)], stdout=subprocess.PIPE,
+                                timeout=30 * TIMEOUT_SCALE)
+            assert ls.returncode == 0, rel
+            got = sorted(n for n in ls.stdout.decode().split("\n") if n not in ("", ".", ".."))
+            assert got == want, rel
+        cat = subprocess.run(["cat", m.path("Shareddrives/Team Data/runs/r1.txt")],
+                             stdout=subprocess.PIPE, timeout=30 * TIMEOUT_SCALE)
+        assert cat.returncode == 0 and cat.stdout == b"run one\n"
+        m.write("Shareddrives/Team Data/runs/r2.txt", b"run two\n")
+        m.write("MyDrive/offline.txt", b"written offline\n")
+    finally:
+        os.kill(emu.proc.pid, signal.SIGCONT)
+    # the remote answers again, but drives.list still fails: the stored
+    # ids route the writes
+    m.flush(timeout=120)
+    assert dr.content(dr.children(sub)["r2.txt"][0]["id"]) == b"run two\n"
+    assert dr.content(dr.children()["offline.txt"][0]["id"]) == b"written offline\n"
+    emu.faults([])
+    m.unmount()
