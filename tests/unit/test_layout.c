@@ -2,7 +2,8 @@
  * the fixed root and Shareddrives/ (listing, stat, writes refused), routing
  * of reads, writes and resumable uploads into My Drive and shared drives,
  * renames inside one drive and refused between drives, the namespace check,
- * duplicate shared drive names, the combined change feed and its token. */
+ * duplicate shared drive names, the combined change feed and its token,
+ * the state kept for an offline remount (layout_state_save/restore). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -329,6 +330,111 @@ static void test_changes(void **state)
 	free(next);
 }
 
+/* layout_state_save / layout_state_restore: nothing before My Drive's
+ * root is resolved; after a check, My Drive's root and the shared drives;
+ * a new layout given that state routes Shareddrives/NAME without any
+ * drives request (drives.list failing meanwhile) and writes land in the
+ * right drive; malformed states are refused and change nothing. */
+static void test_state(void **state)
+{
+	static const char *const bad[] = {
+		"{", "[]", "{}", "{\"my_root\":\"r1\"}",
+		"{\"my_root\":\"bad id/x\",\"shared_drives\":[]}",
+		"{\"my_root\":\"r1\",\"shared_drives\":[{\"id\":\"a b\",\"name\":\"T\"}]}",
+		"{\"my_root\":\"r1\",\"shared_drives\":[{\"id\":\"ab\",\"name\":\"a/b\"}]}",
+		"{\"my_root\":\"r1\",\"shared_drives\":[{\"id\":\"ab\"}]}",
+		"{\"my_root\":\"r1\",\"shared_drives\":[7]}",
+	};
+	struct drive_opts o;
+	struct be *b1 = NULL, *b2 = NULL, *b3 = NULL;
+	struct be_entry ent;
+	char *st = NULL, *reply = NULL, *st2;
+	const char *my_id;
+	json_t *j, *root, *arr;
+	int64_t lists0, lists1, gets0, gets1;
+	size_t i, k;
+	int found = 0;
+	struct err e;
+
+	(void)state;
+	opts(&o, "drive:");
+	UT_OK(layout_colab_new(&o, &b1, &e_));
+	assert_null(layout_state_save(b1));
+	UT_OK(be_check(b1, &e_));
+	st = layout_state_save(b1);
+	assert_non_null(st);
+	UT_OK(emuh_call(emu, "GET", "/_emulator/drive/root", NULL, &reply, &e_));
+	root = json_loads(reply, 0, NULL);
+	my_id = json_string_value(json_object_get(root, "id"));
+	assert_non_null(my_id);
+	j = json_loads(st, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "my_root")), my_id);
+	arr = json_object_get(j, "shared_drives");
+	assert_true(json_array_size(arr) >= 1);
+	for (k = 0; k < json_array_size(arr); k++)
+		if (!strcmp(json_string_value(json_object_get(json_array_get(arr, k), "id")),
+			    team_id)) {
+			assert_string_equal(json_string_value(json_object_get(json_array_get(arr, k),
+									      "name")), "Team");
+			found = 1;
+		}
+	assert_true(found);
+	json_decref(j);
+
+	/* a new layout given the state: no drives request for Shareddrives/Team */
+	UT_OK(layout_colab_new(&o, &b2, &e_));
+	UT_OK(layout_state_restore(b2, st, &e_));
+	st2 = layout_state_save(b2);
+	assert_non_null(st2);
+	free(st2);
+	UT_OK(emuh_faults(emu, "[{\"kind\":\"status\",\"status\":503,"
+			  "\"path\":\"/drive/v3/drives*\"}]", &e_));
+	UT_OK(emuh_requests(emu, "drive.drives.list", 0, &lists0, &e_));
+	UT_OK(emuh_requests(emu, "drive.drives.get", 0, &gets0, &e_));
+	{
+		struct be_meta m;
+		struct be_pre pre;
+		int fd = ut_str_file("stored route", &m);
+
+		memset(&pre, 0, sizeof(pre));
+		pre.kind = BE_PRE_ABSENT;
+		UT_OK(be_put(b2, "Shareddrives/Team/state.txt", fd, &m, &pre, NULL, &e_));
+		close(fd);
+	}
+	UT_OK(be_stat(b2, "Shareddrives/Team/state.txt", &ent, &e_));
+	be_entry_release(&ent);
+	UT_OK(be_stat(b2, "MyDrive", &ent, &e_));
+	be_entry_release(&ent);
+	UT_OK(emuh_requests(emu, "drive.drives.list", 0, &lists1, &e_));
+	UT_OK(emuh_requests(emu, "drive.drives.get", 0, &gets1, &e_));
+	assert_int_equal(lists1, lists0);
+	assert_int_equal(gets1, gets0);
+	UT_OK(emuh_faults(emu, "[]", &e_));
+	/* the file is in the shared drive, seen through the first layout */
+	UT_OK(be_stat(b1, "Shareddrives/Team/state.txt", &ent, &e_));
+	be_entry_release(&ent);
+
+	/* malformed states: refused, nothing restored */
+	UT_OK(layout_colab_new(&o, &b3, &e_));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err_clear(&e);
+		if (layout_state_restore(b3, bad[i], &e) != -1)
+			fail_msg("accepted %s", bad[i]);
+		assert_true(e.code == ERR_PARSE || e.code == ERR_INVAL);
+		assert_non_null(strstr(e.msg, "layout=colab"));
+		assert_null(layout_state_save(b3));
+	}
+	err_clear(&e);
+	assert_int_equal(layout_state_restore(b3, NULL, &e), -1);
+	json_decref(root);
+	free(reply);
+	free(st);
+	be_free(b1);
+	be_free(b2);
+	be_free(b3);
+}
+
 static int setup(void **state)
 {
 	struct emuh_opts eo;
@@ -370,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_fixed_dirs),
 		cmocka_unit_test(test_routing),
 		cmocka_unit_test(test_changes),
+		cmocka_unit_test(test_state),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
