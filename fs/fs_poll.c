@@ -231,47 +231,12 @@ static int already_known(struct fs *fs, const struct be_change *c)
 struct collect {
 	struct fs *fs;
 	struct fs_poll_plan *plan;
+	struct fs_strset ids;       /* items whose earlier place the backend
+				     * did not know (or that are gone) */
+	struct fs_strset newpaths;  /* where the reported items are now */
 	uint64_t seen, known;
 	int oom;
 };
-
-/* Add to the plan every place the stored listings show c's item (gone:
- * deleted for good, trashed, moved out): the backend may not know where
- * the mount showed it (Drive reports a permanent deletion by id only, and
- * its folder maps do not survive a remount), and a duplicate shown with a
- * suffix is only found by id. 0, or -1 when out of memory; a database
- * failure is logged (the listings then refresh at their TTL). */
-static int add_stored_places(struct collect *col, const struct be_change *c)
-{
-	struct jnl_place *v = NULL;
-	struct be_change pc;
-	size_t i, n = 0;
-	struct err e;
-	int rc = 0;
-
-	if (!c->gone || !c->id || !*c->id)
-		return 0;
-	if (jnl_entries_by_id(col->fs->jnl, c->id, &v, &n, &e) < 0) {
-		if (e.code == ERR_NOMEM)
-			return -1;
-		log_debug(POLL_TAG, "finding where %s was shown: %s", c->id, e.msg);
-		return 0;
-	}
-	for (i = 0; i < n && rc == 0; i++) {
-		if (c->old_path && strcmp(c->old_path, v[i].path) == 0)
-			continue;
-		log_debug(POLL_TAG, "%s was shown at \"%s\"", c->id, v[i].path);
-		pc = *c;
-		pc.old_path = v[i].path;
-		pc.new_dir = NULL;
-		pc.new_name = NULL;
-		pc.type = v[i].type == JNL_DIR ? BE_DIR : c->type == BE_DIR ? BE_DIR : BE_FILE;
-		rc = fs_poll_plan_add(col->plan, &pc);
-		col->plan->changes--;   /* one change, several places */
-	}
-	jnl_places_free(v, n);
-	return rc;
-}
 
 static int on_change(void *ud, const struct be_change *c)
 {
@@ -282,11 +247,64 @@ static int on_change(void *ud, const struct be_change *c)
 		col->known++;
 		return 0;
 	}
-	if (fs_poll_plan_add(col->plan, c) < 0 || add_stored_places(col, c) < 0) {
-		col->oom = 1;
-		return 1;
+	if (fs_poll_plan_add(col->plan, c) < 0)
+		goto oom;
+	if ((c->gone || !c->old_path) && c->id && *c->id && fs_strset_add(&col->ids, c->id) < 0)
+		goto oom;
+	if (!c->gone && c->new_dir && c->new_name) {
+		char *np = join(c->new_dir, c->new_name);
+
+		if (!np || fs_strset_add(&col->newpaths, np) < 0) {
+			free(np);
+			goto oom;
+		}
+		free(np);
 	}
 	return 0;
+oom:
+	col->oom = 1;
+	return 1;
+}
+
+/* Add to the plan, as places the items left, every place the stored
+ * listings show them at (found by id in one scan) other than where they
+ * are now: for items gone (deleted for good, trashed, moved out) or whose
+ * earlier place the backend did not know. Drive reports a permanent
+ * deletion by id only, its folder maps do not survive a remount, and a
+ * duplicate shown with a suffix is only found by id. 0, or -1 when out of
+ * memory; a database failure is logged (the listings then refresh at
+ * their TTL). */
+static int add_stored_places(struct collect *col)
+{
+	struct jnl_place *v = NULL;
+	struct be_change pc;
+	size_t i, n = 0;
+	struct err e;
+	int rc = 0;
+
+	if (!col->ids.n)
+		return 0;
+	if (jnl_entries_by_ids(col->fs->jnl, (const char *const *)col->ids.v, col->ids.n, &v,
+			       &n, &e) < 0) {
+		if (e.code == ERR_NOMEM)
+			return -1;
+		log_debug(POLL_TAG, "finding where %zu changed item%s were shown: %s", col->ids.n,
+			  col->ids.n == 1 ? "" : "s", e.msg);
+		return 0;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		if (fs_strset_has(&col->newpaths, v[i].path))
+			continue;       /* still there */
+		log_debug(POLL_TAG, "\"%s\" (stored listing) moved or gone remotely", v[i].path);
+		memset(&pc, 0, sizeof(pc));
+		pc.old_path = v[i].path;
+		pc.gone = 1;
+		pc.type = v[i].type == JNL_DIR ? BE_DIR : BE_FILE;
+		rc = fs_poll_plan_add(col->plan, &pc);
+		col->plan->changes--;   /* not a change of its own */
+	}
+	jnl_places_free(v, n);
+	return rc;
 }
 
 /* Make the mount show what the plan says changed. Returns the number of
@@ -420,6 +438,10 @@ static int poll_once(struct fs_poll *p, struct err *err)
 			restart_feed(fs, err, &tmp);
 		goto out;
 	}
+	if (add_stored_places(&col) < 0) {
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	refreshed = apply(fs, &plan);
 	if (col.seen)
 		log_debug(POLL_TAG, "%" PRIu64 " remote change%s (%" PRIu64 " already known), %"
@@ -439,6 +461,8 @@ static int poll_once(struct fs_poll *p, struct err *err)
 	rc = 0;
 out:
 	fs_poll_plan_release(&plan);
+	fs_strset_release(&col.ids);
+	fs_strset_release(&col.newpaths);
 	free(token);
 	free(next);
 	return rc;

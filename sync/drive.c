@@ -3909,12 +3909,11 @@ static int chg_report(struct drive *d, const struct drive_change *c, const char 
 		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	/* Deleted for good (Drive names only the id) or trashed from a place
-	 * no folder map knows (a remount): reported by id alone, the mount
-	 * finds it in its stored listings. Other items with no place here
-	 * (changes outside the root) are not reported. */
-	if (!bc.old_path && !bc.new_dir &&
-	    (c->has_file ? !c->file.trashed || !same_drive(d, c->file.drive_id) : 0)) {
+	/* Deleted for good (Drive names only the id), or trashed or moved out
+	 * of the root from a place no folder map knows (a remount): reported
+	 * by id alone, the mount looks for it in its stored listings. Only
+	 * another drive's items are left out. */
+	if (!bc.old_path && !bc.new_dir && c->has_file && !same_drive(d, c->file.drive_id)) {
 		rc = 0;
 		goto out;
 	}

@@ -270,6 +270,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "durafs/journal.h"
@@ -454,8 +455,9 @@
 	  "WHERE dir=?1 ORDER BY name") \
 	X(ENT_DEL, "DELETE FROM entries WHERE dir=?1 AND name=?2") \
 	X(ENT_COUNT, "SELECT count(*) FROM entries WHERE dir=?1") \
-	X(ENT_BY_ID, "SELECT dir,name,type FROM entries WHERE instr(remote,':')>0 " \
-	  "AND substr(remote,instr(remote,':')+1)=?1 ORDER BY dir,name") \
+	X(ENT_BY_IDS, "SELECT dir,name,type FROM entries WHERE instr(remote,':')>0 " \
+	  "AND substr(remote,instr(remote,':')+1) IN (SELECT value FROM " \
+	  "json_each(?1)) ORDER BY dir,name") \
 	X(META_SET, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)") \
 	X(META_GET, "SELECT value FROM meta WHERE key=?1") \
 	X(CF_GET, "SELECT remote FROM cache_files WHERE name=?1") \
@@ -4019,21 +4021,43 @@ void jnl_places_free(struct jnl_place *v, size_t n)
 int jnl_entries_by_id(struct jnl *j, const char *id, struct jnl_place **out, size_t *n,
 		      struct err *err)
 {
+	return jnl_entries_by_ids(j, &id, 1, out, n, err);
+}
+
+int jnl_entries_by_ids(struct jnl *j, const char *const *ids, size_t nids,
+		       struct jnl_place **out, size_t *n, struct err *err)
+{
 	struct jnl_place *v = NULL, *nv;
 	const unsigned char *dir, *name;
-	size_t cap = 0, k = 0, a, b;
+	size_t cap = 0, k = 0, a, b, i;
+	json_t *arr = NULL;
+	char *list = NULL;
 	sqlite3_stmt *s;
 	int rc = -1, r;
 
 	*out = NULL;
 	*n = 0;
-	if (!id || !*id)
-		return err_set(err, ERR_INVAL, "journal: empty remote id");
+	for (i = 0; i < nids; i++)
+		if (!ids[i] || !*ids[i])
+			return err_set(err, ERR_INVAL, "journal: empty remote id");
+	if (nids == 0)
+		return 0;
+	arr = json_array();
+	for (i = 0; arr && i < nids; i++)
+		if (json_array_append_new(arr, json_string(ids[i])) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	list = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	json_decref(arr);
+	if (!list)
+		return err_set(err, ERR_INVAL, "journal: remote ids not valid UTF-8 (or out of "
+			       "memory)");
 	lock(j);
-	s = stmt(j, ST_ENT_BY_ID, err);
+	s = stmt(j, ST_ENT_BY_IDS, err);
 	if (!s)
 		goto out;
-	bind_text(s, 1, id);
+	bind_text(s, 1, list);
 	while ((r = st_row(j, s, "find entries by id", err)) == 1) {
 		dir = sqlite3_column_text(s, 0);
 		name = sqlite3_column_text(s, 1);
@@ -4075,6 +4099,7 @@ nomem:
 out:
 	unlock(j);
 	jnl_places_free(v, k);
+	free(list);
 	return rc;
 }
 

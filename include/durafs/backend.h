@@ -197,11 +197,12 @@ struct be_change {
 				   * duplicate suffix (NULL when new_dir is,
 				   * or when the item is not shown) */
 	int gone;                 /* removed, trashed, or moved out of the
-				   * mount (Drive: an item deleted for good
-				   * or trashed from a folder it has not
-				   * cached comes with id alone, old_path
-				   * and new_dir NULL: the caller looks for
-				   * it in what it stored) */
+				   * mount (Drive: an item deleted for good,
+				   * trashed or moved out from a folder it
+				   * has not cached -- or never inside --
+				   * comes with id alone, old_path and
+				   * new_dir NULL: the caller looks for it
+				   * in what it stored) */
 	enum be_type type;        /* BE_DIR, BE_FILE...; BE_NONE when unknown
 				   * (removed items) */
 	struct be_version ver;    /* its version now (as in a listing's

@@ -563,6 +563,11 @@ struct jnl_place {
 };
 int jnl_entries_by_id(struct jnl *j, const char *id, struct jnl_place **out, size_t *n,
 		      struct err *err);
+/* The same for any of ids[0..nids) in one scan (the places of all of them,
+ * in (dir, name) order). ERR_INVAL for an empty id or one that is not
+ * valid UTF-8. */
+int jnl_entries_by_ids(struct jnl *j, const char *const *ids, size_t nids,
+		       struct jnl_place **out, size_t *n, struct err *err);
 void jnl_places_free(struct jnl_place *v, size_t n);
 
 /* A small key/value store for the mount (Drive changes token, mount id).

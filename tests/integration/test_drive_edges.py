@@ -1,7 +1,7 @@
 """Drive edge cases seen through real mounts of the emulator: an item
 deleted for good (changes.list names only its id) vanishes within one poll
 even from a folder the mount knows only from its stored listing (a
-remount); a duplicate shown with its id suffix and an item literally named
+remount), and so does one moved out of such a folder; a duplicate shown with its id suffix and an item literally named
 like a suffix are never confused, whether a path is resolved through a
 listing or through the change feed; and `-o layout=colab` remounts while
 the remote is unreachable, answering MyDrive/ and Shareddrives/NAME/ from
@@ -97,6 +97,40 @@ def test_permanent_delete_in_folder_known_only_from_stored_listing(team, mounts)
     assert emu.request("GET", "/drive/v3/files/%s" % by_a)[0] == 404
     wait_until(lambda: listdir_or_none(b.path("sub")) == ["keep.txt"], 15,
                what="a's permanent delete in b")
+
+
+def move(emu, fid, old_parent, new_parent):
+    st, _, body = emu.request("PATCH", "/drive/v3/files/%s?addParents=%s&removeParents=%s&"
+                              "supportsAllDrives=true" % (fid, new_parent, old_parent),
+                              b"{}", {"Content-Type": "application/json"})
+    assert st == 200, body[:300]
+
+
+def test_moves_out_of_folder_known_only_from_stored_listing(team, mounts):
+    """After a remount, items moved by another client out of a folder the
+    mount knows only from its stored listing -- within the mount or out of
+    it -- leave that listing within one poll."""
+    emu, dr, fid = team
+    sub = dr.folder("sub", parent=fid)
+    mover = dr.file("mover.txt", b"m\n", parent=sub)["id"]
+    leaver = dr.file("leaver.txt", b"l\n", parent=sub)["id"]
+    movedir = dr.folder("movedir", parent=sub)
+    dr.file("inner.txt", b"inner\n", parent=movedir)
+    dr.file("stay.txt", b"s\n", parent=sub)
+    b = remounted_reader(mounts, emu, {"": ["sub"],
+                                       "sub": ["leaver.txt", "movedir", "mover.txt",
+                                               "stay.txt"],
+                                       "sub/movedir": ["inner.txt"]})
+    move(emu, mover, sub, fid)
+    move(emu, movedir, sub, fid)
+    move(emu, leaver, sub, dr.root())       # out of the mount (team's parent)
+    wait_until(lambda: listdir_or_none(b.path("sub")) == ["stay.txt"] and
+               listdir_or_none(b.mnt) == ["movedir", "mover.txt", "sub"], 15,
+               what="the moves in the remounted mount")
+    assert b.read("mover.txt") == b"m\n"
+    assert b.read("movedir/inner.txt") == b"inner\n"
+    assert not os.path.exists(b.path("sub/movedir/inner.txt"))
+    assert not os.path.exists(b.path("sub/leaver.txt"))
 
 
 def suffixed(name, fid, digits):

@@ -3,7 +3,7 @@
  * under the mount root, old path of a move seen by another client, trashed
  * items gone (also when the folder was never listed), items deleted for
  * good reported by id alone when the folder was never listed, items
- * outside the root left out, folders of one name reported by the names the
+ * outside the root given no place, folders of one name reported by the names the
  * listing shows them by), paging through every page,
  * a failing page failing the whole call without losing a change, and the
  * reply parser on malformed input. */
@@ -217,7 +217,7 @@ static void test_reports(void **state)
 	assert_non_null(x);
 	assert_true(x->gone);
 	assert_null(x->new_dir);
-	/* Outside the root: not reported. */
+	/* Outside the root: no place (by id alone at most). */
 	assert_null(find_new(&r, "", "outside.txt"));
 	print_message("    %zu changes reported\n", r.n);
 	recs_free(&r);
@@ -273,8 +273,8 @@ static const struct rec *find_id(const struct recs *r, const char *id)
 
 /* Deleted for good (changes.list gives the id alone): an instance that
  * never listed the folder reports it by id, gone, with no place; one that
- * listed it names the old place. Items created outside the root are still
- * not reported. */
+ * listed it names the old place. An item created outside the root is
+ * reported by id alone too (the mount finds no stored place for it). */
 static void test_delete_without_cache(void **state)
 {
 	struct recs r = { .n = 0 }, r2 = { .n = 0 };
@@ -282,6 +282,7 @@ static void test_delete_without_cache(void **state)
 	struct be_entry ent;
 	struct be *fresh;
 	char *tok, *next = NULL, *next2 = NULL, url[256];
+	size_t i;
 
 	(void)state;
 	UT_OK(be_mkdir(other, "t3", NULL, &e_));
@@ -301,7 +302,13 @@ static void test_delete_without_cache(void **state)
 	assert_null(x->old_path);
 	assert_null(x->new_dir);
 	assert_null(x->new_name);
-	assert_int_equal(r.n, 1);           /* outside2.txt: not reported */
+	/* outside2.txt (never inside): by id alone too */
+	assert_int_equal(r.n, 2);
+	for (i = 0; i < r.n; i++) {
+		assert_null(r.v[i].old_path);
+		assert_null(r.v[i].new_dir);
+		assert_true(r.v[i].gone);
+	}
 	UT_OK(be_changes(mine, tok, collect, &r2, &next2, &e_));
 	x = find_id(&r2, ent.ver.id);
 	assert_non_null(x);

@@ -3,7 +3,7 @@
  * remote versions -- every listing holding it (a duplicate in two folders),
  * none for an unknown id or a prefix of one, entries without an id never
  * matched, forgotten listings gone, a reopen keeping them, bad input
- * refused. */
+ * refused; several ids in one scan (jnl_entries_by_ids). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,6 +134,32 @@ static void test_by_id(void **state)
 	assert_string_equal(got, "a.txt:1");
 	places(f->j, "ID-SUB", got, sizeof(got));
 	assert_string_equal(got, "sub:2");
+
+	/* several ids in one scan; ids JSON must escape; an unknown one */
+	{
+		const char *ids[] = { "ID-SUB", "q\"uo\\te", "nope", "ID-A" };
+		struct jnl_place *pv = NULL;
+		size_t pn = 0, i;
+
+		put(f->j, "other", "quoted", JNL_FILE, "g1.0:q\"uo\\te");
+		OK(jnl_entries_by_ids(f->j, ids, 4, &pv, &pn, &e));
+		assert_int_equal(pn, 3);
+		assert_string_equal(pv[0].path, "a.txt");
+		assert_string_equal(pv[1].path, "sub");     /* (dir, name) order */
+		assert_int_equal(pv[1].type, JNL_DIR);
+		assert_string_equal(pv[2].path, "other/quoted");
+		jnl_places_free(pv, pn);
+		OK(jnl_entries_by_ids(f->j, ids, 0, &pv, &pn, &e));
+		assert_null(pv);
+		assert_int_equal(pn, 0);
+		ids[1] = "bad\xff";
+		assert_int_equal(jnl_entries_by_ids(f->j, ids, 4, &pv, &pn, &e), -1);
+		assert_int_equal(e.code, ERR_INVAL);
+		ids[1] = "";
+		assert_int_equal(jnl_entries_by_ids(f->j, ids, 4, &pv, &pn, &e), -1);
+		for (i = 0; i < pn; i++)
+			fail();
+	}
 
 	/* bad input: refused, outputs cleared */
 	assert_int_equal(jnl_entries_by_id(f->j, "", &v, &n, &e), -1);
