@@ -467,6 +467,7 @@
 	X(CF_ADD, "UPDATE cache_files SET bytes=bytes+?2,atime_ms=?3 WHERE " \
 	  "name=?1") \
 	X(CF_TOUCH, "UPDATE cache_files SET atime_ms=?2 WHERE name=?1") \
+	X(CF_TOUCH_MAX, "UPDATE cache_files SET atime_ms=max(atime_ms,?2) WHERE name=?1") \
 	X(CF_DROP, "DELETE FROM cache_files WHERE name=?1") \
 	X(CF_LRU, "SELECT name,remote,bytes,atime_ms FROM cache_files c WHERE " \
 	  "NOT EXISTS(SELECT 1 FROM files f WHERE f.cache_name=c.name AND " \
@@ -584,6 +585,13 @@ static const char schema_sql[] =
 	" end INTEGER NOT NULL,"
 	" PRIMARY KEY(name,start)) WITHOUT ROWID;";
 
+#define JNL_TOUCH_MAX 256
+
+struct jnl_touch {
+	char *name;
+	int64_t at;
+};
+
 struct jnl {
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv;  /* an op may have become claimable */
@@ -605,6 +613,12 @@ struct jnl {
 	int nospc;               /* the last failure was a full disk */
 	int ckpt_freed;          /* ... and the checkpoint after it worked */
 	int64_t removal_delay_ms; /* jnl_set_removal_delay */
+	/* Access times of cache files read by jnl_cache_missing, not yet
+	 * stored: written in one transaction once JNL_TOUCH_MAX gather, before
+	 * jnl_cache_lru reads the order, and at close (a read then costs no
+	 * write transaction; a crash loses only these LRU hints). */
+	struct jnl_touch *touch;
+	size_t ntouch, captouch;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -4232,6 +4246,64 @@ static int exec_range_del(struct jnl *j, const char *name, uint64_t start,
 	return st_exec(j, s, "merge cache ranges", err);
 }
 
+/* Store the pending access times (one transaction; an access time never
+ * moves back). They are only LRU hints: when storing fails they are
+ * dropped. j->mu held. */
+static void touch_flush(struct jnl *j)
+{
+	sqlite3_stmt *s;
+	struct err e;
+	size_t i = 0;
+
+	if (!j->ntouch)
+		return;
+	if (tx_begin(j, &e))
+		goto out;
+	for (i = 0; i < j->ntouch; i++) {
+		s = stmt(j, ST_CF_TOUCH_MAX, &e);
+		if (!s)
+			break;
+		bind_text(s, 1, j->touch[i].name);
+		bind_i64(s, 2, j->touch[i].at);
+		if (st_exec(j, s, "touch cache file", &e))
+			break;
+	}
+	(void)tx_end(j, i == j->ntouch ? 0 : -1, &e);
+out:
+	for (i = 0; i < j->ntouch; i++)
+		free(j->touch[i].name);
+	j->ntouch = 0;
+}
+
+/* Cache file name was read at `at`: remember it (stored by touch_flush).
+ * j->mu held. */
+static void touch_note(struct jnl *j, const char *name, int64_t at)
+{
+	struct jnl_touch *nv;
+	size_t i;
+
+	for (i = 0; i < j->ntouch; i++) {
+		if (!strcmp(j->touch[i].name, name)) {
+			if (at > j->touch[i].at)
+				j->touch[i].at = at;
+			return;
+		}
+	}
+	if (j->ntouch == j->captouch) {
+		nv = realloc(j->touch, (j->captouch ? j->captouch * 2 : 32) * sizeof(*nv));
+		if (!nv)
+			return;         /* a lost LRU hint */
+		j->touch = nv;
+		j->captouch = j->captouch ? j->captouch * 2 : 32;
+	}
+	j->touch[j->ntouch].name = strdup(name);
+	if (!j->touch[j->ntouch].name)
+		return;
+	j->touch[j->ntouch++].at = at;
+	if (j->ntouch >= JNL_TOUCH_MAX)
+		touch_flush(j);
+}
+
 int jnl_cache_add(struct jnl *j, const char *name, const char *remote,
 		  uint64_t off, uint64_t len, struct err *err)
 {
@@ -4421,15 +4493,8 @@ int jnl_cache_missing(struct jnl *j, const char *name, const char *remote,
 		*moff = pos;
 		*mlen = (found && (uint64_t)next < end ? (uint64_t)next : end) - pos;
 	}
-	if (pos > off) {
-		s = stmt(j, ST_CF_TOUCH, err);
-		if (!s)
-			goto out;
-		bind_text(s, 1, name);
-		bind_i64(s, 2, now_ms(j));
-		if (st_exec(j, s, "touch cache file", err))
-			goto out;
-	}
+	if (pos > off)
+		touch_note(j, name, now_ms(j));
 	rc = 0;
 out:
 	unlock(j);
@@ -4448,6 +4513,7 @@ int jnl_cache_lru(struct jnl *j, size_t limit, struct jnl_cache_file **v,
 	*v = NULL;
 	*n = 0;
 	lock(j);
+	touch_flush(j);
 	s = stmt(j, ST_CF_LRU, err);
 	if (!s)
 		goto out;
@@ -4791,6 +4857,9 @@ static void jnl_free(struct jnl *j)
 
 	if (!j)
 		return;
+	for (i = 0; i < (int)j->ntouch; i++)
+		free(j->touch[i].name);
+	free(j->touch);
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(j->st[i]);
 	if (j->db)
@@ -4947,6 +5016,7 @@ void jnl_close(struct jnl *j)
 	wake_all(j);
 	while (j->waiters > 0)
 		pthread_cond_wait(&j->idle_cv, &j->mu);
+	touch_flush(j);
 	/* Best effort: fold the WAL into the database and truncate it. */
 	sqlite3_exec(j->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 	unlock(j);

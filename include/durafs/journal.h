@@ -590,7 +590,9 @@ int jnl_cache_add(struct jnl *j, const char *name, const char *remote,
 /* The first part of [off, off+len) not present for remote version `remote`
  * (everything if the stored version differs or nothing is stored): *moff,
  * *mlen; *mlen is 0 when the whole range is present. Updates the access
- * time when something is present. */
+ * time when something is present: kept in memory and stored in one
+ * transaction per 256 files, before jnl_cache_lru and at jnl_close (a
+ * read costs no write; a crash loses only these LRU hints). */
 int jnl_cache_missing(struct jnl *j, const char *name, const char *remote,
 		      uint64_t off, uint64_t len, uint64_t *moff /* OUT */,
 		      uint64_t *mlen /* OUT */, struct err *err);

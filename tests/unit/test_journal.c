@@ -1842,6 +1842,56 @@ static void test_cache_map(void **state)
 #undef MISSING
 }
 
+/* Access times noted by jnl_cache_missing are kept in memory and stored in
+ * batches: the LRU order still sees every one (also past a batch and after
+ * a reopen), and a late-stored access time never moves a file back. */
+static void test_cache_touch_deferred(void **state)
+{
+	struct fx *f = *state;
+	struct jnl_cache_file *v = NULL;
+	struct err e;
+	uint64_t mo, ml;
+	size_t n, i;
+	char name[32];
+
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%03zu", i);
+		f->now += 10;
+		OK(jnl_cache_add(f->j, name, "g", 0, 10, &e));
+	}
+	/* Read them back in reverse: 300 touches, more than one batch. */
+	for (i = 300; i > 0; i--) {
+		snprintf(name, sizeof(name), "c%03zu", i - 1);
+		f->now += 10;
+		OK(jnl_cache_missing(f->j, name, "g", 0, 10, &mo, &ml, &e));
+		assert_int_equal(ml, 0);
+	}
+	OK(jnl_cache_lru(f->j, 2, &v, &n, &e));
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, "c299");
+	assert_string_equal(v[1].name, "c298");
+	jnl_cache_files_free(v, n);
+	/* Pending at close: stored. */
+	f->now += 10;
+	OK(jnl_cache_missing(f->j, "c299", "g", 0, 10, &mo, &ml, &e));
+	fx_reopen(f, NULL);
+	OK(jnl_cache_lru(f->j, 1, &v, &n, &e));
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].name, "c298");
+	jnl_cache_files_free(v, n);
+	/* A touch noted before a newer add does not move the file back. */
+	f->now += 10;
+	OK(jnl_cache_missing(f->j, "c298", "g", 0, 10, &mo, &ml, &e));
+	f->now += 1000;
+	OK(jnl_cache_add(f->j, "c298", "g", 10, 10, &e));
+	OK(jnl_cache_lru(f->j, 0, &v, &n, &e));
+	assert_int_equal(n, 300);
+	assert_string_equal(v[n - 1].name, "c298");
+	assert_int_equal(v[n - 1].atime_ms, f->now);
+	jnl_cache_files_free(v, n);
+	OK(jnl_check(f->j, &e));
+}
+
 static void test_check_detects_tampering(void **state)
 {
 	struct fx *f = *state;
@@ -2350,6 +2400,7 @@ int main(void)
 		T(test_removal_delay),
 		T(test_entries_100k),
 		T(test_cache_map),
+		T(test_cache_touch_deferred),
 		T(test_check_detects_tampering),
 		T(test_threads_stress),
 		T(test_perf_10k),
