@@ -415,6 +415,7 @@ again:
 	of->f_end = end;
 	of->f_done = 0;
 	of->f_want = UINT64_MAX;
+	of->map_empty = 0;
 	fetch_begin(&c, of, start);
 	pthread_mutex_unlock(&of->mu);
 
@@ -559,7 +560,7 @@ ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, c
 	uint64_t end, fend, moff, mlen;
 	struct err e;
 	ssize_t n;
-	int rc, evicted = 0;
+	int rc, evicted = 0, empty;
 
 	*mem = NULL;
 	pthread_mutex_lock(&of->mu);
@@ -609,13 +610,20 @@ ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, c
 		fend = fc_fetch_end(&of->ra, (uint64_t)off, size, of->rsize, &fs->fcp);
 		if (fend < end)
 			fend = end;
+		empty = of->map_empty;
 		pthread_mutex_unlock(&of->mu);
-		rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, (uint64_t)off,
-				       end - (uint64_t)off, &moff, &mlen, &e);
-		/* Fetch the first missing run from moff, up to fend. */
-		if (rc == 0 && mlen)
-			rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, moff,
-					       fend - moff, &moff, &mlen, &e);
+		if (empty) {
+			moff = (uint64_t)off;
+			mlen = fend - moff;
+			rc = 0;
+		} else {
+			rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, (uint64_t)off,
+					       end - (uint64_t)off, &moff, &mlen, &e);
+			/* Fetch the first missing run from moff, up to fend. */
+			if (rc == 0 && mlen)
+				rc = jnl_cache_missing(fs->jnl, of->cache_name, remote, moff,
+						       fend - moff, &moff, &mlen, &e);
+		}
 		pthread_mutex_lock(&of->mu);
 		of->fetching = 0;
 		pthread_cond_broadcast(&of->cv);
@@ -828,9 +836,10 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 	const char *cache_name;
 	uint64_t fid, moff = 0, mlen = 1;
 	struct err e;
-	int rc, locked = 0, created = 0;
+	int rc, locked = 0, created = 0, fresh;
 
 	memset(&jf, 0, sizeof(jf));
+	name[0] = '\0';
 	if (!path)
 		return -ESTALE;
 	rc = fs_resolve(fs, path, &info);
@@ -870,6 +879,8 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 		}
 		cache_name = name;
 	}
+	/* A cache name made just now (random) has nothing in the map. */
+	fresh = name[0] && !strcmp(cache_name, name);
 	of->fid = fid;
 	of->local = jf.dirty || !jf.base;
 	if (!of->local) {
@@ -930,6 +941,8 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 		/* read whole below, without the cache lock */
 	} else if (of->rsize == 0) {
 		of->whole = 1;
+	} else if (fresh) {
+		of->map_empty = 1;
 	} else {
 		if (jnl_cache_missing(fs->jnl, of->cache_name, of->remote, 0, of->rsize,
 				      &moff, &mlen, &e) < 0) {
@@ -1441,6 +1454,7 @@ static void rebase_of(struct fs *fs, struct fs_ofile *of, void *ud)
 	 * upload replaces the remote version (the journal's rule). */
 	if (!of->modified && rp && !(c->drop && of->writers)) {
 		of->local = 0;
+		of->map_empty = 0;  /* the map is the one to ask now */
 		if (c->drop) {
 			of->whole = 0;
 			of->p_off = of->p_end = 0;

@@ -126,6 +126,9 @@ struct fs_ofile {
 	char *rpath;                /* remote path to read from */
 	uint64_t rsize;             /* remote size */
 	struct fc_ra ra;
+	int map_empty;              /* the read-cache map holds nothing for
+				     * cache_name (a name this open made, no
+				     * fetch yet): reads skip the map lookups */
 	uint64_t p_off, p_end;      /* a range known present in the cache
 				     * file (no map lookup needed) */
 	int fetching;               /* one fetch at a time */
