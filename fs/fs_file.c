@@ -1131,6 +1131,8 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 			pthread_rwlock_unlock(&of->wlock);
 		}
 	}
+	if (fs->sched)
+		sch_note_write_end(fs->sched, of->fid, (uint64_t)off);
 	pthread_mutex_lock(&of->mu);
 	of->modified = 1;
 	of->mtime_ns = fs_now_ns();
@@ -1161,6 +1163,8 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 	rc = ftruncate(of->fd, (off_t)size) < 0 ? -errno : 0;
 	of_changed(of, size, UINT64_MAX);
 	pthread_rwlock_unlock(&of->wlock);
+	if (fs->sched)
+		sch_note_write_end(fs->sched, of->fid, size);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&of->mu);

@@ -227,7 +227,8 @@ static int upload_same_content(const struct be_upload *up, const struct be_meta 
 }
 
 static int meta_core(int fd, uint64_t limit, uint64_t split, struct be_meta *meta,
-		     uint32_t *pcrc, uint32_t *tcrc, atomic_int *stop, struct err *err);
+		     uint32_t *pcrc, uint32_t *tcrc, atomic_int *stop,
+		     struct be_sums_prefix *seed, struct err *err);
 
 /* The checksums of a SUMS_LATE upload, computed by a helper thread. */
 struct hasher {
@@ -236,6 +237,7 @@ struct hasher {
 	int fd;
 	uint64_t size;
 	atomic_int stop;            /* the upload gave up: leave early */
+	struct be_sums_prefix *seed; /* sums of a prefix to go on from, or NULL */
 	struct be_meta m;
 	struct err err;
 	int rc;
@@ -246,7 +248,7 @@ static void *hasher_main(void *arg)
 	struct hasher *h = arg;
 
 	err_clear(&h->err);
-	h->rc = meta_core(h->fd, h->size, 0, &h->m, NULL, NULL, &h->stop, &h->err);
+	h->rc = meta_core(h->fd, h->size, 0, &h->m, NULL, NULL, &h->stop, h->seed, &h->err);
 	if (h->rc == 0 && h->m.size != h->size)
 		h->rc = err_set(&h->err, ERR_INVAL, "the file is %" PRIu64 " bytes, not %" PRIu64
 				" (changed during upload)", h->m.size, h->size);
@@ -293,6 +295,23 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 		   struct be_upload *up, be_upload_state_fn on_state, void *ud,
 		   struct be_entry *out, struct err *err)
 {
+	return be_upload_file_seeded(b, path, fd, meta, pre, small_max, max_restarts, up,
+				     on_state, ud, out, NULL, err);
+}
+
+void be_sums_prefix_release(struct be_sums_prefix *seed)
+{
+	if (!seed)
+		return;
+	ck_md5_release(&seed->md5);
+	memset(seed, 0, sizeof(*seed));
+}
+
+int be_upload_file_seeded(struct be *b, const char *path, int fd, const struct be_meta *meta,
+			  const struct be_pre *pre, uint64_t small_max, int max_restarts,
+			  struct be_upload *up, be_upload_state_fn on_state, void *ud,
+			  struct be_entry *out, struct be_sums_prefix *seed, struct err *err)
+{
 	struct hasher *h = NULL;
 	struct be_meta m;
 	struct err local;
@@ -302,6 +321,11 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 		err_clear(&local);
 		err = &local;
 	}
+	if (seed && (!(meta->flags & BE_META_SUMS_LATE) || seed->off > meta->size ||
+		     !seed->md5.ctx))
+		be_sums_prefix_release(seed);   /* not usable here */
+	if (seed && !seed->md5.ctx)
+		seed = NULL;
 	if (!(meta->flags & BE_META_SUMS_LATE))
 		return upload_file_core(b, path, fd, meta, pre, small_max, max_restarts, up,
 					on_state, ud, out, NULL, err);
@@ -310,8 +334,10 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 	if (!(be_caps(b) & BE_CAP_SUMS_LATE) || (!up->session[0] && m.size < small_max)) {
 		/* Checksums first, as usual. */
 		m.flags = 0;
-		if (meta_core(fd, m.size, 0, &m, NULL, NULL, NULL, err) < 0)
+		if (meta_core(fd, m.size, 0, &m, NULL, NULL, NULL, seed, err) < 0) {
+			be_sums_prefix_release(seed);
 			return -1;
+		}
 		if (m.size != meta->size)
 			return err_set(err, ERR_INVAL, "upload \"%s\": the file is %" PRIu64
 				       " bytes, not %" PRIu64 " (changed)", path, m.size,
@@ -320,10 +346,13 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 					on_state, ud, out, NULL, err);
 	}
 	h = calloc(1, sizeof(*h));
-	if (!h)
+	if (!h) {
+		be_sums_prefix_release(seed);
 		return err_set(err, ERR_NOMEM, "upload \"%s\": out of memory", path);
+	}
 	h->fd = fd;
 	h->size = m.size;
+	h->seed = seed;
 	atomic_init(&h->stop, 0);
 	r = pthread_create(&h->th, NULL, hasher_main, h);
 	if (r != 0) {
@@ -339,6 +368,7 @@ out:
 		atomic_store(&h->stop, 1);
 		pthread_join(h->th, NULL);
 	}
+	be_sums_prefix_release(seed);
 	free(h);
 	return rc;
 }
@@ -454,7 +484,7 @@ int be_meta_from_fd(int fd, struct be_meta *meta, struct err *err)
 int be_meta_split_from_fd(int fd, uint64_t split, struct be_meta *meta, uint32_t *pcrc,
 			  uint32_t *tcrc, struct err *err)
 {
-	int rc = meta_core(fd, UINT64_MAX, split, meta, pcrc, tcrc, NULL, err);
+	int rc = meta_core(fd, UINT64_MAX, split, meta, pcrc, tcrc, NULL, NULL, err);
 
 	if (rc == 0)
 		meta->flags &= ~(unsigned)(BE_META_SUMS_LATE | BE_META_SUMS_READY);
@@ -462,9 +492,12 @@ int be_meta_split_from_fd(int fd, uint64_t split, struct be_meta *meta, uint32_t
 }
 
 /* The checksum pass: at most limit bytes from offset 0, split as
- * be_meta_split_from_fd says; stop (may be NULL) aborts it (ERR_CANCELED). */
+ * be_meta_split_from_fd says; stop (may be NULL) aborts it (ERR_CANCELED).
+ * seed (may be NULL; no split then): the sums of [0, seed->off) are known,
+ * read from there on (its md5 context is taken: released in any case). */
 static int meta_core(int fd, uint64_t limit, uint64_t split, struct be_meta *meta,
-		     uint32_t *pcrc, uint32_t *tcrc, atomic_int *stop, struct err *err)
+		     uint32_t *pcrc, uint32_t *tcrc, atomic_int *stop,
+		     struct be_sums_prefix *seed, struct err *err)
 {
 	enum { BUFSZ = 1 << 20 };
 	struct ck_md5 md5 = { 0 };
@@ -475,8 +508,15 @@ static int meta_core(int fd, uint64_t limit, uint64_t split, struct be_meta *met
 	ssize_t n;
 	int rc = -1, split_done = !pcrc && !tcrc;
 
+	if (seed && seed->md5.ctx && !pcrc && !tcrc && seed->off <= limit) {
+		md5 = seed->md5;
+		seed->md5.ctx = NULL;
+		off = seed->off;
+		crc = seed->crc32c;
+	}
+	be_sums_prefix_release(seed);
 	buf = malloc(BUFSZ);
-	if (!buf || ck_md5_init(&md5) < 0) {
+	if (!buf || (!md5.ctx && ck_md5_init(&md5) < 0)) {
 		err_set(err, ERR_NOMEM, "checksum: out of memory");
 		goto out;
 	}

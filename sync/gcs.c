@@ -1534,7 +1534,8 @@ static int gcs_upload_begin(struct be *b, const char *path, const struct be_meta
 	snprintf(xlen, sizeof(xlen), "X-Upload-Content-Length: %" PRIu64, meta->size);
 	hdrs[0] = "Content-Type: application/json; charset=UTF-8";
 	hdrs[1] = xct;
-	hdrs[2] = xlen;
+	/* A size not known yet is not announced: the final chunk gives it. */
+	hdrs[2] = (meta->flags & BE_META_SIZE_UNKNOWN) ? NULL : xlen;
 	hdrs[3] = NULL;
 	if (call(g, "POST", url, hdrs, js, strlen(js), HTTP_RETRY_SAFE, &resp, err) < 0) {
 		if (err && err->code == ERR_CONFLICT) {
@@ -1660,7 +1661,11 @@ static int gcs_upload_query(struct be *b, struct be_upload *up, struct be_entry 
 		memset(out, 0, sizeof(*out));
 	if (!up->session[0])
 		return err_set(err, ERR_INVAL, "upload \"%s\": no session", up->path);
-	snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
+	if (up->meta.flags & BE_META_SIZE_UNKNOWN)
+		/* Never "*\/N" here: N equal to what persisted would commit. */
+		snprintf(cr, sizeof(cr), "Content-Range: bytes */*");
+	else
+		snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
 	if (call(g, "PUT", up->session, hdrs, NULL, 0, HTTP_RETRY_SAFE, &resp, err) < 0) {
 		rc = session_failed(g, up, out, err);
 		goto out;
@@ -1718,7 +1723,16 @@ static int upload_chunk_at(struct be *b, struct be_upload *up, int fd, uint64_t 
 	for (;;) {
 		before = up->persisted;
 		len = be_chunk_next(up->meta.size, up->persisted, up->chunk_size, &last);
-		if (len == 0)
+		if (up->meta.flags & BE_META_SIZE_UNKNOWN) {
+			/* Streaming: full chunks of an open-ended upload only. */
+			if (last || len == 0) {
+				err_set(err, ERR_INVAL, "upload \"%s\": no full chunk to send "
+					"while the size is unknown", up->path);
+				goto out;
+			}
+			snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/*",
+				 up->persisted, up->persisted + len - 1);
+		} else if (len == 0)
 			snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
 		else
 			snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64
@@ -2887,6 +2901,7 @@ static void gcs_free(struct be *b)
 static const struct be_ops gcs_ops = {
 	.name = "gcs",
 	.caps = BE_CAP_COMPOSE | BE_CAP_IDS_ARE_PATHS | BE_CAP_DIR_MARKERS | BE_CAP_VERSIONS |
+		BE_CAP_STREAM |
 		BE_CAP_SETATTR | BE_CAP_SUMS_LATE,
 	.check = gcs_check,
 	.list = gcs_list,

@@ -460,6 +460,7 @@
 	  "json_each(?1)) ORDER BY dir,name") \
 	X(META_SET, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)") \
 	X(META_GET, "SELECT value FROM meta WHERE key=?1") \
+	X(META_DEL, "DELETE FROM meta WHERE key=?1") \
 	X(CF_GET, "SELECT remote FROM cache_files WHERE name=?1") \
 	X(CF_INSERT, "INSERT INTO cache_files(name,remote,bytes,atime_ms) " \
 	  "VALUES(?1,?2,0,?3)") \
@@ -4126,10 +4127,11 @@ int jnl_meta_set(struct jnl *j, const char *key, const char *value,
 	if (!key || !*key)
 		return err_set(err, ERR_INVAL, "journal: empty key");
 	lock(j);
-	s = stmt(j, ST_META_SET, err);
+	s = stmt(j, value ? ST_META_SET : ST_META_DEL, err);
 	if (s) {
 		bind_text(s, 1, key);
-		bind_text(s, 2, value);
+		if (value)
+			bind_text(s, 2, value);
 		rc = st_exec(j, s, "store meta", err);
 	}
 	unlock(j);

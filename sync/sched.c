@@ -20,6 +20,7 @@
 #include "durafs/journal.h"
 #include "durafs/log.h"
 #include "durafs/sched.h"
+#include "durafs/stream.h"
 
 #define TAG "sched"
 
@@ -101,6 +102,7 @@ struct sched {
 	int nw;
 	pthread_t hk;
 	int hk_started;
+	struct stm *stm;            /* streamed uploads, or NULL (no_stream) */
 };
 
 /* --- small helpers ---------------------------------------------------------- */
@@ -435,6 +437,12 @@ void sch_note_write(struct sched *s, uint64_t fid, uint64_t off)
 			t->low_after = off;
 	}
 	pthread_mutex_unlock(&s->mu);
+	stm_note_write(s->stm, fid, off);
+}
+
+void sch_note_write_end(struct sched *s, uint64_t fid, uint64_t off)
+{
+	stm_note_write_end(s->stm, fid, off);
 }
 
 /* A write of fid is about to read its content: later changes count for
@@ -493,6 +501,8 @@ struct upl_ctx {
 	int resumed;                /* ...and the server still had it */
 	int stopped;                /* sch_stop asked us to leave */
 	int stale;                  /* the content changed meanwhile */
+	int streamed;               /* finishing a session streamed while the
+				     * file was written */
 	struct err jerr;            /* a journal error stopped us */
 };
 
@@ -651,6 +661,18 @@ static void upload_failed(struct sched *s, const struct jnl_op *op, struct upl_c
 	}
 	if (c->stopped && e->code == ERR_CANCELED) {
 		out->res = R_REQUEUE;  /* the session stays for the next claim */
+		return;
+	}
+	if (c->streamed && (e->code == ERR_PARSE || e->code == ERR_INVAL)) {
+		/* The server refused the streamed bytes with the file's sums
+		 * (they differ: a change streaming did not see): upload the
+		 * file whole on the next claim. */
+		log_info(TAG, "upload \"%s\": the streamed part differs from the file (%s); "
+			 "uploading it whole", op->path, e->msg);
+		if (drop_session(s, op, up->session, !up->done, out) < 0)
+			return;
+		stat_add(s, &s->st.sessions_restarted, 1);
+		out->res = R_REQUEUE;
 		return;
 	}
 	if (e->code == ERR_GONE || e->code == ERR_PARSE || e->code == ERR_INVAL) {
@@ -1048,10 +1070,76 @@ static void snapshot_copy(struct sch_worker *w, const struct jnl_op *op, int *fd
 	close(tmp);
 }
 
+/* A streamed upload committed with the mtime its session began with: set
+ * the op's (best effort: the content is committed either way). */
+static void streamed_mtime(struct sched *s, const struct jnl_op *op, const struct be_meta *meta,
+			   struct be_entry *ent)
+{
+	struct be_entry ent2;
+	struct be_attr attr;
+	struct err e;
+
+	if (ent->mtime.tv_sec == meta->mtime.tv_sec || !(be_caps(s->b) & BE_CAP_SETATTR))
+		return;
+	memset(&ent2, 0, sizeof(ent2));
+	memset(&attr, 0, sizeof(attr));
+	attr.set = BE_ATTR_MTIME;
+	attr.mtime = meta->mtime;
+	if (be_setattr(s->b, op->path, &ent->ver, &attr, &ent2, &e) < 0) {
+		log_info(TAG, "upload \"%s\": setting the mtime of the streamed upload: %s",
+			 op->path, e.msg);
+		be_entry_release(&ent2);
+		return;
+	}
+	be_entry_release(ent);
+	*ent = ent2;
+}
+
+/* A session streamed while the op's file was written (stm_take gave it,
+ * for size bytes): ask the server what it holds -- without a total, which
+ * could complete it unchecked -- and keep it only when less than the file
+ * is persisted; then record it as the op's session. 1: *sup is ready to
+ * go on with the final size; 0: it was given up (cancelled), upload as
+ * usual. */
+static int take_stream(struct sched *s, const struct jnl_op *op, uint64_t size,
+		       struct be_upload *sup)
+{
+	static const unsigned char zero[16];
+	struct err e;
+	int r;
+
+	err_clear(&e);
+	memset(&sup->meta, 0, sizeof(sup->meta));
+	sup->meta.size = size;
+	sup->meta.flags = BE_META_SUMS_LATE | BE_META_SIZE_UNKNOWN;
+	r = be_upload_query(s->b, sup, NULL, &e);
+	if (r != 0 || sup->persisted >= size) {
+		log_debug(TAG, "upload \"%s\": its streamed session cannot be finished (%s); "
+			  "uploading it whole", op->path, r < 0 ? e.msg : "not open");
+		goto drop;
+	}
+	sup->meta.flags &= ~(unsigned)BE_META_SIZE_UNKNOWN;
+	if (jnl_upload_begin(s->j, op->seq, op->claim, sup->session, size, op->version, 0,
+			     zero, &e) < 0) {
+		log_debug(TAG, "upload \"%s\": recording its streamed session: %s", op->path,
+			  e.msg);
+		goto drop;
+	}
+	return 1;
+drop:
+	if (r != 1) {
+		err_clear(&e);
+		be_upload_cancel(s->b, sup, &e);
+	}
+	memset(sup, 0, sizeof(*sup));
+	return 0;
+}
+
 static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_out *out)
 {
 	struct sched *s = w->s;
-	struct be_upload up;
+	struct be_upload up, sup;
+	struct be_sums_prefix seed;
 	struct be_meta meta;
 	struct be_entry ent;
 	struct be_pre pre;
@@ -1061,9 +1149,11 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	uint64_t low;
 	int64_t last_ms;
 	struct stat st;
-	int fd = -1, have_meta = 0, ap;
+	int fd = -1, have_meta = 0, ap = 0, streamed = 0;
 
 	memset(&meta, 0, sizeof(meta));
+	memset(&sup, 0, sizeof(sup));
+	memset(&seed, 0, sizeof(seed));
 	memset(&ent, 0, sizeof(ent));
 	memset(&up, 0, sizeof(up));
 	memset(&over, 0, sizeof(over));
@@ -1074,7 +1164,22 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 		goto out;
 	if (w->snapshot)
 		snapshot_copy(w, op, &fd);
-	ap = try_append(w, op, fd, low, last_ms, &meta, &have_meta, &over, out);
+	if (s->stm && op->session) {
+		/* The op has a session of its own: a stream is not needed. */
+		stm_take(s->stm, op->fid, op->path, op->base, 0, NULL, NULL);
+	} else if (s->stm && fstat(fd, &st) == 0 &&
+		   stm_take(s->stm, op->fid, op->path, op->base, (uint64_t)st.st_size,
+			    &sup, &seed) == 1) {
+		/* Finish the session streamed while it was written. */
+		streamed = take_stream(s, op, (uint64_t)st.st_size, &sup);
+		if (streamed) {
+			meta.size = (uint64_t)st.st_size;
+			meta.flags = BE_META_SUMS_LATE;
+			have_meta = 1;
+		}
+	}
+	if (!streamed)
+		ap = try_append(w, op, fd, low, last_ms, &meta, &have_meta, &over, out);
 	if (ap == 1)
 		goto out;
 	if (!have_meta && (be_caps(s->b) & BE_CAP_SUMS_LATE) && fstat(fd, &st) == 0 &&
@@ -1100,7 +1205,16 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	}
 	upl_ctx_init(&c, w, op, 1);
 	up.chunk_size = s->o.chunk_size;
-	if (op->session) {
+	if (streamed) {
+		up = sup;
+		up.meta = meta;
+		c.streamed = 1;
+		memcpy(c.session, up.session, sizeof(c.session));
+		c.recorded = up.persisted;
+		log_debug(TAG, "upload \"%s\": finishing its streamed session at %" PRIu64
+			  " of %" PRIu64 " bytes (checksums known up to %" PRIu64 ")", op->path,
+			  up.persisted, meta.size, seed.md5.ctx ? seed.off : 0);
+	} else if (op->session) {
 		if (op->has_sums && op->sess_version == op->version && op->total == meta.size &&
 		    op->crc32c == meta.crc32c && memcmp(op->md5, meta.md5, 16) == 0 &&
 		    strlen(op->session) < sizeof(up.session) &&
@@ -1120,9 +1234,15 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 			stat_add(s, &s->st.sessions_restarted, 1);
 		}
 	}
-	worker_upload(w, meta.size, c.resuming ? op->persisted : 0);
-	if (be_upload_file(s->b, op->path, fd, &meta, &pre, s->o.small_max, SCH_MAX_RESTARTS,
-			   &up, upl_on_state, &c, &ent, &e) == 0) {
+	worker_upload(w, meta.size, c.resuming ? op->persisted : up.persisted);
+	if (be_upload_file_seeded(s->b, op->path, fd, &meta, &pre, s->o.small_max,
+				  SCH_MAX_RESTARTS, &up, upl_on_state, &c, &ent,
+				  streamed ? &seed : NULL, &e) == 0) {
+		if (streamed) {
+			streamed_mtime(s, op, &meta, &ent);
+			stat_add(s, &s->st.streamed, 1);
+			stat_add(s, &s->st.streamed_bytes, sup.persisted);
+		}
 		out_done(out, &ent.ver);
 		out->bytes = meta.size;
 		goto out;
@@ -1133,6 +1253,7 @@ static void run_write(struct sch_worker *w, const struct jnl_op *op, struct sch_
 	}
 	upload_failed(s, op, &c, &up, &e, out);
 out:
+	be_sums_prefix_release(&seed);
 	trk_done(s, op->fid, out->res);
 	be_entry_release(&ent);
 	if (fd >= 0)
@@ -1966,6 +2087,20 @@ int sch_new(struct jnl *j, struct be *b, const struct sched_opts *o,
 		s->o.renew_ms = 60000;
 	if (!s->o.housekeeping_ms)
 		s->o.housekeeping_ms = 5000;
+	if (!s->o.no_stream && (be_caps(b) & BE_CAP_STREAM)) {
+		struct stm_opts so;
+
+		memset(&so, 0, sizeof(so));
+		so.chunk_size = s->o.chunk_size;   /* 0: 16 MiB, as the backends */
+		so.lead = s->o.stream_lead;
+		so.files_dir = s->dir;
+		if (stm_new(j, b, &so, &s->stm, err) < 0) {
+			free(s->dir);
+			free(s->trk);
+			free(s);
+			return -1;
+		}
+	}
 	atomic_init(&s->stopping, 0);
 	pthread_mutex_init(&s->mu, NULL);
 	{
@@ -2038,6 +2173,7 @@ static void halt_workers(struct sched *s)
 
 	if (s->o.http)
 		http_cancel_all(s->o.http);
+	stm_stop(s->stm);
 	pthread_mutex_lock(&s->mu);
 	while (s->alive > 0) {
 		pthread_mutex_unlock(&s->mu);
@@ -2058,6 +2194,7 @@ int sch_start(struct sched *s, struct err *err)
 {
 	struct sch_worker *w = NULL;
 	sigset_t all, old;
+	struct err se;
 	int i, rc = 0, n = s->o.workers;
 
 	pthread_mutex_lock(&s->mu);
@@ -2093,6 +2230,10 @@ int sch_start(struct sched *s, struct err *err)
 		rc = pthread_create(&s->hk, NULL, hk_main, s);
 		if (rc == 0)
 			s->hk_started = 1;
+	}
+	if (rc == 0 && stm_start(s->stm, &se) < 0) {
+		/* Only an optimisation: uploads start at fsync/close instead. */
+		log_warn(TAG, "%s", se.msg);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
@@ -2150,6 +2291,7 @@ void sch_free(struct sched *s)
 	if (!s)
 		return;
 	sch_stop(s);
+	stm_free(s->stm);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s->dir);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "durafs/cksum.h"
 #include "durafs/err.h"
 
 /*
@@ -125,6 +126,18 @@ enum {
 				       * with BE_CAP_SUMS_LATE) */
 	BE_META_SUMS_READY = 1u << 1, /* with SUMS_LATE: crc32c and md5 are set
 				       * now (the final request carries them) */
+	BE_META_SIZE_UNKNOWN = 1u << 2, /* (backends with BE_CAP_STREAM, with
+				       * SUMS_LATE) the final size is not known
+				       * yet: upload_begin announces none,
+				       * upload_chunk sends only full chunks
+				       * (meta.size = the bytes available; the
+				       * chunk that would be the last one is
+				       * refused, ERR_INVAL) and upload_query
+				       * asks without a total, so nothing can
+				       * complete the upload. A caller that
+				       * learns the final size clears the flag
+				       * and sets meta.size: the session then
+				       * goes on as any other */
 };
 
 /* State of one resumable upload: a plain struct the caller may save (the
@@ -167,6 +180,9 @@ enum {
 				       * (Drive) */
 	BE_CAP_SUMS_LATE = 1 << 12,   /* resumable uploads may begin without
 				       * checksums (BE_META_SUMS_LATE; GCS) */
+	BE_CAP_STREAM = 1 << 13,      /* resumable uploads may begin before the
+				       * final size is known
+				       * (BE_META_SIZE_UNKNOWN; GCS) */
 };
 
 /* What setattr changes (be_attr.set): a set of BE_ATTR_* bits, so that more
@@ -507,6 +523,28 @@ int be_upload_file(struct be *b, const char *path, int fd, const struct be_meta 
 		   const struct be_pre *pre, uint64_t small_max, int max_restarts,
 		   struct be_upload *up, be_upload_state_fn on_state, void *ud,
 		   struct be_entry *out, struct err *err);
+
+/* Checksums of the first `off` bytes of a file, computed by the caller
+ * (streamed uploads hash what they sent): crc32c and a running MD5 whose
+ * context (cksum.h) the callee takes over. */
+struct be_sums_prefix {
+	uint64_t off;
+	uint32_t crc32c;
+	struct ck_md5 md5;        /* ctx NULL: none */
+};
+/* Release the MD5 context and zero *seed. NULL or zeroed: no-op. */
+void be_sums_prefix_release(struct be_sums_prefix *seed);
+
+/* be_upload_file whose SUMS_LATE checksums go on from seed (may be NULL)
+ * instead of reading the file from 0: only [seed->off, size) is read. The
+ * caller vouches that fd's first seed->off bytes are those the sums were
+ * computed over (the server then checks the whole object against them).
+ * seed is consumed (released) in every case; it is ignored without
+ * BE_META_SUMS_LATE. */
+int be_upload_file_seeded(struct be *b, const char *path, int fd, const struct be_meta *meta,
+			  const struct be_pre *pre, uint64_t small_max, int max_restarts,
+			  struct be_upload *up, be_upload_state_fn on_state, void *ud,
+			  struct be_entry *out, struct be_sums_prefix *seed, struct err *err);
 
 /* Compute size, crc32c and md5 of fd's whole content (pread from 0; EINTR
  * and short reads handled). Leaves mtime and content_type untouched; clears

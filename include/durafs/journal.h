@@ -570,8 +570,10 @@ int jnl_entries_by_ids(struct jnl *j, const char *const *ids, size_t nids,
 		       struct jnl_place **out, size_t *n, struct err *err);
 void jnl_places_free(struct jnl_place *v, size_t n);
 
-/* A small key/value store for the mount (Drive changes token, mount id).
- * jnl_meta_get: *value is malloc'd, or NULL when the key is absent (0). */
+/* A small key/value store for the mount (Drive changes token, mount id,
+ * streamed upload sessions: sync/stream.c). jnl_meta_set with value NULL
+ * removes the key (absent already: 0). jnl_meta_get: *value is malloc'd,
+ * or NULL when the key is absent (0). */
 int jnl_meta_set(struct jnl *j, const char *key, const char *value,
 		 struct err *err);
 int jnl_meta_get(struct jnl *j, const char *key, char **value /* OUT */,

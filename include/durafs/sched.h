@@ -40,6 +40,16 @@
  *   upload of a file open for writing is a snapshot (sch_set_open_fn),
  *   sent from a consistent copy when the filesystem can take one
  *   (sch_set_freeze_fn).
+ *   Streaming (backends with BE_CAP_STREAM, GCS; off with no_stream): a
+ *   file written sequentially from offset 0 has its full chunks sent
+ *   into a resumable session while it is written (sync/stream.c, fed by
+ *   sch_note_write/_end; the session is recorded in the journal). Its
+ *   write op takes that session over when the path, guard and content
+ *   still fit, and sends only the rest with the final size and the whole
+ *   file's checksums (the streamed part's computed as it was sent), which
+ *   the server verifies; if it refuses them, the op is requeued and
+ *   uploads the file whole. The committed object's mtime is then set to
+ *   the op's (the session began with an earlier one).
  * - MKDIR, SYMLINK: created remotely (mkdir is idempotent).
  * - UNLINK (guarded by base; already gone = done), RMDIR (gone = done).
  * - RENAME: a file or symlink with be_rename (source guarded by base, the
@@ -135,6 +145,13 @@ struct sched_opts {
 				     * journal's lease_ms) */
 	int64_t housekeeping_ms;    /* expire stale leases and collect unlinked
 				     * files' cache files this often; 0: 5000 */
+	int no_stream;              /* 1: never start an upload while its file
+				     * is written (see below); 0 (default):
+				     * stream sequentially written files on
+				     * backends with BE_CAP_STREAM */
+	uint64_t stream_lead;       /* streaming sends a chunk once this many
+				     * bytes follow it; 0: one chunk, at least
+				     * 1 MiB (include/durafs/stream.h) */
 	struct http *http;          /* optional (NULL: none): the HTTP client
 				     * the backend uses; sch_stop cancels its
 				     * requests (http_cancel_all) so that
@@ -225,6 +242,10 @@ typedef int (*sched_open_fn)(void *ud, uint64_t fid);
  * the append, uploads the whole file. Cheap; thread-safe; unknown fids are
  * ignored. */
 void sch_note_write(struct sched *s, uint64_t fid, uint64_t off);
+/* The change sch_note_write announced (same fid and off) is made, or
+ * failed. Every sch_note_write must be followed by one: streaming (see
+ * above) reads no part of the file a change under way may touch. */
+void sch_note_write_end(struct sched *s, uint64_t fid, uint64_t off);
 
 /* Set (or clear, fn NULL) the open-file test. A write op of a file open
  * for writing is uploaded as a snapshot: the upload is not abandoned
@@ -280,6 +301,10 @@ struct sched_stats {
 				     * committed version (GCS compose) */
 	uint64_t snapshot_copies;   /* snapshots uploaded from a copy taken by
 				     * the sched_freeze_fn (added) */
+	uint64_t streamed;          /* writes that finished a session streamed
+				     * while the file was written */
+	uint64_t streamed_bytes;    /* bytes of those sessions sent before the
+				     * write op began */
 };
 /* Counters since sch_new. */
 void sch_get_stats(struct sched *s, struct sched_stats *out);
