@@ -1,7 +1,8 @@
 /* The backend interface's shared half (include/durafs/backend.h): dispatch
  * wrappers, entry lists (sorting, merging, lookup), POSIX name rules,
- * version text forms, chunk arithmetic, the ranged-read window, reading
- * an upload's file, and the whole-file upload driver. */
+ * version text forms, chunk arithmetic, HTTP ranges and retry backoff, the
+ * ranged-read window, reading an upload's file, and the whole-file upload
+ * driver. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -11,8 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "durafs/backend.h"
 #include "durafs/cksum.h"
+#include "durafs/http.h"
 #include "durafs/log.h"
 
 /* --- dispatch: backends always get a non-NULL err ------------------------- */
@@ -897,6 +901,104 @@ void be_upload_started(struct be_upload *up, const char *path, const struct be_m
 	up->chunk_size = chunk;
 	up->persisted = committed ? meta->size : 0;
 	up->done = committed ? 1 : 0;
+}
+
+/* --- HTTP ranges and retry pacing of the backends ------------------------ */
+
+/* Decimal digits at *pp (at least one) into *out, advancing *pp; -1 on no
+ * digit or overflow. */
+static int parse_u64(const char **pp, uint64_t *out)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*pp = p;
+	*out = v;
+	return 0;
+}
+
+int be_range_persisted(const char *value, uint64_t *persisted)
+{
+	const char *p = value;
+	uint64_t a, b;
+
+	if (!value) {
+		*persisted = 0;
+		return 0;
+	}
+	if (strncmp(p, "bytes=", 6) != 0)
+		return -1;
+	p += 6;
+	if (parse_u64(&p, &a) < 0 || *p++ != '-' || parse_u64(&p, &b) < 0 || *p != '\0')
+		return -1;
+	if (a != 0 || b == UINT64_MAX)
+		return -1;
+	*persisted = b + 1;
+	return 0;
+}
+
+int be_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
+			   uint64_t *total)
+{
+	const char *p = value;
+	uint64_t a, b, t;
+
+	if (!p || strncmp(p, "bytes ", 6) != 0)
+		return -1;
+	p += 6;
+	if (parse_u64(&p, &a) < 0 || *p++ != '-' || parse_u64(&p, &b) < 0 || *p++ != '/')
+		return -1;
+	if (*p == '*' && p[1] == '\0') {
+		t = UINT64_MAX;
+	} else {
+		if (parse_u64(&p, &t) < 0 || *p != '\0' || b >= t)
+			return -1;
+	}
+	if (b < a)
+		return -1;
+	*first = a;
+	*last = b;
+	*total = t;
+	return 0;
+}
+
+void be_content_range_header(char *buf, size_t size, uint64_t off, uint64_t len,
+			     uint64_t total)
+{
+	if (len == 0)
+		snprintf(buf, size, "Content-Range: bytes */%" PRIu64, total);
+	else
+		snprintf(buf, size, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
+			 off + len - 1, total);
+}
+
+long be_jitter(long max)
+{
+	unsigned char r[4];
+	uint32_t v;
+
+	if (max <= 0 || RAND_bytes(r, sizeof(r)) != 1)
+		return 0;
+	v = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
+	return (long)(v % (uint32_t)(max + 1));
+}
+
+void be_backoff(struct http *h, long base_ms, int n)
+{
+	long ms = base_ms;
+
+	if (n > 5)
+		n = 5;
+	if (n > 0)
+		ms <<= n;
+	http_pause(h, ms / 2 + be_jitter(ms / 2) + 1, NULL);
 }
 
 int be_rdwin_feed(struct be_rdwin *w, const char *data, size_t len)

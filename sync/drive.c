@@ -65,17 +65,6 @@ static struct drive *D(struct be *b)
 
 /* --- pacing -------------------------------------------------------------- */
 
-static long jitter(long max)
-{
-	unsigned char r[4];
-	uint32_t v;
-
-	if (max <= 0 || RAND_bytes(r, sizeof(r)) != 1)
-		return 0;
-	v = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
-	return (long)(v % (uint32_t)(max + 1));
-}
-
 /* Halve the interval for every full recover period without a hit. Called
  * with pace_mu held. */
 static void pace_decay(struct drive *d, int64_t now)
@@ -130,7 +119,7 @@ void drive_pace_hit(struct drive *d, long retry_after_ms)
 			delay *= 2;
 		if (delay > d->pace_backoff_max)
 			delay = d->pace_backoff_max;
-		delay = delay / 2 + jitter(delay / 2);
+		delay = delay / 2 + be_jitter(delay / 2);
 	}
 	if (now + delay > d->pace_not_before)
 		d->pace_not_before = now + delay;
@@ -218,7 +207,7 @@ int drive_do(struct drive *d, const struct http_req *req0, int write, struct htt
 		    resp->sink_bytes > 0)
 			return -1;
 		handed = 1;
-		http_pause(d->http, d->retry_base_ms / 2 + jitter(d->retry_base_ms / 2), NULL);
+		http_pause(d->http, d->retry_base_ms / 2 + be_jitter(d->retry_base_ms / 2), NULL);
 	}
 }
 
@@ -1584,19 +1573,6 @@ static int rd_sink(void *ud, const char *data, size_t len)
 	return be_rdwin_feed(&r->w, data, len);
 }
 
-/* Parse "bytes A-B/TOTAL". */
-static int content_range(const char *v, uint64_t *first, uint64_t *total)
-{
-	unsigned long long a, b, t;
-	char tail;
-
-	if (!v || sscanf(v, "bytes %llu-%llu/%llu%c", &a, &b, &t, &tail) != 3 || b < a || b >= t)
-		return -1;
-	*first = a;
-	*total = t;
-	return 0;
-}
-
 static int read_export(struct drive *d, const struct drive_file *f, uint64_t off, uint64_t len,
 		       be_sink_fn sink, void *ud, uint64_t *got, struct err *err)
 {
@@ -1651,7 +1627,7 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 	char *url = NULL, range[96];
 	const char *hdrs[2] = { range, NULL };
 	unsigned char md5[16];
-	uint64_t size = f->has_size ? f->size : 0, start, first, total;
+	uint64_t size = f->has_size ? f->size : 0, start, first, last, total;
 	int pieces = 0, rc = -1;
 
 	memset(&r, 0, sizeof(r));
@@ -1711,8 +1687,9 @@ static int read_media(struct drive *d, const struct drive_file *f, const char *p
 		goto out;
 	}
 	if (resp.status == 206) {
-		if (content_range(http_resp_header(&resp, "Content-Range", 0), &first, &total) < 0 ||
-		    first != start) {
+		if (be_content_range_parse(http_resp_header(&resp, "Content-Range", 0), &first,
+					   &last, &total) < 0 ||
+		    first != start || total == UINT64_MAX) {
 			err_set(err, ERR_PARSE, "read \"%s\": bad Content-Range", path);
 			goto out;
 		}
@@ -2445,9 +2422,7 @@ static int drive_upload_query(struct be *b, struct be_upload *up, struct be_entr
 	struct sguard g;
 	char cr[96], url[BE_SESSION_MAX];
 	const char *hdrs[2] = { cr, NULL };
-	unsigned long long l;
-	const char *rg;
-	char tail;
+	uint64_t p;
 	int rc = -1;
 
 	if (out)
@@ -2455,7 +2430,7 @@ static int drive_upload_query(struct be *b, struct be_upload *up, struct be_entr
 	if (!up->session[0] || session_parse(up->session, url, sizeof(url), &g) < 0)
 		return err_set(err, ERR_INVAL, "upload \"%s\": no session or a malformed one",
 			       up->path);
-	snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
+	be_content_range_header(cr, sizeof(cr), 0, 0, up->meta.size);
 	memset(&req, 0, sizeof(req));
 	req.method = "PUT";
 	req.url = url;
@@ -2475,29 +2450,16 @@ static int drive_upload_query(struct be *b, struct be_upload *up, struct be_entr
 			resp.status);
 		goto out;
 	}
-	rg = http_resp_header(&resp, "Range", 0);
-	if (!rg) {
-		up->persisted = 0;
-	} else if (sscanf(rg, "bytes=0-%llu%c", &l, &tail) == 1 && l < up->meta.size) {
-		up->persisted = (uint64_t)l + 1;
-	} else {
+	if (be_range_persisted(http_resp_header(&resp, "Range", 0), &p) < 0 ||
+	    p > up->meta.size) {
 		err_set(err, ERR_PARSE, "upload \"%s\": bad Range in 308 reply", up->path);
 		goto out;
 	}
+	up->persisted = p;
 	rc = 0;
 out:
 	http_resp_release(&resp);
 	return rc;
-}
-
-static void backoff(struct drive *d, int n)
-{
-	long ms = d->retry_base_ms;
-
-	if (n > 5)
-		n = 5;
-	ms <<= n;
-	http_pause(d->http, ms / 2 + jitter(ms / 2) + 1, NULL);
 }
 
 /* Before the last chunk: is the guard still true? 0 yes, -1 ERR_CONFLICT
@@ -2562,12 +2524,10 @@ static int drive_upload_chunk(struct be *b, struct be_upload *up, int fd,
 	struct sguard g;
 	struct dchild c;
 	char cr[128], url[BE_SESSION_MAX];
-	const char *hdrs[2] = { cr, NULL }, *rg;
-	unsigned long long l;
-	uint64_t len, before;
+	const char *hdrs[2] = { cr, NULL };
+	uint64_t len, p, before;
 	struct err tmp;
 	int last, fails = 0, q, rc = -1;
-	char tail;
 
 	if (out)
 		memset(out, 0, sizeof(*out));
@@ -2590,11 +2550,7 @@ static int drive_upload_chunk(struct be *b, struct be_upload *up, int fd,
 		len = be_chunk_next(up->meta.size, up->persisted, up->chunk_size, &last);
 		if (last && final_guard(d, up, &g, out, err) < 0)
 			goto out;
-		if (len == 0)
-			snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
-		else
-			snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
-				 up->persisted, up->persisted + len - 1, up->meta.size);
+		be_content_range_header(cr, sizeof(cr), up->persisted, len, up->meta.size);
 		memset(&req, 0, sizeof(req));
 		req.method = "PUT";
 		req.url = url;
@@ -2614,17 +2570,13 @@ static int drive_upload_chunk(struct be *b, struct be_upload *up, int fd,
 					up->path, resp.status);
 				goto out;
 			}
-			rg = http_resp_header(&resp, "Range", 0);
-			if (!rg) {
-				up->persisted = 0;
-			} else if (sscanf(rg, "bytes=0-%llu%c", &l, &tail) == 1 &&
-				   l < up->meta.size) {
-				up->persisted = (uint64_t)l + 1;
-			} else {
+			if (be_range_persisted(http_resp_header(&resp, "Range", 0), &p) < 0 ||
+			    p > up->meta.size) {
 				err_set(err, ERR_PARSE, "upload \"%s\": bad Range in 308 reply",
 					up->path);
 				goto out;
 			}
+			up->persisted = p;
 			if (up->persisted > before) {
 				rc = 0;
 				goto out;
@@ -2644,7 +2596,7 @@ static int drive_upload_chunk(struct be *b, struct be_upload *up, int fd,
 			}
 			log_debug(TAG, "upload \"%s\": chunk at %" PRIu64 " failed (%s); asking what "
 				  "persisted", up->path, before, err->msg);
-			backoff(d, fails - 1);
+			be_backoff(d->http, d->retry_base_ms, fails - 1);
 			q = drive_upload_query(b, up, out, err);
 			if (q == 1) {
 				rc = 1;

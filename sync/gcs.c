@@ -646,68 +646,6 @@ int gcs_parse_goog_hash(const char *value, int *has_crc32c, uint32_t *crc32c,
 	return 0;
 }
 
-static int parse_u64(const char **pp, uint64_t *out)
-{
-	const char *p = *pp;
-	uint64_t v = 0;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	*pp = p;
-	*out = v;
-	return 0;
-}
-
-int gcs_parse_308_range(const char *value, uint64_t *persisted)
-{
-	const char *p = value;
-	uint64_t a, b;
-
-	if (!value) {
-		*persisted = 0;
-		return 0;
-	}
-	if (strncmp(p, "bytes=", 6) != 0)
-		return -1;
-	p += 6;
-	if (parse_u64(&p, &a) < 0 || *p++ != '-' || parse_u64(&p, &b) < 0 || *p != '\0')
-		return -1;
-	if (a != 0 || b == UINT64_MAX)
-		return -1;
-	*persisted = b + 1;
-	return 0;
-}
-
-int gcs_parse_content_range(const char *value, uint64_t *first, uint64_t *last,
-			    uint64_t *total)
-{
-	const char *p = value;
-	uint64_t a, b, t;
-
-	if (!p || strncmp(p, "bytes ", 6) != 0)
-		return -1;
-	p += 6;
-	if (parse_u64(&p, &a) < 0 || *p++ != '-' || parse_u64(&p, &b) < 0 || *p++ != '/')
-		return -1;
-	if (*p == '*' && p[1] == '\0') {
-		t = UINT64_MAX;
-	} else {
-		if (parse_u64(&p, &t) < 0 || *p != '\0' || b >= t)
-			return -1;
-	}
-	if (b < a)
-		return -1;
-	*first = a;
-	*last = b;
-	*total = t;
-	return 0;
-}
-
 int gcs_err_transient(const struct err *e)
 {
 	if (!e)
@@ -1246,7 +1184,7 @@ static int gcs_read(struct be *b, const char *path, const struct be_version *ver
 	}
 	if (resp.status == 206) {
 		h = http_resp_header(&resp, "Content-Range", 0);
-		if (gcs_parse_content_range(h, &first, &last, &t) < 0 || first != start) {
+		if (be_content_range_parse(h, &first, &last, &t) < 0 || first != start) {
 			err_set(err, ERR_PARSE, "read \"%s\": bad Content-Range \"%s\"", path,
 				h ? h : "(none)");
 			goto out;
@@ -1478,21 +1416,6 @@ static int gcs_symlink(struct be *b, const char *path, const char *target,
 	return put_mem(G(b), path, target, &m, target, pre, out, err);
 }
 
-/* Sleep before retry n (0-based) of a failed step: exponential with jitter,
- * cut short when the HTTP handle is cancelled (unmount), after which the
- * next request fails with ERR_CANCELED. */
-static void backoff(struct gcs *g, int n)
-{
-	long ms = g->retry_base_ms, jitter;
-	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&ms ^ (unsigned)n;
-
-	if (n > 5)
-		n = 5;
-	ms <<= n;
-	jitter = ms / 2 > 0 ? (long)(rand_r(&seed) % (unsigned)(ms / 2 + 1)) : 0;
-	http_pause(g->http, ms / 2 + jitter + 1, NULL);
-}
-
 static int gcs_upload_begin(struct be *b, const char *path, const struct be_meta *meta,
 			    const struct be_pre *pre, struct be_upload *up, struct err *err)
 {
@@ -1679,7 +1602,7 @@ static int gcs_upload_query(struct be *b, struct be_upload *up, struct be_entry 
 			up->path, resp.status);
 		goto out;
 	}
-	if (gcs_parse_308_range(http_resp_header(&resp, "Range", 0), &p) < 0 ||
+	if (be_range_persisted(http_resp_header(&resp, "Range", 0), &p) < 0 ||
 	    p > up->meta.size) {
 		err_set(err, ERR_PARSE, "upload \"%s\": bad Range in 308 reply", up->path);
 		goto out;
@@ -1772,7 +1695,7 @@ static int upload_chunk_at(struct be *b, struct be_upload *up, int fd, uint64_t 
 					up->path, resp.status);
 				goto out;
 			}
-			if (gcs_parse_308_range(http_resp_header(&resp, "Range", 0), &p) < 0 ||
+			if (be_range_persisted(http_resp_header(&resp, "Range", 0), &p) < 0 ||
 			    p > up->meta.size) {
 				err_set(err, ERR_PARSE, "upload \"%s\": bad Range in 308 reply",
 					up->path);
@@ -1804,7 +1727,7 @@ static int upload_chunk_at(struct be *b, struct be_upload *up, int fd, uint64_t 
 			log_debug(TAG, "upload \"%s\": chunk at %" PRIu64 " failed (%s); "
 				  "asking the server what it persisted", up->path, before,
 				  err ? err->msg : "");
-			backoff(g, fails - 1);
+			be_backoff(g->http, g->retry_base_ms, fails - 1);
 			q = gcs_upload_query(b, up, out, err);
 			if (q == 1) {
 				rc = 1;

@@ -12,6 +12,8 @@
 #include "durafs/cksum.h"
 #include "durafs/err.h"
 
+struct http;
+
 /*
  * Conventions for every operation below
  * -------------------------------------
@@ -616,6 +618,32 @@ uint64_t be_chunk_next(uint64_t total, uint64_t persisted, uint64_t chunk_size,
  * persisted = 0 and done = 0. The session URI is left to the caller. */
 void be_upload_started(struct be_upload *up, const char *path, const struct be_meta *meta,
 		       uint64_t chunk, int committed);
+
+/* A resumable session's 308 reply header "Range: bytes=0-L" (value only):
+ * *persisted = L + 1; NULL (absent: nothing persisted yet) gives 0. -1 when
+ * malformed, not starting at 0, or out of range. */
+int be_range_persisted(const char *value, uint64_t *persisted);
+/* A 206 reply's "Content-Range: bytes A-B/TOTAL" (value only): *first = A,
+ * *last = B, *total = TOTAL, or UINT64_MAX for '*' (unknown length; a
+ * caller that needs the length rejects it). -1 when NULL, malformed, B < A
+ * or B >= TOTAL. */
+int be_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
+			   uint64_t *total);
+/* The request header of a resumable upload of total bytes that sends len
+ * bytes at off: "Content-Range: bytes off-(off+len-1)/total"; when len is 0
+ * (a status query, or a session's empty last step) '*' stands in place of
+ * the byte range. Written into buf (size >= 80 always suffices). */
+void be_content_range_header(char *buf, size_t size, uint64_t off, uint64_t len,
+			     uint64_t total);
+
+/* A random number in [0, max] for retry and pacing jitter (OpenSSL's
+ * generator; 0 when max <= 0 or it fails). Thread-safe. */
+long be_jitter(long max);
+/* Sleep before retry n (0-based) of a failed step: d = base_ms * 2^min(n, 5),
+ * then d/2 + be_jitter(d/2) + 1 ms, through http_pause(h) so that a cancel
+ * of h (unmount) ends it at once; the next request on h then fails with
+ * ERR_CANCELED. Thread-safe. */
+void be_backoff(struct http *h, long base_ms, int n);
 
 /* The window of a ranged download (shared by the backends' read paths): the
  * bytes of one or more transfers, each starting at pos (a restart after a

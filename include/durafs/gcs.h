@@ -134,15 +134,6 @@ int gcs_obj_to_entry(const struct gcs_obj *o, const char *name, size_t name_len,
 int gcs_parse_goog_hash(const char *value, int *has_crc32c, uint32_t *crc32c,
 			int *has_md5, unsigned char md5[16]);
 
-/* A 308's Range header "bytes=0-L": *persisted = L + 1; NULL (absent) gives
- * 0. -1 when malformed or not starting at 0. */
-int gcs_parse_308_range(const char *value, uint64_t *persisted);
-
-/* A 206's Content-Range "bytes A-B/TOTAL" (TOTAL may be '*': *total =
- * UINT64_MAX). -1 when malformed. */
-int gcs_parse_content_range(const char *value, uint64_t *first, uint64_t *last,
-			    uint64_t *total);
-
 /* Whether a failed call's error is worth another try after a status query
  * (transport failures, 408, 429, 5xx). */
 int gcs_err_transient(const struct err *e);

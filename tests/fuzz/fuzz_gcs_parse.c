@@ -59,8 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	gcs_parse_goog_hash(s, &hc, &crc, &hm, md5);
-	gcs_parse_308_range(s, &a);
-	gcs_parse_content_range(s, &a, &b, &t);
+	be_range_persisted(s, &a);
+	be_content_range_parse(s, &a, &b, &t);
 	{
 		struct timespec ts;
 

@@ -1,6 +1,6 @@
 /* Unit tests for sync/backend.c: POSIX name and path rules, list sorting and
  * merging (directory wins), version text forms, RFC 3339 times, chunk
- * arithmetic and checksumming a file. */
+ * arithmetic, HTTP range headers, backoff and checksumming a file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 
 #include "durafs/backend.h"
 #include "durafs/cksum.h"
+#include "durafs/http.h"
 
 static void test_name_valid(void **state)
 {
@@ -335,6 +336,78 @@ static void test_chunks(void **state)
 	assert_int_equal(last, 1);
 }
 
+/* The resumable-upload and ranged-read headers both backends share: the
+ * 308 Range, a 206's Content-Range and the Content-Range a chunk sends. */
+static void test_http_ranges(void **state)
+{
+	uint64_t p = 99, a, b, t;
+	char buf[96];
+
+	(void)state;
+	assert_int_equal(be_range_persisted(NULL, &p), 0);
+	assert_int_equal(p, 0);
+	assert_int_equal(be_range_persisted("bytes=0-262143", &p), 0);
+	assert_int_equal(p, 262144);
+	assert_int_equal(be_range_persisted("bytes=0-0", &p), 0);
+	assert_int_equal(p, 1);
+	assert_int_equal(be_range_persisted("bytes=5-10", &p), -1);
+	assert_int_equal(be_range_persisted("bytes=0-", &p), -1);
+	assert_int_equal(be_range_persisted("bytes 0-10", &p), -1);
+	assert_int_equal(be_range_persisted("bytes=0-10x", &p), -1);
+	assert_int_equal(be_range_persisted("bytes=0- 10", &p), -1);
+	assert_int_equal(be_range_persisted("bytes=0--10", &p), -1);
+	assert_int_equal(be_range_persisted("bytes=0-99999999999999999999999", &p), -1);
+	assert_int_equal(be_range_persisted("bytes=0-18446744073709551615", &p), -1);
+
+	assert_int_equal(be_content_range_parse("bytes 0-9/100", &a, &b, &t), 0);
+	assert_true(a == 0 && b == 9 && t == 100);
+	assert_int_equal(be_content_range_parse("bytes 10-19/*", &a, &b, &t), 0);
+	assert_true(a == 10 && b == 19 && t == UINT64_MAX);
+	assert_int_equal(be_content_range_parse("bytes 10-9/100", &a, &b, &t), -1);
+	assert_int_equal(be_content_range_parse("bytes 0-100/100", &a, &b, &t), -1);
+	assert_int_equal(be_content_range_parse("bytes */100", &a, &b, &t), -1);
+	assert_int_equal(be_content_range_parse("bytes 0-9/100 ", &a, &b, &t), -1);
+	assert_int_equal(be_content_range_parse("bytes 0-9/*x", &a, &b, &t), -1);
+	assert_int_equal(be_content_range_parse(NULL, &a, &b, &t), -1);
+
+	be_content_range_header(buf, sizeof(buf), 0, 0, 12345);
+	assert_string_equal(buf, "Content-Range: bytes */12345");
+	be_content_range_header(buf, sizeof(buf), 262144, 262144, 600000);
+	assert_string_equal(buf, "Content-Range: bytes 262144-524287/600000");
+	be_content_range_header(buf, sizeof(buf), 0, 1, 1);
+	assert_string_equal(buf, "Content-Range: bytes 0-0/1");
+	be_content_range_header(buf, sizeof(buf), UINT64_MAX - 1, 1, UINT64_MAX);
+	assert_string_equal(buf, "Content-Range: bytes 18446744073709551614-"
+			    "18446744073709551614/18446744073709551615");
+}
+
+/* Jitter stays within [0, max]; a backoff on a cancelled handle ends at once
+ * (were it not cut short, this one would sleep about 24 minutes). */
+static void test_jitter_backoff(void **state)
+{
+	struct http_opts ho;
+	struct http *h = NULL;
+	struct err e;
+	long v;
+	int i, seen_nonzero = 0;
+
+	(void)state;
+	assert_int_equal(be_jitter(0), 0);
+	assert_int_equal(be_jitter(-5), 0);
+	for (i = 0; i < 1000; i++) {
+		v = be_jitter(7);
+		assert_true(v >= 0 && v <= 7);
+		seen_nonzero |= v != 0;
+	}
+	assert_true(seen_nonzero);
+	memset(&ho, 0, sizeof(ho));
+	assert_int_equal(http_new(&ho, &h, &e), 0);
+	http_cancel_all(h);
+	be_backoff(h, 60000, 9);
+	assert_true(http_canceled(h));
+	http_free(h);
+}
+
 /* be_pread_full, be_load_for_put (both checksums, too large, changed,
  * short file) and be_symlink_meta. */
 static void test_upload_file_helpers(void **state)
@@ -443,6 +516,8 @@ int main(void)
 		cmocka_unit_test(test_version_text),
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_http_ranges),
+		cmocka_unit_test(test_jitter_backoff),
 		cmocka_unit_test(test_rdwin),
 		cmocka_unit_test(test_meta_from_fd),
 		cmocka_unit_test(test_upload_file_helpers),

@@ -335,7 +335,6 @@ static void test_parse_malformed(void **state)
 
 static void test_headers(void **state)
 {
-	uint64_t p = 99, a, b, t;
 	int hc = 0, hm = 0;
 	uint32_t crc = 0;
 	unsigned char md5[16];
@@ -356,27 +355,6 @@ static void test_headers(void **state)
 	assert_int_equal(gcs_parse_goog_hash("garbage", &hc, &crc, &hm, md5), -1);
 	assert_int_equal(gcs_parse_goog_hash("sha256=abc, crc32c=4waSgw==", &hc, &crc, &hm,
 					     md5), 0);
-
-	assert_int_equal(gcs_parse_308_range(NULL, &p), 0);
-	assert_int_equal(p, 0);
-	assert_int_equal(gcs_parse_308_range("bytes=0-262143", &p), 0);
-	assert_int_equal(p, 262144);
-	assert_int_equal(gcs_parse_308_range("bytes=0-0", &p), 0);
-	assert_int_equal(p, 1);
-	assert_int_equal(gcs_parse_308_range("bytes=5-10", &p), -1);
-	assert_int_equal(gcs_parse_308_range("bytes=0-", &p), -1);
-	assert_int_equal(gcs_parse_308_range("bytes 0-10", &p), -1);
-	assert_int_equal(gcs_parse_308_range("bytes=0-10x", &p), -1);
-	assert_int_equal(gcs_parse_308_range("bytes=0-99999999999999999999999", &p), -1);
-
-	assert_int_equal(gcs_parse_content_range("bytes 0-9/100", &a, &b, &t), 0);
-	assert_true(a == 0 && b == 9 && t == 100);
-	assert_int_equal(gcs_parse_content_range("bytes 10-19/*", &a, &b, &t), 0);
-	assert_true(t == UINT64_MAX);
-	assert_int_equal(gcs_parse_content_range("bytes 10-9/100", &a, &b, &t), -1);
-	assert_int_equal(gcs_parse_content_range("bytes 0-100/100", &a, &b, &t), -1);
-	assert_int_equal(gcs_parse_content_range("bytes */100", &a, &b, &t), -1);
-	assert_int_equal(gcs_parse_content_range(NULL, &a, &b, &t), -1);
 }
 
 static void test_error_mapping(void **state)
