@@ -29,6 +29,7 @@
 #include "durafs/log.h"
 #include "durafs/sched.h"
 #include "emu_harness.h"
+#include "sched_fixture.h"
 #include "unit_util.h"
 
 #define BUCKET "durafs-sched"
@@ -39,46 +40,19 @@ static struct emuh *emu;
 static struct http *http;
 static struct be *be;
 
-/* One test's world: a cache dir with files/ and journal.db, a journal, a
- * scheduler and the events it emitted. */
-struct fx {
-	char dir[64];
-	char files[96];
-	char db[96];
-	struct jnl *j;
-	struct sched *s;
-	struct sched_opts so;
-	unsigned next_cache;
-	pthread_mutex_t mu;
-	int ev_committed, ev_conflict, ev_failed;
-	char conflict_path[4096];
-	char conflict_copy[4096];
-};
+/* One test's world (sched_fixture.h). */
+static struct sfx fx;
 
-static struct fx fx;
-
-/* --- helpers ------------------------------------------------------------ */
+/* --- helpers: the shared fixture bound to this file's fx and be ---------- */
 
 static void cache_path(const char *name, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/%s", fx.files, name);
+	sfx_cache_path(&fx, name, buf, len);
 }
 
-/* A new local file at path holding data: a cache file, a fid and a write
- * op (delay_ms of writeback delay). Returns the fid. */
 static uint64_t new_file(const char *path, const void *data, size_t n, int64_t delay_ms)
 {
-	char name[32], cp[256];
-	uint64_t fid = 0, seq = 0;
-	int64_t mt = ut_wall_ns();
-
-	snprintf(name, sizeof(name), "c%06u", ++fx.next_cache);
-	cache_path(name, cp, sizeof(cp));
-	ut_write_at(cp, data, n, 0, 1);
-	UT_OK(jnl_file_new(fx.j, path, JNL_FILE, name, NULL, n, mt, &fid, &e_));
-	UT_OK(jnl_write(fx.j, fid, n, mt, delay_ms, &seq, &e_));
-	assert_true(seq > 0);
-	return fid;
+	return sfx_new_file(&fx, path, data, n, delay_ms);
 }
 
 /* Replace fid's content as the filesystem does: dirty, write, journal. */
@@ -99,34 +73,7 @@ static void rewrite(uint64_t fid, const void *data, size_t n, int64_t delay_ms)
 
 static int remote_exists(const char *path)
 {
-	struct be_entry ent;
-	struct err e;
-	int rc;
-
-	memset(&ent, 0, sizeof(ent));
-	rc = be_stat(be, path, &ent, &e);
-	if (rc < 0 && e.code != ERR_NOTFOUND)
-		fail_msg("stat %s: %s", path, e.msg);
-	be_entry_release(&ent);
-	return rc == 0;
-}
-
-static void on_event(void *ud, const struct sched_event *ev)
-{
-	struct fx *f = ud;
-
-	pthread_mutex_lock(&f->mu);
-	if (ev->kind == SCHED_EV_COMMITTED)
-		f->ev_committed++;
-	else if (ev->kind == SCHED_EV_FAILED)
-		f->ev_failed++;
-	else if (ev->kind == SCHED_EV_CONFLICT) {
-		f->ev_conflict++;
-		snprintf(f->conflict_path, sizeof(f->conflict_path), "%s", ev->path);
-		snprintf(f->conflict_copy, sizeof(f->conflict_copy), "%s",
-			 ev->path2 ? ev->path2 : "");
-	}
-	pthread_mutex_unlock(&f->mu);
+	return sfx_remote_exists(be, path);
 }
 
 /* Events are emitted right after the journal records the result, so a
@@ -148,16 +95,7 @@ static int events_at_least(int *count, int want)
 
 static void default_opts(struct sched_opts *o)
 {
-	memset(o, 0, sizeof(*o));
-	o->workers = 4;
-	o->chunk_size = 256 * KIB;
-	o->small_max = 256 * KIB;
-	o->files_dir = fx.files;
-	o->retry_initial_ms = 30;
-	o->retry_max_ms = 300;
-	o->housekeeping_ms = 100;
-	o->renew_ms = 500;
-	o->http = http;             /* as the mount does: sch_stop cancels it */
+	sfx_default_opts(o, fx.files, http);
 }
 
 static void fx_open_journal(void)
@@ -167,9 +105,7 @@ static void fx_open_journal(void)
 
 static void fx_start(void)
 {
-	UT_OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
-	sch_set_event_fn(fx.s, on_event, &fx);
-	UT_OK(sch_start(fx.s, &e_));
+	sfx_start(&fx, be, NULL, NULL);
 }
 
 static void fx_stop(void)
@@ -180,43 +116,14 @@ static void fx_stop(void)
 
 static int fx_setup(void **state)
 {
-	struct err e;
-
 	(void)state;
-	memset(&fx, 0, sizeof(fx));
-	pthread_mutex_init(&fx.mu, NULL);
-	snprintf(fx.dir, sizeof(fx.dir), "/tmp/durafs-sched-XXXXXX");
-	if (!mkdtemp(fx.dir))
-		return -1;
-	snprintf(fx.files, sizeof(fx.files), "%s/files", fx.dir);
-	snprintf(fx.db, sizeof(fx.db), "%s/journal.db", fx.dir);
-	if (mkdir(fx.files, 0700) < 0)
-		return -1;
-	if (emuh_reset(emu, &e) < 0 || emuh_gcs_bucket(emu, BUCKET, 0, &e) < 0) {
-		fprintf(stderr, "test_sched: reset: %s\n", e.msg);
-		return -1;
-	}
-	if (jnl_open(fx.db, NULL, &fx.j, NULL, &e) < 0) {
-		fprintf(stderr, "test_sched: journal: %s\n", e.msg);
-		return -1;
-	}
-	default_opts(&fx.so);
-	return 0;
+	return sfx_setup(&fx, "test_sched", emu, BUCKET, http);
 }
 
 static int fx_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	emuh_must_faults(emu, "[]");
-	sch_free(fx.s);
-	jnl_close(fx.j);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
-	if (system(cmd) != 0)
-		return -1;
-	pthread_mutex_destroy(&fx.mu);
-	return 0;
+	return sfx_teardown(&fx, emu);
 }
 
 /* Ops of fid in the given states. */
@@ -1174,15 +1081,9 @@ static void test_stop_unreachable(void **state)
 
 static int group_setup(void **state)
 {
-	struct emuh_opts eo;
 	struct http_opts ho;
-	struct gcs_opts go;
-	struct err e;
 
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	eo.persistent = 1;
 	memset(&ho, 0, sizeof(ho));
 	ho.max_retries = 12;
 	ho.backoff_initial_ms = 2;
@@ -1190,26 +1091,13 @@ static int group_setup(void **state)
 	ho.backoff_jitter_ms = 5;
 	ho.connect_timeout_ms = 1000;
 	ho.low_speed_time_s = 5;
-	if (emuh_test_start("test_sched", &eo, &ho, &emu, &http) < 0)
-		return -1;
-	memset(&go, 0, sizeof(go));
-	go.bucket = BUCKET;
-	go.endpoint = emuh_url(emu);
-	go.http = http;
-	go.retry_base_ms = 2;
-	go.chunk_max_failures = 30;
-	if (gcs_new(&go, &be, &e) < 0) {
-		fprintf(stderr, "test_sched: gcs: %s\n", e.msg);
-		return -1;
-	}
-	return 0;
+	return sfx_group_start("test_sched", BUCKET, 1, &ho, 0, &emu, &http, &be);
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	be_free(be);
-	emuh_test_stop(emu, http);
+	sfx_group_stop(emu, http, be);
 	return 0;
 }
 
