@@ -600,6 +600,41 @@ void emuh_test_stop(struct emuh *emu, struct http *http)
 	emuh_stop(emu);
 }
 
+int emuh_mount_start(const char *tag, struct emuh **emu, char *dir, size_t len)
+{
+	struct emuh_opts eo = { .no_auth = 1 };
+	char log[PATH_MAX + 16];
+	struct err e;
+
+	*emu = NULL;
+	err_clear(&e);
+	snprintf(dir, len, "/tmp/durafs-%s-XXXXXX", tag);
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "setup: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (emuh_start(&eo, emu, &e) < 0 || emuh_gcs_bucket(*emu, "bkt", 0, &e) < 0) {
+		fprintf(stderr, "setup: %s\n", e.msg);
+		emuh_stop(*emu);
+		*emu = NULL;
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		return -1;
+	}
+	snprintf(log, sizeof(log), "%s/test.log", dir);
+	if (log_open(log, &e) < 0)
+		fprintf(stderr, "setup: %s\n", e.msg);
+	setenv("STORAGE_EMULATOR_HOST", emuh_url(*emu), 1);
+	setenv("DURAFS_NO_METADATA", "1", 1);
+	return 0;
+}
+
+void emuh_mount_stop(struct emuh *emu, const char *dir)
+{
+	log_close();
+	emuh_stop(emu);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void emuh_must_faults(struct emuh *e, const char *rules_json)
 {
 	struct err err;

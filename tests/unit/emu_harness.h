@@ -5,6 +5,7 @@
 #ifndef DURAFS_EMU_HARNESS_H
 #define DURAFS_EMU_HARNESS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -98,6 +99,16 @@ int emuh_test_start(const char *who, const struct emuh_opts *eo,
 /* The group teardown's counterpart: http_free(http), emuh_stop(emu); NULLs
  * are fine. */
 void emuh_test_stop(struct emuh *emu, struct http *http);
+/* The setup of a test of fs/mount.c: a temporary directory
+ * "/tmp/durafs-<tag>-XXXXXX" into dir (len bytes), an emulator without auth
+ * holding bucket "bkt", the log sent to dir/test.log (expected failures log
+ * errors), and the environment pointing GCS at the emulator
+ * (STORAGE_EMULATOR_HOST, DURAFS_NO_METADATA=1; Drive's endpoint is left
+ * to the test).
+ * 0 with *emu, or -1 with the reason on stderr and nothing left running. */
+int emuh_mount_start(const char *tag, struct emuh **emu, char *dir, size_t len);
+/* Its counterpart: the log closed, the emulator stopped, dir removed. */
+void emuh_mount_stop(struct emuh *emu, const char *dir);
 /* emuh_faults; fails the test on error. */
 void emuh_must_faults(struct emuh *e, const char *rules_json);
 /* POST body (may be NULL) to a control path, reply ignored; fails the test

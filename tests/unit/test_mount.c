@@ -33,39 +33,14 @@ struct t {
 	int n;                      /* cache dirs made */
 };
 
-static int rm_rf(const char *path)
-{
-	char cmd[PATH_MAX + 32];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	return system(cmd);
-}
-
 static int setup(void **state)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	struct emuh_opts eo = { .no_auth = 1 };
-	char log[PATH_MAX + 16];
-	struct err e;
 
-	if (!t)
-		return -1;
-	snprintf(t->dir, sizeof(t->dir), "/tmp/durafs-mount-XXXXXX");
-	if (!mkdtemp(t->dir) || emuh_start(&eo, &t->emu, &e) < 0) {
-		fprintf(stderr, "setup: %s\n", e.msg);
+	if (!t || emuh_mount_start("mount", &t->emu, t->dir, sizeof(t->dir)) < 0) {
 		free(t);
 		return -1;
 	}
-	if (emuh_gcs_bucket(t->emu, "bkt", 0, &e) < 0) {
-		fprintf(stderr, "setup: %s\n", e.msg);
-		return -1;
-	}
-	/* expected failures log errors: keep them out of the test's output */
-	snprintf(log, sizeof(log), "%s/test.log", t->dir);
-	if (log_open(log, &e) < 0)
-		fprintf(stderr, "setup: %s\n", e.msg);
-	setenv("STORAGE_EMULATOR_HOST", emuh_url(t->emu), 1);
-	setenv("DURAFS_NO_METADATA", "1", 1);
 	*state = t;
 	return 0;
 }
@@ -74,9 +49,7 @@ static int teardown(void **state)
 {
 	struct t *t = *state;
 
-	log_close();
-	emuh_stop(t->emu);
-	rm_rf(t->dir);
+	emuh_mount_stop(t->emu, t->dir);
 	free(t);
 	return 0;
 }

@@ -31,40 +31,15 @@ struct t {
 	int n;
 };
 
-static int rm_rf(const char *path)
-{
-	char cmd[PATH_MAX + 32];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	return system(cmd);
-}
-
 static int setup(void **state)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	struct emuh_opts eo = { .no_auth = 1 };
-	char log[PATH_MAX + 16];
-	struct err e;
 
-	if (!t)
-		return -1;
-	snprintf(t->dir, sizeof(t->dir), "/tmp/durafs-mntoff-XXXXXX");
-	err_clear(&e);
-	if (!mkdtemp(t->dir) || emuh_start(&eo, &t->emu, &e) < 0) {
-		fprintf(stderr, "setup: %s\n", e.msg);
+	if (!t || emuh_mount_start("mntoff", &t->emu, t->dir, sizeof(t->dir)) < 0) {
 		free(t);
 		return -1;
 	}
-	if (emuh_gcs_bucket(t->emu, "bkt", 0, &e) < 0) {
-		fprintf(stderr, "setup: %s\n", e.msg);
-		return -1;
-	}
-	snprintf(log, sizeof(log), "%s/test.log", t->dir);
-	if (log_open(log, &e) < 0)
-		fprintf(stderr, "setup: %s\n", e.msg);
-	setenv("STORAGE_EMULATOR_HOST", emuh_url(t->emu), 1);
 	setenv("DURAFS_DRIVE_ENDPOINT", emuh_url(t->emu), 1);
-	setenv("DURAFS_NO_METADATA", "1", 1);
 	*state = t;
 	return 0;
 }
@@ -73,9 +48,7 @@ static int teardown(void **state)
 {
 	struct t *t = *state;
 
-	log_close();
-	emuh_stop(t->emu);
-	rm_rf(t->dir);
+	emuh_mount_stop(t->emu, t->dir);
 	free(t);
 	return 0;
 }
