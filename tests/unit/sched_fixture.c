@@ -17,23 +17,31 @@
 #include "unit_util.h"
 
 int sfx_group_start(const char *who, const char *bucket, int persistent,
-		    const struct http_opts *ho, uint64_t chunk_size, struct emuh **emu,
-		    struct http **http, struct be **be)
+		    const struct sfx_group_opts *o, struct emuh **emu, struct http **http,
+		    struct be **be)
 {
 	struct emuh_opts eo;
+	struct http_opts ho;
 	struct gcs_opts go;
 	struct err e;
 
 	memset(&eo, 0, sizeof(eo));
 	eo.no_auth = 1;
 	eo.persistent = persistent;
-	if (emuh_test_start(who, &eo, ho, emu, http) < 0)
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = o->max_retries;
+	ho.backoff_initial_ms = 2;
+	ho.backoff_max_ms = o->backoff_max_ms;
+	ho.backoff_jitter_ms = o->jitter_ms;
+	ho.connect_timeout_ms = 1000;
+	ho.low_speed_time_s = 5;
+	if (emuh_test_start(who, &eo, &ho, emu, http) < 0)
 		return -1;
 	memset(&go, 0, sizeof(go));
 	go.bucket = bucket;
 	go.endpoint = emuh_url(*emu);
 	go.http = *http;
-	go.chunk_size = chunk_size;
+	go.chunk_size = o->chunk_size;
 	go.retry_base_ms = 2;
 	go.chunk_max_failures = 30;
 	if (gcs_new(&go, be, &e) < 0) {

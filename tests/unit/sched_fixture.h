@@ -30,13 +30,23 @@ struct sfx {
 	char conflict_copy[4096];
 };
 
+/* How the group's HTTP client retries (backoff from 2 ms up to
+ * backoff_max_ms, plus up to jitter_ms) and its chunk size. */
+struct sfx_group_opts {
+	int max_retries;
+	long backoff_max_ms;
+	long jitter_ms;
+	uint64_t chunk_size;        /* GCS chunk size; 0: the backend's default */
+};
+
 /* The group setup: an emulator (no auth; with a data dir when persistent),
- * an HTTP client with *ho, and a GCS backend on bucket (retry_base_ms 2,
- * chunk_max_failures 30, chunk_size 0: the backend's default). 0 with *emu,
- * *http and *be, or -1 with the reason on stderr (prefixed by who). */
+ * an HTTP client retrying as *o says (1 s connect timeout, 5 s low-speed
+ * limit), and a GCS backend on bucket (retry_base_ms 2, chunk_max_failures
+ * 30). 0 with *emu, *http and *be, or -1 with the reason on stderr
+ * (prefixed by who). */
 int sfx_group_start(const char *who, const char *bucket, int persistent,
-		    const struct http_opts *ho, uint64_t chunk_size, struct emuh **emu,
-		    struct http **http, struct be **be);
+		    const struct sfx_group_opts *o, struct emuh **emu, struct http **http,
+		    struct be **be);
 /* The group teardown's counterpart; NULLs are fine. */
 void sfx_group_stop(struct emuh *emu, struct http *http, struct be *be);
 

@@ -1081,17 +1081,11 @@ static void test_stop_unreachable(void **state)
 
 static int group_setup(void **state)
 {
-	struct http_opts ho;
+	const struct sfx_group_opts o = { .max_retries = 12, .backoff_max_ms = 40,
+					  .jitter_ms = 5, .chunk_size = 0 };
 
 	(void)state;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 12;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 40;
-	ho.backoff_jitter_ms = 5;
-	ho.connect_timeout_ms = 1000;
-	ho.low_speed_time_s = 5;
-	return sfx_group_start("test_sched", BUCKET, 1, &ho, 0, &emu, &http, &be);
+	return sfx_group_start("test_sched", BUCKET, 1, &o, &emu, &http, &be);
 }
 
 static int group_teardown(void **state)
