@@ -594,6 +594,21 @@ int emuh_test_start(const char *who, const struct emuh_opts *eo,
 	return 0;
 }
 
+int emuh_test_start_noauth(const char *who, int max_retries, long backoff_max_ms,
+			   struct emuh **emu, struct http **http)
+{
+	struct emuh_opts eo;
+	struct http_opts ho;
+
+	memset(&eo, 0, sizeof(eo));
+	eo.no_auth = 1;
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = max_retries;
+	ho.backoff_initial_ms = 2;
+	ho.backoff_max_ms = backoff_max_ms;
+	return emuh_test_start(who, &eo, &ho, emu, http);
+}
+
 void emuh_test_stop(struct emuh *emu, struct http *http)
 {
 	http_free(http);

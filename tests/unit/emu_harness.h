@@ -96,6 +96,11 @@ int emuh_gcs_fill(struct emuh *e, const char *bucket, const char *prefix, size_t
  * running. */
 int emuh_test_start(const char *who, const struct emuh_opts *eo,
 		    const struct http_opts *ho, struct emuh **emu, struct http **http);
+/* emuh_test_start with the usual options: an emulator in memory without
+ * auth, and a client retrying max_retries times with a backoff from 2 ms
+ * up to backoff_max_ms. */
+int emuh_test_start_noauth(const char *who, int max_retries, long backoff_max_ms,
+			   struct emuh **emu, struct http **http);
 /* The group teardown's counterpart: http_free(http), emuh_stop(emu); NULLs
  * are fine. */
 void emuh_test_stop(struct emuh *emu, struct http *http);

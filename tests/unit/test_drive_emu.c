@@ -160,20 +160,12 @@ static void stat_id(struct be *b, const char *path, char *id)
 
 static int setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
 	char *reply = NULL;
 	json_t *j;
 	struct err e;
 
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 12;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 40;
-	if (emuh_test_start("test_drive_emu", &eo, &ho, &emu, &http) < 0)
+	if (emuh_test_start_noauth("test_drive_emu", 12, 40, &emu, &http) < 0)
 		return -1;
 	if (emuh_call(emu, "POST", "/_emulator/drive/root", NULL, &reply, &e) < 0) {
 		fprintf(stderr, "test_drive_emu: setup: %s\n", e.msg);

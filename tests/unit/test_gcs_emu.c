@@ -60,18 +60,10 @@ static struct be *new_backend(const char *bucket, const char *prefix, uint64_t c
 
 static int setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
 	struct err e;
 
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 12;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 40;
-	if (emuh_test_start("test_gcs_emu", &eo, &ho, &emu, &http) < 0)
+	if (emuh_test_start_noauth("test_gcs_emu", 12, 40, &emu, &http) < 0)
 		return -1;
 	if (emuh_gcs_bucket(emu, BUCKET, 1, &e) < 0 ||
 	    emuh_gcs_bucket(emu, PLAIN, 0, &e) < 0) {

@@ -437,19 +437,11 @@ static void test_state(void **state)
 
 static int setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
 	struct drive_opts o;
 	struct err e;
 
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 3;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 20;
-	if (emuh_test_start("test_layout", &eo, &ho, &emu, &http) < 0)
+	if (emuh_test_start_noauth("test_layout", 3, 20, &emu, &http) < 0)
 		return -1;
 	shared_drive("Team", team_id);
 	opts(&o, "drive:");
