@@ -88,24 +88,6 @@ void fs_strset_release(struct fs_strset *s)
 
 /* ---- the plan (pure) --------------------------------------------------------- */
 
-/* dir + "/" + name ("" dir: name), malloc'd or NULL. */
-static char *join(const char *dir, const char *name)
-{
-	size_t a = strlen(dir), b = strlen(name);
-	char *p = malloc(a + b + 2);
-
-	if (!p)
-		return NULL;
-	if (a) {
-		memcpy(p, dir, a);
-		p[a] = '/';
-		memcpy(p + a + 1, name, b + 1);
-	} else {
-		memcpy(p, name, b + 1);
-	}
-	return p;
-}
-
 /* The directory part of path ("" for a top-level name) into a new string. */
 static char *parent_of(const char *path)
 {
@@ -121,7 +103,7 @@ int fs_poll_plan_add(struct fs_poll_plan *p, const struct be_change *c)
 
 	p->changes++;
 	if (c->new_dir && c->new_name) {
-		npath = join(c->new_dir, c->new_name);
+		npath = view_join(c->new_dir, c->new_name);
 		if (!npath)
 			goto out;
 	}
@@ -212,7 +194,7 @@ static int already_known(struct fs *fs, const struct be_change *c)
 	if (c->gone || !c->new_dir || !c->new_name || (!c->ver.id[0] && !c->ver.gen))
 		return 0;
 	if (c->old_path) {
-		npath = join(c->new_dir, c->new_name);
+		npath = view_join(c->new_dir, c->new_name);
 		if (!npath || strcmp(npath, c->old_path) != 0) {
 			free(npath);
 			return 0;
