@@ -972,11 +972,17 @@ int be_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
 void be_content_range_header(char *buf, size_t size, uint64_t off, uint64_t len,
 			     uint64_t total)
 {
+	char range[48], tot[24];
+
 	if (len == 0)
-		snprintf(buf, size, "Content-Range: bytes */%" PRIu64, total);
+		snprintf(range, sizeof(range), "*");
 	else
-		snprintf(buf, size, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
-			 off + len - 1, total);
+		snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, off, off + len - 1);
+	if (total == UINT64_MAX)
+		snprintf(tot, sizeof(tot), "*");
+	else
+		snprintf(tot, sizeof(tot), "%" PRIu64, total);
+	snprintf(buf, size, "Content-Range: bytes %s/%s", range, tot);
 }
 
 long be_jitter(long max)

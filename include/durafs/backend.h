@@ -632,7 +632,8 @@ int be_content_range_parse(const char *value, uint64_t *first, uint64_t *last,
 /* The request header of a resumable upload of total bytes that sends len
  * bytes at off: "Content-Range: bytes off-(off+len-1)/total"; when len is 0
  * (a status query, or a session's empty last step) '*' stands in place of
- * the byte range. Written into buf (size >= 80 always suffices). */
+ * the byte range, and total UINT64_MAX (a size not known yet) is written
+ * '*'. Written into buf (size >= 80 always suffices). */
 void be_content_range_header(char *buf, size_t size, uint64_t off, uint64_t len,
 			     uint64_t total);
 

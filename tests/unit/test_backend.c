@@ -376,9 +376,14 @@ static void test_http_ranges(void **state)
 	assert_string_equal(buf, "Content-Range: bytes 262144-524287/600000");
 	be_content_range_header(buf, sizeof(buf), 0, 1, 1);
 	assert_string_equal(buf, "Content-Range: bytes 0-0/1");
-	be_content_range_header(buf, sizeof(buf), UINT64_MAX - 1, 1, UINT64_MAX);
-	assert_string_equal(buf, "Content-Range: bytes 18446744073709551614-"
-			    "18446744073709551614/18446744073709551615");
+	be_content_range_header(buf, sizeof(buf), UINT64_MAX - 2, 1, UINT64_MAX - 1);
+	assert_string_equal(buf, "Content-Range: bytes 18446744073709551613-"
+			    "18446744073709551613/18446744073709551614");
+	/* a size not known yet (a streamed upload) */
+	be_content_range_header(buf, sizeof(buf), 262144, 262144, UINT64_MAX);
+	assert_string_equal(buf, "Content-Range: bytes 262144-524287/*");
+	be_content_range_header(buf, sizeof(buf), 0, 0, UINT64_MAX);
+	assert_string_equal(buf, "Content-Range: bytes */*");
 }
 
 /* Jitter stays within [0, max]; a backoff on a cancelled handle ends at once
