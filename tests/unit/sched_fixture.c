@@ -131,12 +131,10 @@ void sfx_on_event(void *ud, const struct sched_event *ev)
 	pthread_mutex_unlock(&f->mu);
 }
 
-void sfx_start(struct sfx *f, struct be *be, sched_open_fn open_fn, void *open_ud)
+void sfx_start(struct sfx *f, struct be *be)
 {
 	UT_OK(sch_new(f->j, be, &f->so, &f->s, &e_));
 	sch_set_event_fn(f->s, sfx_on_event, f);
-	if (open_fn)
-		sch_set_open_fn(f->s, open_fn, open_ud);
 	UT_OK(sch_start(f->s, &e_));
 }
 

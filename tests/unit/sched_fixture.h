@@ -1,7 +1,8 @@
-/* The scheduler tests' shared fixture (test_sched.c, test_sched_writers.c):
- * an emulator with a GCS backend for the group, and per test a cache dir
+/* The scheduler tests' shared fixture: an emulator with a GCS backend for
+ * the group (test_sched.c, test_sched_writers.c), and per test a cache dir
  * with files/ and journal.db, a journal, a scheduler and the events it
- * emitted. Linked into every unit test (Makefile UNIT_EXTRA). */
+ * emitted (test_sched.c). Linked into every unit test (Makefile
+ * UNIT_EXTRA). */
 #ifndef DURAFS_SCHED_FIXTURE_H
 #define DURAFS_SCHED_FIXTURE_H
 
@@ -67,9 +68,9 @@ int sfx_teardown(struct sfx *f, struct emuh *emu);
 
 /* Count an event in f (ud is the struct sfx); suits sch_set_event_fn. */
 void sfx_on_event(void *ud, const struct sched_event *ev);
-/* Create and start f->s on be with f->so and sfx_on_event, plus open_fn
- * (when not NULL) as the open-file probe; fails the test on error. */
-void sfx_start(struct sfx *f, struct be *be, sched_open_fn open_fn, void *open_ud);
+/* Create and start f->s on be with f->so and sfx_on_event; fails the test
+ * on error. */
+void sfx_start(struct sfx *f, struct be *be);
 
 /* The path of cache file name in f's files dir (truncated to len). */
 void sfx_cache_path(const struct sfx *f, const char *name, char *buf, size_t len);

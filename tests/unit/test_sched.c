@@ -105,7 +105,7 @@ static void fx_open_journal(void)
 
 static void fx_start(void)
 {
-	sfx_start(&fx, be, NULL, NULL);
+	sfx_start(&fx, be);
 }
 
 static void fx_stop(void)

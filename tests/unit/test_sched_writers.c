@@ -32,6 +32,7 @@
 #include "durafs/log.h"
 #include "durafs/sched.h"
 #include "emu_harness.h"
+#include "sched_fixture.h"
 #include "unit_util.h"
 
 #define BUCKET "durafs-writers"
@@ -77,16 +78,7 @@ static size_t remote_count(const char *dir)
 
 static int remote_exists(const char *path)
 {
-	struct be_entry ent;
-	struct err e;
-	int rc;
-
-	memset(&ent, 0, sizeof(ent));
-	rc = be_stat(be, path, &ent, &e);
-	if (rc < 0 && e.code != ERR_NOTFOUND)
-		fail_msg("stat %s: %s", path, e.msg);
-	be_entry_release(&ent);
-	return rc == 0;
+	return sfx_remote_exists(be, path);
 }
 
 /* --- advice ------------------------------------------------------------- */
@@ -987,42 +979,17 @@ static int fx_teardown(void **state)
 
 static int group_setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
-	struct gcs_opts go;
-	struct err e;
+	const struct sfx_group_opts o = { .max_retries = 2, .backoff_max_ms = 20,
+					  .jitter_ms = 2, .chunk_size = 256 * KIB };
 
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 2;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 20;
-	ho.backoff_jitter_ms = 2;
-	ho.connect_timeout_ms = 1000;
-	ho.low_speed_time_s = 5;
-	if (emuh_test_start("test_sched_writers", &eo, &ho, &emu, &http) < 0)
-		return -1;
-	memset(&go, 0, sizeof(go));
-	go.bucket = BUCKET;
-	go.endpoint = emuh_url(emu);
-	go.http = http;
-	go.chunk_size = 256 * KIB;
-	go.retry_base_ms = 2;
-	go.chunk_max_failures = 30;
-	if (gcs_new(&go, &be, &e) < 0) {
-		fprintf(stderr, "test_sched_writers: gcs: %s\n", e.msg);
-		return -1;
-	}
-	return 0;
+	return sfx_group_start("test_sched_writers", BUCKET, 0, &o, &emu, &http, &be);
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	be_free(be);
-	emuh_test_stop(emu, http);
+	sfx_group_stop(emu, http, be);
 	return 0;
 }
 
