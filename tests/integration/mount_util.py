@@ -319,16 +319,44 @@ def requests_of(stats, kind):
     return sum(stats.get("requests", {}).get(kind, {}).values())
 
 
+# About one request in five fails: 503, 429, 500, or a connection cut in
+# the middle of an upload body.
+FAULTS_ONE_IN_FIVE = [
+    {"kind": "status", "fraction": 0.10, "status": 503},
+    {"kind": "status", "fraction": 0.05, "status": 429},
+    {"kind": "status", "fraction": 0.02, "status": 500},
+    {"kind": "cut", "fraction": 0.05, "after_bytes": 1000, "path": "/upload/*"},
+]
+
+
+def write_under_faults(m, emu, files, timeout):
+    """Write files ({name: bytes}) into mount m and flush it (timeout
+    seconds) while FAULTS_ONE_IN_FIVE are active; the faults are cleared
+    afterwards. Returns (faults fired, requests total) of the emulator."""
+    emu.faults(FAULTS_ONE_IN_FIVE)
+    for name, data in files.items():
+        m.write(name, data)
+    m.flush(timeout=timeout)
+    st = emu.stats()
+    emu.clear_faults()
+    return st["faults_fired"]["status"] + st["faults_fired"]["cut"], st["requests_total"]
+
+
 def make_objects(emu, bucket_name, names, threads=8):
-    """Upload one-byte objects fast: a few keep-alive connections."""
+    """Upload objects fast over a few keep-alive connections: names is a
+    list of names (each object the one byte "x") or a dict {name: bytes}."""
+    if isinstance(names, dict):
+        items = sorted(names.items())
+    else:
+        items = [(n, b"x") for n in names]
     url = urllib.parse.urlsplit(emu.url)
-    chunks = [names[i::threads] for i in range(threads)]
+    chunks = [items[i::threads] for i in range(threads)]
 
     def worker(part):
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-        for n in part:
+        for n, data in part:
             conn.request("POST", "/upload/storage/v1/b/%s/o?uploadType=media&name=%s"
-                         % (bucket_name, q(n)), body=b"x",
+                         % (bucket_name, q(n)), body=data,
                          headers={"Content-Type": "application/octet-stream"})
             r = conn.getresponse()
             r.read()

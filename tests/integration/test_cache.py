@@ -15,8 +15,8 @@ import time
 import pytest
 
 import conftest
-from mount_util import (mounts, bucket, blob, counter, run_durafs, wait_until,  # noqa: F401
-                        TIMEOUT_SCALE)
+from mount_util import (mounts, bucket, blob, counter, make_objects, run_durafs,  # noqa: F401
+                        wait_until, TIMEOUT_SCALE)
 from gcs_util import q
 
 OPTS = ["dir_cache_ttl=600s", "writeback_delay=0"]
@@ -27,28 +27,6 @@ def put(emu, name, data):
                                   % q(name), body=data,
                                   headers={"Content-Type": "application/octet-stream"})
     assert status == 200, (status, body[:200])
-
-
-def put_many(emu, files, threads=8):
-    """files: {name: bytes}; uploads over a few keep-alive connections."""
-    import concurrent.futures
-    import http.client
-    import urllib.parse
-    url = urllib.parse.urlsplit(emu.url)
-    items = sorted(files.items())
-    parts = [items[i::threads] for i in range(threads)]
-
-    def worker(part):
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-        for name, data in part:
-            conn.request("POST", "/upload/storage/v1/b/bkt/o?uploadType=media&name=%s" % q(name),
-                         body=data, headers={"Content-Type": "application/octet-stream"})
-            r = conn.getresponse()
-            r.read()
-            assert r.status == 200, r.status
-        conn.close()
-    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
-        list(ex.map(worker, parts))
 
 
 def media_requests(emu):
@@ -86,7 +64,7 @@ def test_cache_warm_status_drop(mounts, bucket):
     files = tree_files(60, lambda k: 1000 + 997 * k)
     files["t/big.bin"] = blob(3 << 20, seed=99)
     files["other/x.bin"] = b"x" * 10
-    put_many(emu, files)
+    make_objects(emu, "bkt", files)
     # a long writeback delay keeps a written file dirty while drop runs
     m = mounts(emu, "gs://bkt", options=["dir_cache_ttl=600s", "writeback_delay=60s"])
 
@@ -190,7 +168,7 @@ def test_cache_warm_then_offline_and_remount(mounts, bucket):
     emu, _ = bucket
     files = {"ds/c%02d/img%04d.bin" % (k % 20, k): blob(512 + (k * 37) % 3000, seed=k)
              for k in range(2000)}
-    put_many(emu, files)
+    make_objects(emu, "bkt", files)
     m = mounts(emu, "gs://bkt", options=OPTS)
     _, _, r = cache_json(m, "warm", m.path("ds"))
     assert r["warm"]["fetched_files"] == 2000 and r["warm"]["failed"] == 0, r
@@ -214,7 +192,7 @@ def test_cache_survives_remount(mounts, bucket):
     emu, _ = bucket
     files = {"ds/c%02d/img%04d.bin" % (k % 20, k): blob(700 + (k * 53) % 5000, seed=k)
              for k in range(2000)}
-    put_many(emu, files)
+    make_objects(emu, "bkt", files)
     m = mounts(emu, "gs://bkt", options=OPTS)
     _, _, r = cache_json(m, "warm", m.path("ds"))
     assert r["warm"]["fetched_files"] == 2000, r
@@ -243,7 +221,7 @@ def test_cache_survives_remount(mounts, bucket):
 def test_cache_warm_resumes_after_interrupt(mounts, bucket):
     emu, _ = bucket
     files = tree_files(120, lambda k: 2000 + k)
-    put_many(emu, files)
+    make_objects(emu, "bkt", files)
     m = mounts(emu, "gs://bkt", options=OPTS + ["prefetch_workers=2"])
     # slow media: the warm is interrupted part way
     # (1 s per file and 2 workers: the 120 files would take a minute, so the
@@ -416,7 +394,7 @@ def test_drive_warm_remount_and_quota(mounts, emulator_noauth):
 def test_warm_larger_than_cache_warns(mounts, bucket):
     emu, _ = bucket
     files = tree_files(40, lambda k: 100 * 1024)
-    put_many(emu, files)
+    make_objects(emu, "bkt", files)
     m = mounts(emu, "gs://bkt", options=OPTS + ["cache_size=1M"])
     res, _, r = cache_json(m, "warm", m.path("t"))
     assert r["warm"]["fetched_files"] == 40 and r["warm"]["cache_limit"] == 1 << 20
@@ -431,7 +409,7 @@ def test_warm_larger_than_cache_warns(mounts, bucket):
 def test_warm_reports_failed_files(mounts, bucket):
     emu, gcs = bucket
     files = tree_files(12, lambda k: 3000 + k)
-    put_many(emu, files)
+    make_objects(emu, "bkt", files)
     m = mounts(emu, "gs://bkt", options=OPTS)
     # the listing is loaded, then one object vanishes behind the mount's back
     _, _, st = cache_json(m, "status", m.path("t"))

@@ -17,7 +17,8 @@ import pytest
 import conftest
 from drive_util import DOC, SHORTCUT, Drive, counter, md5hex, mount_drive, requests_of
 from help_util import ROOT
-from mount_util import blob, mounts, run_durafs, wait_until  # noqa: F401  (fixture)
+from mount_util import (blob, mounts, run_durafs, wait_until,  # noqa: F401  (fixture)
+                        write_under_faults)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -382,20 +383,8 @@ def _faults_soak(emu, dr, mounts, count, seed):
             rnd.randint(8 * KiB, 200 * KiB) if r < 0.97 else rnd.randint(300 * KiB, 900 * KiB)
         files["s%d/%d.bin" % (i % 7, i)] = blob(size, i)
     os.listdir(m.path())
-    # about one request in five fails: 503, 429, 500, or a cut upload body
-    emu.faults([
-        {"kind": "status", "fraction": 0.10, "status": 503},
-        {"kind": "status", "fraction": 0.05, "status": 429},
-        {"kind": "status", "fraction": 0.02, "status": 500},
-        {"kind": "cut", "fraction": 0.05, "after_bytes": 1000, "path": "/upload/*"},
-    ])
-    for name, data in files.items():
-        m.write(name, data)
-    m.flush(timeout=900)
-    st = emu.stats()
-    emu.clear_faults()
-    fired = st["faults_fired"]["status"] + st["faults_fired"]["cut"]
-    assert fired >= 0.12 * st["requests_total"], (fired, st["requests_total"])
+    fired, total = write_under_faults(m, emu, files, timeout=900)
+    assert fired >= 0.12 * total, (fired, total)
     for d in range(7):
         kids = dr.children(dr.lookup("s%d" % d)["id"])
         for name, data in files.items():

@@ -14,7 +14,7 @@ import pytest
 
 from gcs_util import Gcs
 from mount_util import (blob, bucket, is_mounted, make_objects, mounts, remote_md5_hex,  # noqa: F401
-                        remote_objects, requests_of, wait_until)
+                        remote_objects, requests_of, wait_until, write_under_faults)
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -74,21 +74,8 @@ def test_many_files_under_faults(bucket, mounts, count, sizes):
         size = 0 if r < 0.05 else rnd.randint(1, 8 * KiB) if r < 0.7 else \
             rnd.randint(8 * KiB, 200 * KiB) if r < 0.97 else rnd.randint(600 * KiB, 1200 * KiB)
         files["f/%03d/%d.bin" % (i % 17, i)] = blob(size, i)
-    # about one request in five fails: 503, 429, 500, or a connection cut
-    # in the middle of an upload body
-    emu.faults([
-        {"kind": "status", "fraction": 0.10, "status": 503},
-        {"kind": "status", "fraction": 0.05, "status": 429},
-        {"kind": "status", "fraction": 0.02, "status": 500},
-        {"kind": "cut", "fraction": 0.05, "after_bytes": 1000, "path": "/upload/*"},
-    ])
-    for name, data in files.items():
-        m.write(name, data)
-    m.flush(timeout=600)
-    st = emu.stats()
-    emu.clear_faults()
-    fired = st["faults_fired"]["status"] + st["faults_fired"]["cut"]
-    assert fired >= 0.15 * st["requests_total"], (fired, st["requests_total"])
+    fired, total = write_under_faults(m, emu, files, timeout=600)
+    assert fired >= 0.15 * total, (fired, total)
     check_remote(gcs, files)
     st = m.status()
     assert st["failed"] == [] and st["pending"]["ops"] == 0
