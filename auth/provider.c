@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "durafs/auth.h"
+#include "durafs/clock.h"
 #include "durafs/log.h"
 
 /* A token is not handed out in its last moments: margin before expiry. */
@@ -48,14 +49,6 @@ static void wipe_free(char *s)
 		return;
 	explicit_bzero(s, strlen(s));
 	free(s);
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void auth_token_release(struct auth_token *t)
@@ -320,7 +313,7 @@ int auth_provider_get(struct auth_provider *p, char *buf, size_t buflen, uint64_
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		now = mono_ms();
+		now = clk_mono_ms();
 		if (usable(p, now) && (now < p->refresh_at || p->refreshing)) {
 			rc = hand_out(p, buf, buflen, gen, err);
 			break;
@@ -333,7 +326,7 @@ int auth_provider_get(struct auth_provider *p, char *buf, size_t buflen, uint64_
 				pthread_cond_wait(&p->cv, &p->mu);
 			if (p->done_seq == seq)
 				continue;
-			if (usable(p, mono_ms())) {
+			if (usable(p, clk_mono_ms())) {
 				/* Fresh (or still-valid) token: take it even
 				 * if already past a very short refresh point. */
 				rc = hand_out(p, buf, buflen, gen, err);
@@ -351,7 +344,7 @@ int auth_provider_get(struct auth_provider *p, char *buf, size_t buflen, uint64_
 		p->fetches++;
 		pthread_mutex_unlock(&p->mu);
 		err_clear(&ferr);
-		start = mono_ms();
+		start = clk_mono_ms();
 		frc = p->src->ops->fetch(p->src->ctx, &t, &ferr);
 		if (frc == 0 && (!t.access_token || !t.access_token[0]))
 			frc = err_set(&ferr, ERR_PARSE, "the token source returned an empty token");
@@ -367,7 +360,7 @@ int auth_provider_get(struct auth_provider *p, char *buf, size_t buflen, uint64_
 				  t.expires_in);
 		} else {
 			p->last_err = ferr;
-			now = mono_ms();
+			now = clk_mono_ms();
 			if (usable(p, now)) {
 				/* Keep serving the old token; try again a
 				 * little later. */
@@ -380,7 +373,7 @@ int auth_provider_get(struct auth_provider *p, char *buf, size_t buflen, uint64_
 		}
 		pthread_cond_broadcast(&p->cv);
 		auth_token_release(&t);
-		if (frc == 0 || usable(p, mono_ms()))
+		if (frc == 0 || usable(p, clk_mono_ms()))
 			rc = hand_out(p, buf, buflen, gen, err);
 		else if (err)
 			*err = ferr;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "durafs/cli.h"
+#include "durafs/clock.h"
 #include "durafs/ctl.h"
 #include "durafs/daemon.h"
 #include "durafs/fs.h"
@@ -246,13 +247,7 @@ static int check_remote(struct mnt *m, long deadline_ms, struct err *err)
 		rc = mnt_check(m, err);
 		goto out;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += deadline_ms / 1000;
-	ts.tv_nsec += (deadline_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	ts = clk_mono_after(deadline_ms);
 	pthread_mutex_lock(&j.mu);
 	while (!j.done && !late)
 		late = pthread_cond_timedwait(&j.cv, &j.mu, &ts) == ETIMEDOUT;

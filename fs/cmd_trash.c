@@ -19,6 +19,7 @@
 #include "durafs/auth_adc.h"
 #include "durafs/backend.h"
 #include "durafs/cli.h"
+#include "durafs/clock.h"
 #include "durafs/drive.h"
 #include "durafs/gcs.h"
 #include "durafs/http.h"
@@ -514,14 +515,6 @@ static int selected(const struct targs *a, const struct item *it, int64_t now)
 	return 1;
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int purge_empty(const struct targs *a, struct be *b, const struct items *first)
 {
 	struct pstate ps;
@@ -585,7 +578,7 @@ static int purge_drive(const struct targs *a, struct be *b)
 	long *status = NULL;
 	char (*reasons)[64] = NULL, sz[32], what[160];
 	size_t i, k, n = 0, nfail = 0;
-	int64_t now = wall_ms();
+	int64_t now = clk_wall_ms();
 	json_t *fails = NULL, *j;
 	struct timespec t0, t1;
 	int rc = CLI_FAIL, r;

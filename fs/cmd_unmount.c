@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "durafs/cli.h"
+#include "durafs/clock.h"
 #include "durafs/daemon.h"
 #include "durafs/mount_cli.h"
 
@@ -40,14 +41,6 @@ static void unmount_usage(FILE *out)
 		"  --timeout S  give up the flush (exit 1, still mounted) after S seconds, and\n"
 		"               wait at most that long for the daemon to exit\n"
 		"  --json       JSON progress lines and the flush result on stdout\n");
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* 1 while pid runs (a zombie counts as gone). */
@@ -192,9 +185,9 @@ int cmd_unmount(int argc, char **argv)
 		goto out;
 	}
 	if (pid > 0) {
-		deadline = mono_ms() + (timeout >= 0 ? timeout : UNMOUNT_WAIT_MS);
+		deadline = clk_mono_ms() + (timeout >= 0 ? timeout : UNMOUNT_WAIT_MS);
 		while (alive(pid)) {
-			if (mono_ms() > deadline) {
+			if (clk_mono_ms() > deadline) {
 				fprintf(stderr, UNMOUNT_PROG ": unmounted, but the daemon (pid %ld) is "
 					"still finishing; its cache dir is busy until it exits\n",
 					(long)pid);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "durafs/clock.h"
 #include "durafs/ctl.h"
 #include "durafs/log.h"
 
@@ -657,17 +658,9 @@ int ctl_client_send(struct ctl_client *c, const json_t *req, struct err *err)
 	return 0;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ctl_client_recv(struct ctl_client *c, int64_t timeout_ms, json_t **msg, struct err *err)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? -1 : clk_mono_ms() + timeout_ms;
 	json_error_t jerr;
 
 	*msg = NULL;
@@ -693,7 +686,7 @@ int ctl_client_recv(struct ctl_client *c, int64_t timeout_ms, json_t **msg, stru
 		if (deadline < 0) {
 			wait_ms = -1;
 		} else {
-			int64_t left = deadline - mono_ms();
+			int64_t left = deadline - clk_mono_ms();
 
 			if (left <= 0)
 				return err_set(err, ERR_TIMEOUT, "no answer from the daemon in time");

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "fs_i.h"
+#include "durafs/clock.h"
 #include "durafs/ctl.h"
 #include "durafs/log.h"
 
@@ -294,14 +295,6 @@ out:
 }
 
 /* ---- requests ------------------------------------------------------------------------ */
-
-static int64_t cc_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void cc_reply(struct ctl_conn *c, json_t *r)
 {
@@ -650,7 +643,7 @@ static void cc_warm(struct fs *fs, struct ctl_conn *c, const json_t *req)
 	const json_t *jm = json_object_get(req, "max_size");
 	uint64_t max_size = 0, big = 0, big_bytes = 0, cached = 0, cached_bytes = 0;
 	uint64_t local = 0, want = 0;
-	int64_t t0 = cc_mono_ms(), last = 0;
+	int64_t t0 = clk_mono_ms(), last = 0;
 	size_t i, nth = 0, workers;
 	int mu_ok = 0, interrupted = 0;
 
@@ -706,7 +699,7 @@ static void cc_warm(struct fs *fs, struct ctl_conn *c, const json_t *req)
 	}
 	/* Progress until the workers are through (or the peer left). */
 	for (;;) {
-		int64_t now = cc_mono_ms();
+		int64_t now = clk_mono_ms();
 		int done = atomic_load(&w.files_done) + atomic_load(&w.failed) >= w.ntodo;
 
 		if (!atomic_load(&w.stop) && ctl_cancelled(c)) {
@@ -739,7 +732,7 @@ static void cc_warm(struct fs *fs, struct ctl_conn *c, const json_t *req)
 		log_info(CC_TAG, "cache warm: %" PRIu64 " files (%" PRIu64 " bytes) fetched, %"
 			 PRIu64 " failed, in %.1f s", atomic_load(&w.files_done),
 			 atomic_load(&w.bytes_done), atomic_load(&w.failed),
-			 (double)(cc_mono_ms() - t0) / 1000.0);
+			 (double)(clk_mono_ms() - t0) / 1000.0);
 	if (interrupted)
 		goto out;
 	cc_send_progress(c, &w, want);
@@ -756,7 +749,7 @@ static void cc_warm(struct fs *fs, struct ctl_conn *c, const json_t *req)
 			      "failed", (json_int_t)atomic_load(&w.failed),
 			      "not_tried", (json_int_t)(w.ntodo - atomic_load(&w.files_done) -
 							atomic_load(&w.failed)),
-			      "elapsed_ms", (json_int_t)(cc_mono_ms() - t0),
+			      "elapsed_ms", (json_int_t)(clk_mono_ms() - t0),
 			      "quota", w.quota,
 			      "errors", w.errors,
 			      "cache_limit", (json_int_t)fs->mo->cache_size,

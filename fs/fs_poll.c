@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "fs_i.h"
+#include "durafs/clock.h"
 #include "durafs/fs_poll.h"
 #include "durafs/log.h"
 
@@ -153,7 +154,7 @@ struct fs_poll {
 	struct fs_poll_stats st;    /* protected by mu */
 	int failing;                /* the last poll failed (poller thread) */
 	int warned;                 /* the failure was logged as a WARN */
-	int64_t failing_since;      /* mono_ms() of the first failure */
+	int64_t failing_since;      /* clk_mono_ms() of the first failure */
 };
 
 /* 1 when path is at or below one of the dropped trees. */
@@ -345,22 +346,6 @@ static uint64_t apply(struct fs *fs, const struct fs_poll_plan *pl)
 	return n;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Start the feed: the first poll of a cache dir (why NULL), or the service
  * refused our stored position (expired, or from another account or
  * server): what changed before cannot be known. A new position
@@ -438,7 +423,7 @@ static int poll_once(struct fs_poll *p, struct err *err)
 	p->st.polls++;
 	p->st.changes += col.seen;
 	p->st.refreshed += refreshed;
-	p->st.last_ok_ms = real_ms();
+	p->st.last_ok_ms = clk_wall_ms();
 	pthread_mutex_unlock(&p->mu);
 	rc = 0;
 out:
@@ -455,7 +440,6 @@ static void *poll_main(void *arg)
 	struct fs_poll *p = arg;
 	struct timespec ts;
 	struct err e;
-	int64_t due;
 
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
@@ -467,7 +451,7 @@ static void *poll_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		err_clear(&e);
 		if (poll_once(p, &e) < 0) {
-			int64_t now = mono_ms();
+			int64_t now = clk_mono_ms();
 			int level = LOG_LVL_DEBUG;
 
 			pthread_mutex_lock(&p->mu);
@@ -491,10 +475,7 @@ static void *poll_main(void *arg)
 			p->failing = 0;
 			p->warned = 0;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		due = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + p->interval_ms;
-		ts.tv_sec = due / 1000;
-		ts.tv_nsec = (due % 1000) * 1000000;
+		ts = clk_mono_after(p->interval_ms);
 		pthread_mutex_lock(&p->mu);
 		while (!p->stop && !p->kick &&
 		       pthread_cond_timedwait(&p->cv, &p->mu, &ts) != ETIMEDOUT)

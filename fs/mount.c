@@ -14,6 +14,7 @@
 
 #include "durafs/auth.h"
 #include "durafs/auth_adc.h"
+#include "durafs/clock.h"
 #include "durafs/drive.h"
 #include "durafs/fs.h"
 #include "durafs/gcs.h"
@@ -26,22 +27,6 @@
 #define MNT_TAG "mount"
 #define MNT_FLUSH_TICK_MS 200
 #define MNT_LIST_MAX 200        /* failed/conflict ops listed in one reply */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *mnt_op_name(int kind)
 {
@@ -64,7 +49,7 @@ int mnt_init(struct mnt *m, const struct mopts *mo, struct err *err)
 	memset(m, 0, sizeof(*m));
 	m->mo = mo;
 	m->pid = getpid();
-	m->started_ms = wall_ms();
+	m->started_ms = clk_wall_ms();
 	if (!mo->cache_dir || mo->cache_dir[0] != '/')
 		return err_set(err, ERR_INVAL, "the cache dir must be an absolute path");
 	if (asprintf(&m->files_dir, "%s/files", mo->cache_dir) < 0) {
@@ -660,7 +645,7 @@ int mnt_flush(struct mnt *m, int64_t timeout_ms, mnt_progress_fn fn, void *ud,
 	      json_t **failed, struct err *err)
 {
 	uint64_t up_to = jnl_last_seq(m->jnl);
-	int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : clk_mono_ms() + timeout_ms;
 	struct jnl_progress p;
 	struct err e;
 	int rc, stop = 0;
@@ -674,7 +659,7 @@ int mnt_flush(struct mnt *m, int64_t timeout_ms, mnt_progress_fn fn, void *ud,
 	if (jnl_expedite(m->jnl, 0, up_to, err) < 0)
 		return -1;
 	for (;;) {
-		int64_t left = deadline == INT64_MAX ? INT64_MAX : deadline - mono_ms();
+		int64_t left = deadline == INT64_MAX ? INT64_MAX : deadline - clk_mono_ms();
 		int64_t slice = left < MNT_FLUSH_TICK_MS ? left : MNT_FLUSH_TICK_MS;
 
 		if (slice < 0)
@@ -814,7 +799,7 @@ json_t *mnt_status(struct mnt *m)
 	gmtime_r(&t, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	json_object_set_new(o, "started", json_string(ts));
-	json_object_set_new(o, "uptime_s", json_integer((wall_ms() - m->started_ms) / 1000));
+	json_object_set_new(o, "uptime_s", json_integer((clk_wall_ms() - m->started_ms) / 1000));
 	json_object_set_new(o, "read_only", json_boolean(mo->ro));
 	json_object_set_new(o, "daemon", json_boolean(m->fs != NULL));
 	json_object_set_new(o, "started_offline", json_boolean(m->offline));

@@ -7,20 +7,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "durafs/clock.h"
 #include "durafs/progress.h"
 
 #define PROG_LINES_EVERY_MS 2000
 #define PROG_JSON_EVERY_MS 500
 #define PROG_TTY_EVERY_MS 100
 #define PROG_BAR 24
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int prog_mode_for(FILE *out, int json)
 {
@@ -35,7 +28,7 @@ void prog_init(struct prog *p, FILE *out, int mode, const char *label)
 	p->out = out;
 	p->mode = mode;
 	snprintf(p->label, sizeof(p->label), "%s", label ? label : "");
-	p->start_ms = mono_ms();
+	p->start_ms = clk_mono_ms();
 	p->last_ms = p->start_ms;
 	p->snap.eta_s = -1;
 }
@@ -220,12 +213,12 @@ void prog_update_at(struct prog *p, int64_t now_ms, uint64_t ops_left, uint64_t 
 
 void prog_update(struct prog *p, uint64_t ops_left, uint64_t bytes_left, uint64_t failed)
 {
-	prog_update_at(p, mono_ms(), ops_left, bytes_left, failed);
+	prog_update_at(p, clk_mono_ms(), ops_left, bytes_left, failed);
 }
 
 void prog_finish(struct prog *p)
 {
-	p->snap.elapsed_ms = mono_ms() - p->start_ms;
+	p->snap.elapsed_ms = clk_mono_ms() - p->start_ms;
 	if (p->updates == 0)
 		return;
 	draw(p, 1);

@@ -25,6 +25,7 @@
 
 #include "durafs/backend.h"
 #include "durafs/cksum.h"
+#include "durafs/clock.h"
 #include "durafs/drive.h"
 #include "durafs/enc.h"
 #include "durafs/http.h"
@@ -37,14 +38,6 @@
 #define SESSION_TAG "#durafs="         /* guard data appended to a session URI */
 
 /* --- clocks ---------------------------------------------------------------- */
-
-int64_t drive_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void drive_sleep_ms(long ms)
 {
@@ -82,7 +75,7 @@ void drive_pace_wait(struct drive *d)
 	int64_t now, t;
 
 	pthread_mutex_lock(&d->pace_mu);
-	now = drive_now_ms();
+	now = clk_mono_ms();
 	pace_decay(d, now);
 	t = now > d->pace_not_before ? now : d->pace_not_before;
 	if (d->pace_cur > 0) {
@@ -106,7 +99,7 @@ void drive_pace_hit(struct drive *d, long retry_after_ms)
 	int n;
 
 	pthread_mutex_lock(&d->pace_mu);
-	now = drive_now_ms();
+	now = clk_mono_ms();
 	d->pace_hits++;
 	d->pstats.rate_hits++;
 	if (retry_after_ms >= 0) {
@@ -154,7 +147,7 @@ void drive_pace_stats(struct be *b, struct drive_pace_stats *out)
 	struct drive *d = D(b);
 
 	pthread_mutex_lock(&d->pace_mu);
-	pace_decay(d, drive_now_ms());
+	pace_decay(d, clk_mono_ms());
 	*out = d->pstats;
 	out->interval_ms = d->pace_cur;
 	pthread_mutex_unlock(&d->pace_mu);
@@ -751,7 +744,7 @@ static int map_build(struct drive *d, const char *folder, struct drive_map **out
 	}
 	m->n = k;
 	qsort(m->v, m->n, sizeof(*m->v), child_cmp);
-	m->at_ms = drive_now_ms();
+	m->at_ms = clk_mono_ms();
 	*out = m;
 	m = NULL;
 	rc = 0;
@@ -840,7 +833,7 @@ done:
 static struct drive_map *cache_get(struct drive *d, const char *folder, int fresh)
 {
 	struct drive_map *m = NULL;
-	int64_t now = drive_now_ms(), at;
+	int64_t now = clk_mono_ms(), at;
 	size_t i;
 
 	pthread_mutex_lock(&d->cache_mu);

@@ -126,7 +126,5 @@ int drive_list_q(struct drive *d, const char *q, long page_size, int all_drives,
 
 /* Sleep ms milliseconds (EINTR-safe). */
 void drive_sleep_ms(long ms);
-/* Monotonic clock in ms. */
-int64_t drive_now_ms(void);
 
 #endif

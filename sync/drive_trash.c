@@ -12,6 +12,7 @@
 
 #include <openssl/rand.h>
 
+#include "durafs/clock.h"
 #include "durafs/drive.h"
 #include "durafs/enc.h"
 #include "durafs/http.h"
@@ -251,7 +252,7 @@ done:
 		 * (multiplicative decrease; the first estimate is what the
 		 * server took per second so far). */
 		if (x->rate == 0) {
-			double secs = (double)(drive_now_ms() - x->start_ms) / 1000.0;
+			double secs = (double)(clk_mono_ms() - x->start_ms) / 1000.0;
 
 			x->rate = (double)x->accepted / (secs > 1.0 ? secs : 1.0);
 		} else if (k <= x->k_safe) {
@@ -307,7 +308,7 @@ static void *del_worker(void *arg)
 		for (k = 0; k < x->k && x->qlen > 0; k++)
 			idx[k] = q_pop(x);
 		/* Our own pacing: k calls take k / rate seconds of the budget. */
-		now = drive_now_ms();
+		now = clk_mono_ms();
 		wait = x->next_ms > now ? x->next_ms - now : 0;
 		x->next_ms = (x->next_ms > now ? x->next_ms : now) +
 			     (x->rate > 0 ? (int64_t)((double)k * 1000.0 / x->rate) : 0);
@@ -342,7 +343,7 @@ int drive_delete_ids(struct be *b, const char *const *ids, const uint64_t *sizes
 	x.n = n;
 	x.left = n;
 	x.k = x.k_limit = DRIVE_BATCH_MAX;
-	x.start_ms = drive_now_ms();
+	x.start_ms = clk_mono_ms();
 	x.queue = calloc(n, sizeof(*x.queue));
 	x.attempts = calloc(n, sizeof(*x.attempts));
 	x.rates = calloc(n, sizeof(*x.rates));

@@ -273,6 +273,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "durafs/clock.h"
 #include "durafs/journal.h"
 
 #define JNL_SCHEMA_VERSION 2
@@ -625,19 +626,11 @@ struct jnl {
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
-static int64_t sys_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t now_ms(struct jnl *j)
 {
 	if (j->opts.clock)
 		return j->opts.clock(j->opts.clock_arg);
-	return sys_now_ms();
+	return clk_wall_ms();
 }
 
 /* "p" + suffix, malloc'd (NULL on ENOMEM). */
@@ -2481,29 +2474,6 @@ int jnl_claim_next(struct jnl *j, struct jnl_op *op, struct err *err)
 	return rc;
 }
 
-/* Absolute CLOCK_MONOTONIC time ms from now. */
-static struct timespec mono_after(int64_t ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One waiter leaves; the last one after shutdown lets jnl_close go on. */
 static void waiter_leave(struct jnl *j)
 {
@@ -2516,7 +2486,7 @@ int jnl_claim_wait(struct jnl *j, int64_t timeout_ms, struct jnl_op *op,
 		   struct err *err)
 {
 	sqlite3_stmt *s;
-	int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : clk_mono_ms() + timeout_ms;
 	int64_t due, left, sleep_ms;
 	struct timespec ts;
 	uint64_t wakes;
@@ -2538,7 +2508,7 @@ int jnl_claim_wait(struct jnl *j, int64_t timeout_ms, struct jnl_op *op,
 		rc = claim_locked(j, op, err);
 		if (rc != 0)
 			break;
-		left = deadline == INT64_MAX ? INT64_MAX : deadline - mono_ms();
+		left = deadline == INT64_MAX ? INT64_MAX : deadline - clk_mono_ms();
 		if (left <= 0)
 			break;
 		sleep_ms = left;
@@ -2561,7 +2531,7 @@ int jnl_claim_wait(struct jnl *j, int64_t timeout_ms, struct jnl_op *op,
 		if (sleep_ms == INT64_MAX) {
 			pthread_cond_wait(&j->work_cv, &j->mu);
 		} else {
-			ts = mono_after(sleep_ms);
+			ts = clk_mono_after(sleep_ms);
 			pthread_cond_timedwait(&j->work_cv, &j->mu, &ts);
 		}
 	}
@@ -3204,7 +3174,7 @@ static int wait_eval(struct jnl *j, uint64_t fid, uint64_t up_to,
 static int wait_common(struct jnl *j, uint64_t fid, uint64_t up_to_seq,
 		       int64_t timeout_ms, unsigned flags, struct err *err)
 {
-	int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : clk_mono_ms() + timeout_ms;
 	int64_t left;
 	struct timespec ts;
 	int rc;
@@ -3227,14 +3197,14 @@ static int wait_common(struct jnl *j, uint64_t fid, uint64_t up_to_seq,
 			pthread_cond_wait(&j->done_cv, &j->mu);
 			continue;
 		}
-		left = deadline - mono_ms();
+		left = deadline - clk_mono_ms();
 		if (left <= 0) {
 			rc = err_set(err, ERR_TIMEOUT, "journal: timed out after "
 				     "%lld ms waiting for commits",
 				     (long long)timeout_ms);
 			break;
 		}
-		ts = mono_after(left);
+		ts = clk_mono_after(left);
 		pthread_cond_timedwait(&j->done_cv, &j->mu, &ts);
 	}
 	waiter_leave(j);

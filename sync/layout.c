@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "durafs/backend.h"
+#include "durafs/clock.h"
 #include "durafs/drive.h"
 #include "durafs/enc.h"
 #include "durafs/http.h"
@@ -48,14 +49,6 @@ struct layout {
 static struct layout *L(struct be *b)
 {
 	return (struct layout *)b;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- tokens ------------------------------------------------------------------- */
@@ -254,7 +247,7 @@ static int drives_refresh(struct layout *l, struct err *err)
 		l->sd[k].live = 1;
 		l->sd[k].stored = 0;
 	}
-	l->listed_ms = now_ms();
+	l->listed_ms = clk_mono_ms();
 	pthread_mutex_unlock(&l->mu);
 	rc = 0;
 	goto out;
@@ -317,7 +310,7 @@ static int shared_be(struct layout *l, const char *name, size_t len, struct be *
 				return rc;
 			}
 		}
-		age = now_ms() - l->listed_ms;
+		age = clk_mono_ms() - l->listed_ms;
 		pthread_mutex_unlock(&l->mu);
 		if (pass == 1 || (l->listed_ms && age < LOOKUP_RELIST_MS))
 			break;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "durafs/backend.h"
+#include "durafs/clock.h"
 #include "durafs/http.h"
 #include "durafs/journal.h"
 #include "durafs/log.h"
@@ -106,28 +107,6 @@ struct sched {
 };
 
 /* --- small helpers ---------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct timespec mono_after(int64_t ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
 
 static struct timespec ns_to_ts(int64_t ns)
 {
@@ -479,7 +458,7 @@ static void trk_done(struct sched *s, uint64_t fid, int res)
 		if (res == R_DONE) {
 			t->anchored = 1;
 			t->low = t->low_after;
-			t->last_update_ms = mono_ms();
+			t->last_update_ms = clk_mono_ms();
 		} else if (res == R_CONFLICT) {
 			t->anchored = 0;
 			t->low = UINT64_MAX;
@@ -916,7 +895,7 @@ done:
 /* Sleep up to ms unless the scheduler stops. */
 static void nap(struct sched *s, int64_t ms)
 {
-	struct timespec ts = mono_after(ms);
+	struct timespec ts = clk_mono_after(ms);
 
 	pthread_mutex_lock(&s->mu);
 	while (!stopping(s) && pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0)
@@ -966,7 +945,7 @@ static int try_append(struct sch_worker *w, const struct jnl_op *op, int fd, uin
 			  cur.size, meta->size, pcrc != cur.crc32c ? ", prefix differs" : "");
 		goto out;
 	}
-	gap = last_ms ? last_ms + SCH_UPDATE_GAP_MS - mono_ms() : 0;
+	gap = last_ms ? last_ms + SCH_UPDATE_GAP_MS - clk_mono_ms() : 0;
 	if (gap > 0)
 		nap(s, gap);   /* one update per second per object */
 	if (stopping(s)) {
@@ -1933,7 +1912,7 @@ static void *worker_main(void *arg)
 			complained = 1;
 			pthread_mutex_lock(&s->mu);
 			if (!stopping(s)) {
-				struct timespec ts = mono_after(SCH_CLAIM_RETRY_MS);
+				struct timespec ts = clk_mono_after(SCH_CLAIM_RETRY_MS);
 
 				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 			}
@@ -2004,7 +1983,7 @@ static void renew_leases(struct sched *s)
 static void *hk_main(void *arg)
 {
 	struct sched *s = arg;
-	int64_t next_renew = mono_ms() + s->o.renew_ms;
+	int64_t next_renew = clk_mono_ms() + s->o.renew_ms;
 	uint64_t requeued;
 	struct timespec ts;
 	struct err e;
@@ -2012,15 +1991,15 @@ static void *hk_main(void *arg)
 
 	pthread_mutex_lock(&s->mu);
 	while (!stopping(s)) {
-		ts = mono_after(s->o.housekeeping_ms < s->o.renew_ms ? s->o.housekeeping_ms :
+		ts = clk_mono_after(s->o.housekeeping_ms < s->o.renew_ms ? s->o.housekeeping_ms :
 				s->o.renew_ms);
 		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 		if (stopping(s))
 			break;
 		pthread_mutex_unlock(&s->mu);
-		if (mono_ms() >= next_renew) {
+		if (clk_mono_ms() >= next_renew) {
 			renew_leases(s);
-			next_renew = mono_ms() + s->o.renew_ms;
+			next_renew = clk_mono_ms() + s->o.renew_ms;
 		}
 		err_clear(&e);
 		if (jnl_expire_leases(s->j, &requeued, &e) < 0)
@@ -2181,7 +2160,7 @@ static void halt_workers(struct sched *s)
 		pthread_mutex_lock(&s->mu);
 		if (s->alive == 0)
 			break;
-		ts = mono_after(SCH_STOP_WAKE_MS);
+		ts = clk_mono_after(SCH_STOP_WAKE_MS);
 		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -2257,7 +2236,7 @@ int sch_start(struct sched *s, struct err *err)
 
 void sch_stop(struct sched *s)
 {
-	int64_t t0 = mono_ms();
+	int64_t t0 = clk_mono_ms();
 
 	pthread_mutex_lock(&s->mu);
 	if (!s->running) {
@@ -2283,7 +2262,7 @@ void sch_stop(struct sched *s)
 	s->joining = 0;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
-	log_info(TAG, "upload workers stopped in %" PRId64 " ms", mono_ms() - t0);
+	log_info(TAG, "upload workers stopped in %" PRId64 " ms", clk_mono_ms() - t0);
 }
 
 void sch_free(struct sched *s)
@@ -2312,7 +2291,7 @@ int sch_flush(struct sched *s, int64_t timeout_ms, sched_progress_fn fn, void *u
 	      struct err *err)
 {
 	uint64_t up_to = jnl_last_seq(s->j);
-	int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : clk_mono_ms() + timeout_ms;
 	int64_t slice, left;
 	struct jnl_progress p;
 	struct err e;
@@ -2324,7 +2303,7 @@ int sch_flush(struct sched *s, int64_t timeout_ms, sched_progress_fn fn, void *u
 	if (jnl_expedite(s->j, 0, up_to, err) < 0)
 		return -1;
 	for (;;) {
-		left = deadline == INT64_MAX ? INT64_MAX : deadline - mono_ms();
+		left = deadline == INT64_MAX ? INT64_MAX : deadline - clk_mono_ms();
 		if (left < 0)
 			left = 0;
 		slice = fn && left > SCH_FLUSH_TICK_MS ? SCH_FLUSH_TICK_MS : left;
