@@ -14,14 +14,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "durafs/clock.h"
 #include "unit_util.h"
 
 int64_t ut_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clk_mono_ms();
 }
 
 int64_t ut_wall_ns(void)
