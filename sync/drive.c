@@ -37,20 +37,6 @@
 #define MAPS_MAX 128                   /* folder maps kept */
 #define SESSION_TAG "#durafs="         /* guard data appended to a session URI */
 
-/* --- clocks ---------------------------------------------------------------- */
-
-void drive_sleep_ms(long ms)
-{
-	struct timespec ts;
-
-	if (ms <= 0)
-		return;
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static struct drive *D(struct be *b)
 {
 	return (struct drive *)b;

@@ -124,7 +124,4 @@ void drive_sb_list_params(struct drive *d, struct drive_sb *u);
 int drive_list_q(struct drive *d, const char *q, long page_size, int all_drives,
 		 drive_file_fn fn, void *ud, struct err *err);
 
-/* Sleep ms milliseconds (EINTR-safe). */
-void drive_sleep_ms(long ms);
-
 #endif

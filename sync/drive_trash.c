@@ -313,7 +313,7 @@ static void *del_worker(void *arg)
 		x->next_ms = (x->next_ms > now ? x->next_ms : now) +
 			     (x->rate > 0 ? (int64_t)((double)k * 1000.0 / x->rate) : 0);
 		pthread_mutex_unlock(&x->mu);
-		drive_sleep_ms((long)wait);
+		http_pause(x->d->http, (long)wait, NULL);  /* a cancel ends it */
 		send_batch(x, idx, k);
 		pthread_mutex_lock(&x->mu);
 	}
