@@ -20,25 +20,7 @@
 #include "durafs/auth_cred.h"
 #include "durafs/auth_oauth.h"
 #include "durafs/auth_static.h"
-
-static const char key_pem[] =
-	"-----BEGIN PRIVATE KEY-----\n"
-	"MIICdQIBADANBgkqhkiG9w0BAQEFAASCAl8wggJbAgEAAoGBAKAC0UNz7U+U8hvY\n"
-	"Cqvju13Dh+EE8lmKSm0pBWVayPCVx3RIN2DshAtl/uTJhJJ/8vLqQ2Mj9Wy6XJLK\n"
-	"wu0jfAZQpOCW7fJzMgPpqqkFBBZAVQk5aeZCdmP+wf9hqjj8R0ErbTvlULzkFXUD\n"
-	"ldoExz1D42kFnhatVYovZ1xysz15AgMBAAECgYBZSXkwJI41rC11cBZ0WD2DUsqN\n"
-	"u87oPAzP4OYL6p7Z8Ro9Ptb4FMKSAbY8QF7jyNXuyt4Tgks/ArcJim8/GF/p3Dvb\n"
-	"Num3AQJsK/Sig8t83JKNkFQ+s4Vd3ThqtBBBadWstP0yRnv+YCLJUuoS11RuOtZj\n"
-	"u7dCgrnATvpEDNRxyQJBANAThCj3ax77aHLWNp+Yw6n0db8DyTeCgRsfRGX3ToiC\n"
-	"/AN013XbBNpUbi4upjxAYDi2td/2I1dIDHvqCrL1wOcCQQDE3U3LKHuwfrOrIVk7\n"
-	"8xhmlV8GoTPZ77C/xz6Olf6ObhtjSpESRTNzt0zTDiWBxezMpNILqgHMftihLDwn\n"
-	"CGKfAkAnC6J/NX6Kf87nzb7OUBJXcCIwR/uYSQsFFeb142R/RWUZGPHdkc3lUnai\n"
-	"f+p93+6udcrHTh7vn/uHvTFox6j9AkBw8UIzXttvi5FKicxnH3WNTP8Cj7NuwhvW\n"
-	"OtoB9b3gOv1NfrcyEy+MoMnbgA82n7XWRm0XMgbsKo3gEb/E6QOjAkB22FTgNWZk\n"
-	"EdIphHpDG1b+jd2u/VErj53L+v4JCmbXBdvKE4a6VhBV/ipm/mPD79/5fHi7QdWt\n"
-	"aQc6Sbh5X0xo\n"
-	"-----END PRIVATE KEY-----\n";
-
+#include "unit_util.h"
 
 static char dir[64];
 
@@ -234,7 +216,7 @@ static void test_good_files(void **state)
 
 	(void)state;
 	o = json_pack("{s:s, s:s, s:s, s:s}", "type", "service_account", "client_email",
-		      "sa@p.iam.gserviceaccount.com", "private_key", key_pem, "private_key_id",
+		      "sa@p.iam.gserviceaccount.com", "private_key", ut_rsa_key_pem, "private_key_id",
 		      "k1");
 	text = json_dumps(o, 0);
 	err = from_file(put("sa.json", text, 0600), NULL, &src);

@@ -15,26 +15,9 @@
 #include "durafs/auth_jwt.h"
 #include "durafs/auth_sa.h"
 #include "durafs/enc.h"
+#include "unit_util.h"
 
-/* A 1024-bit RSA test key (generated for this test only) and its public half. */
-static const char key_pem[] =
-	"-----BEGIN PRIVATE KEY-----\n"
-	"MIICdQIBADANBgkqhkiG9w0BAQEFAASCAl8wggJbAgEAAoGBAKAC0UNz7U+U8hvY\n"
-	"Cqvju13Dh+EE8lmKSm0pBWVayPCVx3RIN2DshAtl/uTJhJJ/8vLqQ2Mj9Wy6XJLK\n"
-	"wu0jfAZQpOCW7fJzMgPpqqkFBBZAVQk5aeZCdmP+wf9hqjj8R0ErbTvlULzkFXUD\n"
-	"ldoExz1D42kFnhatVYovZ1xysz15AgMBAAECgYBZSXkwJI41rC11cBZ0WD2DUsqN\n"
-	"u87oPAzP4OYL6p7Z8Ro9Ptb4FMKSAbY8QF7jyNXuyt4Tgks/ArcJim8/GF/p3Dvb\n"
-	"Num3AQJsK/Sig8t83JKNkFQ+s4Vd3ThqtBBBadWstP0yRnv+YCLJUuoS11RuOtZj\n"
-	"u7dCgrnATvpEDNRxyQJBANAThCj3ax77aHLWNp+Yw6n0db8DyTeCgRsfRGX3ToiC\n"
-	"/AN013XbBNpUbi4upjxAYDi2td/2I1dIDHvqCrL1wOcCQQDE3U3LKHuwfrOrIVk7\n"
-	"8xhmlV8GoTPZ77C/xz6Olf6ObhtjSpESRTNzt0zTDiWBxezMpNILqgHMftihLDwn\n"
-	"CGKfAkAnC6J/NX6Kf87nzb7OUBJXcCIwR/uYSQsFFeb142R/RWUZGPHdkc3lUnai\n"
-	"f+p93+6udcrHTh7vn/uHvTFox6j9AkBw8UIzXttvi5FKicxnH3WNTP8Cj7NuwhvW\n"
-	"OtoB9b3gOv1NfrcyEy+MoMnbgA82n7XWRm0XMgbsKo3gEb/E6QOjAkB22FTgNWZk\n"
-	"EdIphHpDG1b+jd2u/VErj53L+v4JCmbXBdvKE4a6VhBV/ipm/mPD79/5fHi7QdWt\n"
-	"aQc6Sbh5X0xo\n"
-	"-----END PRIVATE KEY-----\n";
-
+/* The public half of ut_rsa_key_pem (unit_util.c). */
 static const char pub_pem[] =
 	"-----BEGIN PUBLIC KEY-----\n"
 	"MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCgAtFDc+1PlPIb2Aqr47tdw4fh\n"
@@ -127,7 +110,7 @@ static void test_sign_fixed_vector(void **state)
 	json_error_t jerr;
 
 	(void)state;
-	assert_int_equal(auth_jwt_load_key(key_pem, "test key", &key, &err), 0);
+	assert_int_equal(auth_jwt_load_key(ut_rsa_key_pem, "test key", &key, &err), 0);
 	claims = auth_jwt_sa_claims(ISS, SCOPE, AUD, NULL, 1700000000, AUTH_JWT_LIFETIME);
 	assert_int_equal(auth_jwt_sign(key, "k1", claims, &jwt, &err), 0);
 	/* PKCS#1 v1.5 is deterministic: the same bytes as openssl dgst -sign. */
@@ -169,9 +152,11 @@ static void test_load_key_errors(void **state)
 {
 	EVP_PKEY *key = NULL;
 	struct err err;
-	char damaged[sizeof(key_pem)];
+	char damaged[2048];
+	size_t klen = strlen(ut_rsa_key_pem) + 1;
 
 	(void)state;
+	assert_true(klen <= sizeof(damaged));
 	assert_int_equal(auth_jwt_load_key("not a key", "/x/sa.json: field \"private_key\"",
 					   &key, &err), -1);
 	assert_int_equal(err.code, ERR_PARSE);
@@ -179,13 +164,13 @@ static void test_load_key_errors(void **state)
 	assert_null(key);
 
 	/* Damage the base64 body: parse fails, the message quotes nothing. */
-	memcpy(damaged, key_pem, sizeof(key_pem));
+	memcpy(damaged, ut_rsa_key_pem, klen);
 	memset(damaged + 40, '!', 20);
 	assert_int_equal(auth_jwt_load_key(damaged, "k", &key, &err), -1);
 	assert_non_null(strstr(err.msg, "not a valid PEM private key"));
 	assert_null(strstr(err.msg, "MII"));
 	/* Truncated. */
-	memcpy(damaged, key_pem, sizeof(key_pem));
+	memcpy(damaged, ut_rsa_key_pem, klen);
 	damaged[200] = '\0';
 	assert_int_equal(auth_jwt_load_key(damaged, "k", &key, &err), -1);
 
@@ -207,7 +192,7 @@ static void test_sa_assertion(void **state)
 
 	(void)state;
 	obj = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "service_account",
-			"client_email", ISS, "private_key", key_pem, "private_key_id", "k1",
+			"client_email", ISS, "private_key", ut_rsa_key_pem, "private_key_id", "k1",
 			"token_uri", "http://127.0.0.1:9/token");
 	assert_non_null(obj);
 	assert_int_equal(auth_sa_new(obj, "/x/sa.json", SCOPE " " "https://www.googleapis.com/"

@@ -1,7 +1,8 @@
 /* Small helpers shared by the cmocka unit tests (not emulator-specific):
- * the UT_OK assertion, clocks, temporary files with known content, a
- * growing read sink and the usual preconditions. Linked into every unit
- * test (Makefile UNIT_EXTRA); failures end the current test via cmocka. */
+ * the UT_OK assertion, a test RSA key, clocks, temporary files with known
+ * content, a growing read sink and the usual preconditions. Linked into
+ * every unit test (Makefile UNIT_EXTRA); failures end the current test via
+ * cmocka. */
 #ifndef DURAFS_UNIT_UTIL_H
 #define DURAFS_UNIT_UTIL_H
 
@@ -11,6 +12,10 @@
 
 #include "durafs/backend.h"
 #include "durafs/err.h"
+
+/* A 1024-bit RSA private key in PEM (PKCS#8), generated for the tests
+ * only: what a service account file's "private_key" holds. */
+extern const char ut_rsa_key_pem[];
 
 /* Run call (which may use the struct err e_ declared here) and fail the
  * test with its message and code when it returns < 0. */
