@@ -233,36 +233,18 @@ static int status_cache_dir(const char *dir_arg, int json)
 	struct jnl *j = NULL;
 	json_t *st = NULL;
 	struct err e;
-	char cwd[PATH_MAX], *dir = NULL, *jpath = NULL;
-	struct stat sb;
+	char *dir = NULL;
 	int code = CLI_FAIL;
 
 	memset(&mo, 0, sizeof(mo));
 	memset(&m, 0, sizeof(m));
 	err_clear(&e);
 	log_set_level(LOG_LVL_WARN);
-	if (dir_arg[0] == '/')
-		dir = strdup(dir_arg);
-	else if (getcwd(cwd, sizeof(cwd)) && asprintf(&dir, "%s/%s", cwd, dir_arg) < 0)
-		dir = NULL;
-	if (!dir || asprintf(&jpath, "%s/journal.db", dir) < 0) {
-		jpath = NULL;
-		fprintf(stderr, STATUS_PROG ": out of memory\n");
+	if (mnt_cache_dir_open(dir_arg, "durafs status MOUNTPOINT", &dir, &j, &mo, &e) < 0) {
+		fprintf(stderr, STATUS_PROG ": %s\n", e.msg);
 		goto out;
 	}
-	if (stat(jpath, &sb) < 0) {
-		fprintf(stderr, STATUS_PROG ": no durafs journal in %s (%s)\n", dir, strerror(errno));
-		goto out;
-	}
-	if (jnl_open(jpath, NULL, &j, NULL, &e) < 0) {
-		if (e.code == ERR_IO && e.sys_errno == EBUSY)
-			fprintf(stderr, STATUS_PROG ": cache dir %s is in use by a running mount: "
-				"use `durafs status MOUNTPOINT`\n", dir);
-		else
-			fprintf(stderr, STATUS_PROG ": %s\n", e.msg);
-		goto out;
-	}
-	if (mnt_meta_load(j, dir, &mo, &e) < 0 || mnt_init(&m, &mo, &e) < 0) {
+	if (mnt_init(&m, &mo, &e) < 0) {
 		fprintf(stderr, STATUS_PROG ": %s\n", e.msg);
 		goto out;
 	}
@@ -279,7 +261,6 @@ out:
 	mnt_release(&m);
 	jnl_close(j);
 	mopts_release(&mo);
-	free(jpath);
 	free(dir);
 	return code;
 }

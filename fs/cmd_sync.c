@@ -151,21 +151,9 @@ static int local_progress(void *ud, const struct jnl_progress *p)
 	return 0;
 }
 
-static char *absolute(const char *p)
-{
-	char cwd[PATH_MAX];
-	char *r = NULL;
-
-	if (p[0] == '/')
-		return strdup(p);
-	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&r, "%s/%s", cwd, p) < 0)
-		return NULL;
-	return r;
-}
-
 static int set_path(char **field, const char *val)
 {
-	char *v = absolute(val);
+	char *v = mopts_abs_path(val);
 
 	if (!v)
 		return -1;
@@ -182,32 +170,15 @@ static int flush_cache_dir(const struct sync_args *a)
 	struct prog pg;
 	json_t *failed = NULL;
 	struct err e;
-	char *dir = absolute(a->cache_dir), *jpath = NULL;
-	struct stat st;
+	char *dir = NULL;
 	int code = CLI_FAIL;
 
 	memset(&mo, 0, sizeof(mo));
 	memset(&m, 0, sizeof(m));
 	err_clear(&e);
 	log_set_level(a->debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	if (!dir || asprintf(&jpath, "%s/journal.db", dir) < 0) {
-		jpath = NULL;
-		fprintf(stderr, SYNC_PROG ": out of memory\n");
-		goto out;
-	}
-	if (stat(jpath, &st) < 0) {
-		fprintf(stderr, SYNC_PROG ": no durafs journal in %s (%s)\n", dir, strerror(errno));
-		goto out;
-	}
-	if (jnl_open(jpath, NULL, &j, NULL, &e) < 0) {
-		if (e.code == ERR_IO && e.sys_errno == EBUSY)
-			fprintf(stderr, SYNC_PROG ": cache dir %s is in use by a running mount: use "
-				"`durafs sync --flush MOUNTPOINT`\n", dir);
-		else
-			fprintf(stderr, SYNC_PROG ": %s\n", e.msg);
-		goto out;
-	}
-	if (mnt_meta_load(j, dir, &mo, &e) < 0) {
+	if (mnt_cache_dir_open(a->cache_dir, "durafs sync --flush MOUNTPOINT", &dir, &j, &mo,
+			       &e) < 0) {
 		fprintf(stderr, SYNC_PROG ": %s\n", e.msg);
 		goto out;
 	}
@@ -274,7 +245,6 @@ out:
 	mnt_release(&m);
 	jnl_close(j);
 	mopts_release(&mo);
-	free(jpath);
 	free(dir);
 	return code;
 }

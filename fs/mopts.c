@@ -172,9 +172,7 @@ static int parse_uint(const char *s, unsigned long long max, int base, unsigned 
 
 /* ---- paths ---------------------------------------------------------------- */
 
-/* path made absolute against the current directory (not resolved: it may
- * not exist yet). malloc'd or NULL. */
-static char *abs_path(const char *path)
+char *mopts_abs_path(const char *path)
 {
 	char cwd[PATH_MAX];
 	char *r = NULL;
@@ -353,7 +351,7 @@ static int set_str(char **field, const char *val, int make_abs, const char *opt,
 
 	if (!*val)
 		return err_set(err, ERR_INVAL, "option '%s' needs a value", opt);
-	v = make_abs ? abs_path(val) : strdup(val);
+	v = make_abs ? mopts_abs_path(val) : strdup(val);
 	if (!v)
 		return err_set(err, ERR_NOMEM, "out of memory");
 	free(*field);
@@ -611,7 +609,7 @@ int mopts_parse(int argc, char **argv, struct mopts *o, struct err *err)
 	}
 	if (resolve_mountpoint(pos[1], &o->mountpoint, err) < 0)
 		goto fail;
-	o->cache_dir = cache_dir ? abs_path(cache_dir)
+	o->cache_dir = cache_dir ? mopts_abs_path(cache_dir)
 				 : mopts_default_cache_dir(o->source, o->mountpoint);
 	if (!o->cache_dir) {
 		err_set(err, ERR_INVAL, cache_dir ? "cannot make the cache dir path absolute"

@@ -512,6 +512,43 @@ fail:
 	return -1;
 }
 
+int mnt_cache_dir_open(const char *dir, const char *busy_cmd, char **abs, struct jnl **j,
+		       struct mopts *mo, struct err *err)
+{
+	char *jpath = NULL;
+	struct stat st;
+	int rc = -1;
+
+	*j = NULL;
+	*abs = mopts_abs_path(dir);
+	if (!*abs || asprintf(&jpath, "%s/journal.db", *abs) < 0) {
+		jpath = NULL;
+		err_set(err, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (stat(jpath, &st) < 0) {
+		err_set(err, ERR_NOTFOUND, "no durafs journal in %s (%s)", *abs, strerror(errno));
+		goto out;
+	}
+	if (jnl_open(jpath, NULL, j, NULL, err) < 0) {
+		if (err->code == ERR_IO && err->sys_errno == EBUSY) {
+			err_set(err, ERR_IO, "cache dir %s is in use by a running mount: use `%s`",
+				*abs, busy_cmd);
+			err->sys_errno = EBUSY;
+		}
+		goto out;
+	}
+	if (mnt_meta_load(*j, *abs, mo, err) < 0) {
+		jnl_close(*j);
+		*j = NULL;
+		goto out;
+	}
+	rc = 0;
+out:
+	free(jpath);
+	return rc;
+}
+
 int mnt_sched_start(struct mnt *m, struct err *err)
 {
 	struct sched_opts so;

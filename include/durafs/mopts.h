@@ -87,6 +87,10 @@ void mopts_defaults(struct mopts *o);
 /* Free the strings and zero o. */
 void mopts_release(struct mopts *o);
 
+/* path made absolute against the current directory (not resolved: it may
+ * not exist yet). malloc'd, or NULL (ENOMEM, or no current directory). */
+char *mopts_abs_path(const char *path);
+
 /* The default cache dir for a source mounted at an absolute mountpoint:
  * $XDG_CACHE_HOME (or ~/.cache)/durafs/<sanitized source>-<8 hex of a hash
  * of source and mountpoint>. malloc'd, or NULL (ENOMEM / no HOME). */

@@ -126,6 +126,17 @@ int mnt_journal_open(struct mnt *m, int must_exist, struct err *err);
  * open (m->jnl) -- m->mo is not used. */
 int mnt_meta_load(struct jnl *j, const char *cache_dir, struct mopts *mo, struct err *err);
 
+/* For a command run on a cache dir rather than a mountpoint (`durafs status
+ * DIR`, `durafs sync --flush --cache-dir DIR`): dir made absolute into
+ * *abs (malloc'd), its journal opened into *j and the options its mounts
+ * recorded loaded into *mo (mnt_meta_load; the caller zeroed *mo and
+ * releases it, closes *j and frees *abs whatever the result). -1 with *err
+ * and *j NULL when there is no journal in dir (ERR_NOTFOUND), a running
+ * mount holds it (ERR_IO, sys_errno EBUSY, "... in use by a running mount:
+ * use `busy_cmd`"), or it cannot be opened or read. err must not be NULL. */
+int mnt_cache_dir_open(const char *dir, const char *busy_cmd, char **abs, struct jnl **j,
+		       struct mopts *mo, struct err *err);
+
 /* Create and start the scheduler over the journal and backend. */
 int mnt_sched_start(struct mnt *m, struct err *err);
 

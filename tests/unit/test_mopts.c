@@ -330,6 +330,27 @@ static void test_default_cache_dir(void **state)
 	free(saved);
 }
 
+/* Paths are made absolute against the current directory, not resolved. */
+static void test_abs_path(void **state)
+{
+	char cwd[4096], want[4200], *p;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	p = mopts_abs_path("/a/../b");
+	assert_string_equal(p, "/a/../b");
+	free(p);
+	p = mopts_abs_path("x/y");
+	snprintf(want, sizeof(want), "%s/x/y", strcmp(cwd, "/") ? cwd : "");
+	assert_string_equal(p, want);
+	free(p);
+	assert_int_equal(chdir("/"), 0);
+	p = mopts_abs_path("c");
+	assert_string_equal(p, "/c");
+	free(p);
+	assert_int_equal(chdir(cwd), 0);
+}
+
 static void test_help_lists_every_option(void **state)
 {
 	char *buf = NULL;
@@ -364,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_bad_command_lines),
 		cmocka_unit_test(test_default_cache_dir),
+		cmocka_unit_test(test_abs_path),
 		cmocka_unit_test(test_help_lists_every_option),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -290,6 +290,57 @@ static void test_journal_meta(void **state)
 	take_down(t);
 }
 
+/* A command on a cache dir (status, sync --flush): no journal, a journal
+ * held by a mount, then one free to open (relative path too). */
+static void test_cache_dir_open(void **state)
+{
+	struct t *t = *state;
+	struct mopts mo;
+	struct jnl *j = NULL;
+	struct err e;
+	char nowhere[PATH_MAX + 16], cwd[PATH_MAX], *abs = NULL;
+
+	memset(&mo, 0, sizeof(mo));
+	snprintf(nowhere, sizeof(nowhere), "%s/nowhere", t->dir);
+	err_clear(&e);
+	assert_int_equal(mnt_cache_dir_open(nowhere, "x", &abs, &j, &mo, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	assert_non_null(strstr(e.msg, "no durafs journal in"));
+	assert_null(j);
+	free(abs);
+	mopts_release(&mo);
+	/* held by a mount */
+	opts(t, "gs://bkt/held");
+	assert_int_equal(mnt_init(&t->m, &t->mo, &e), 0);
+	assert_int_equal(mnt_cache_dir_create(&t->m, &e), 0);
+	assert_int_equal(mnt_journal_open(&t->m, 0, &e), 0);
+	abs = NULL;
+	assert_int_equal(mnt_cache_dir_open(t->mo.cache_dir, "durafs status MOUNTPOINT", &abs, &j,
+					    &mo, &e), -1);
+	assert_int_equal(e.sys_errno, EBUSY);
+	assert_non_null(strstr(e.msg, "is in use by a running mount: use `durafs status "
+			       "MOUNTPOINT`"));
+	assert_null(j);
+	free(abs);
+	mopts_release(&mo);
+	mnt_release(&t->m);
+	/* free: by a path relative to the current directory */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(t->dir), 0);
+	abs = NULL;
+	assert_int_equal(mnt_cache_dir_open(strrchr(t->mo.cache_dir, '/') + 1, "x", &abs, &j, &mo,
+					    &e), 0);
+	assert_int_equal(chdir(cwd), 0);
+	assert_non_null(j);
+	assert_string_equal(abs, t->mo.cache_dir);
+	assert_string_equal(mo.source, "gs://bkt/held");
+	assert_string_equal(mo.cache_dir, t->mo.cache_dir);
+	jnl_close(j);
+	free(abs);
+	mopts_release(&mo);
+	take_down(t);
+}
+
 struct prog_rec {
 	int calls;
 	uint64_t first_left;
@@ -573,6 +624,7 @@ int main(void)
 		cmocka_unit_test(test_init_and_cache_dir),
 		cmocka_unit_test(test_remote_and_check),
 		cmocka_unit_test(test_journal_meta),
+		cmocka_unit_test(test_cache_dir_open),
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_flush_timeout_cancel_retry),
 		cmocka_unit_test(test_ctl_commands),
