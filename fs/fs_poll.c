@@ -235,7 +235,7 @@ static int on_change(void *ud, const struct be_change *c)
 	if ((c->gone || !c->old_path) && c->id && *c->id && fs_strset_add(&col->ids, c->id) < 0)
 		goto oom;
 	if (!c->gone && c->new_dir && c->new_name) {
-		char *np = join(c->new_dir, c->new_name);
+		char *np = view_join(c->new_dir, c->new_name);
 
 		if (!np || fs_strset_add(&col->newpaths, np) < 0) {
 			free(np);
