@@ -16,6 +16,7 @@
 
 #include "durafs/backend.h"
 #include "durafs/cksum.h"
+#include "durafs/clock.h"
 #include "durafs/journal.h"
 #include "durafs/jsonh.h"
 #include "durafs/log.h"
@@ -88,14 +89,6 @@ struct stm {
 	pthread_t th;
 	struct stm_stats st;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t slack(const struct stm *m)
 {
@@ -394,7 +387,7 @@ static int ent_still_fits(struct stm *m, struct stm_ent *e)
 	     same_base(f.base, e->base);
 	jnl_file_release(&f);
 	pthread_mutex_lock(&m->mu);
-	e->last_ms = mono_ms();
+	e->last_ms = clk_mono_ms();
 	pthread_mutex_unlock(&m->mu);
 	return ok;
 }
@@ -411,7 +404,7 @@ static void ent_step(struct stm *m, struct stm_ent *e)
 	err_clear(&err);
 	pthread_mutex_lock(&m->mu);
 	r = e->state;
-	idle = mono_ms() - e->last_ms > STM_IDLE_DROP_MS;
+	idle = clk_mono_ms() - e->last_ms > STM_IDLE_DROP_MS;
 	pthread_mutex_unlock(&m->mu);
 	if (r == STM_ACTIVE && idle && e->up && !ent_still_fits(m, e)) {
 		log_debug(TAG, "upload \"%s\": the file went away or moved; the streamed "
@@ -527,7 +520,7 @@ static void *stm_main(void *arg)
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
 		did = 0;
-		now = mono_ms();
+		now = clk_mono_ms();
 		for (e = m->list; e && !m->stop; e = next) {
 			next = e->next;
 			if (!ent_due(m, e, now))
@@ -700,7 +693,7 @@ entry:
 		e->fid = fid;
 		e->fd = -1;
 		e->state = STM_ACTIVE;
-		e->last_ms = mono_ms();
+		e->last_ms = clk_mono_ms();
 		e->next = m->list;
 		m->list = e;
 		m->n++;
@@ -708,7 +701,7 @@ entry:
 	}
 	if (e->state != STM_ACTIVE || e->take)
 		goto out;
-	e->last_ms = mono_ms();
+	e->last_ms = clk_mono_ms();
 	if (off < e->guard || off + slack(m) < e->hi) {
 		/* Not a sequential append: the write op sends the whole file. */
 		e->state = STM_DEAD;
