@@ -1584,11 +1584,10 @@ static int gcs_upload_query(struct be *b, struct be_upload *up, struct be_entry 
 		memset(out, 0, sizeof(*out));
 	if (!up->session[0])
 		return err_set(err, ERR_INVAL, "upload \"%s\": no session", up->path);
-	if (up->meta.flags & BE_META_SIZE_UNKNOWN)
-		/* Never "*\/N" here: N equal to what persisted would commit. */
-		snprintf(cr, sizeof(cr), "Content-Range: bytes */*");
-	else
-		snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
+	/* Never "*\/N" for a size not known yet: N equal to what persisted
+	 * would commit. */
+	be_content_range_header(cr, sizeof(cr), 0, 0, up->meta.flags & BE_META_SIZE_UNKNOWN ?
+				UINT64_MAX : up->meta.size);
 	if (call(g, "PUT", up->session, hdrs, NULL, 0, HTTP_RETRY_SAFE, &resp, err) < 0) {
 		rc = session_failed(g, up, out, err);
 		goto out;
@@ -1653,14 +1652,10 @@ static int upload_chunk_at(struct be *b, struct be_upload *up, int fd, uint64_t 
 					"while the size is unknown", up->path);
 				goto out;
 			}
-			snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/*",
-				 up->persisted, up->persisted + len - 1);
-		} else if (len == 0)
-			snprintf(cr, sizeof(cr), "Content-Range: bytes */%" PRIu64, up->meta.size);
-		else
-			snprintf(cr, sizeof(cr), "Content-Range: bytes %" PRIu64 "-%" PRIu64
-				 "/%" PRIu64, up->persisted, up->persisted + len - 1,
-				 up->meta.size);
+			be_content_range_header(cr, sizeof(cr), up->persisted, len, UINT64_MAX);
+		} else {
+			be_content_range_header(cr, sizeof(cr), up->persisted, len, up->meta.size);
+		}
 		hdrs[1] = NULL;
 		if (last && (up->meta.flags & BE_META_SUMS_LATE)) {
 			/* The final request carries the sums the session began
