@@ -298,10 +298,12 @@ def test_id_root_and_shared_drive(drive, mounts):
 def test_flush_cache_dir_without_daemon(drive, mounts):
     emu, dr = drive
     m = mount_drive(mounts, emu, "drive:", ["writeback_delay=1h", "delete=permanent"])
-    gone = dr.file("gone.txt", b"bye")
-    os.listdir(m.path())
+    # in a folder: its removal waits writeback_delay like the write (a
+    # removal at the root goes at once and could commit before the kill)
+    gone = dr.file("gone.txt", b"bye", parent=dr.folder("old"))
+    os.listdir(m.path("old"))
     m.write("later.txt", b"later")
-    os.unlink(m.path("gone.txt"))
+    os.unlink(m.path("old/gone.txt"))
     m.kill9()
     assert dr.lookup("later.txt") is None
     res = run_durafs(["status", "--cache-dir", m.cache_dir, "--json"], env=m.env, check=True)
