@@ -535,6 +535,7 @@ static void change(uint64_t fid, const void *data, size_t n, uint64_t off, int t
 		ut_write_at(cp, data, n, 0, 1);
 	else
 		ut_write_at(cp, data, n, (off_t)off, 0);
+	sch_note_write_end(fx.s, fid, trunc ? 0 : off);
 	UT_OK(jnl_write(fx.j, fid, off + n, ut_wall_ns(), 0, &seq, &e_));
 	jnl_file_release(&f);
 }
@@ -732,15 +733,18 @@ static void *rewriter_main(void *arg)
 		pthread_mutex_lock(&fx.wmu);
 		if (pwrite(fd, d, r->n / 2, 0) != (ssize_t)(r->n / 2)) {
 			pthread_mutex_unlock(&fx.wmu);
+			sch_note_write_end(fx.s, r->fid, 0);
 			break;
 		}
 		ut_sleep_ms(2);
 		if (pwrite(fd, d + r->n / 2, r->n - r->n / 2, (off_t)(r->n / 2)) !=
 		    (ssize_t)(r->n - r->n / 2)) {
 			pthread_mutex_unlock(&fx.wmu);
+			sch_note_write_end(fx.s, r->fid, 0);
 			break;
 		}
 		pthread_mutex_unlock(&fx.wmu);
+		sch_note_write_end(fx.s, r->fid, 0);
 		r->rounds++;
 		ut_sleep_ms(5);
 	}
