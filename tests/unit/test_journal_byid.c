@@ -15,47 +15,9 @@
 #include <cmocka.h>
 
 #include "durafs/journal.h"
+#include "unit_util.h"
 
-struct fx {
-	char dir[128];
-	char path[192];
-	struct jnl *j;
-};
-
-static void ok_at(int rc, const struct err *e, const char *what, int line)
-{
-	if (rc != 0) {
-		print_message("line %d: %s failed (%d): %s\n", line, what, rc, e->msg);
-		fail();
-	}
-}
-#define OK(expr) ok_at((expr), &e, #expr, __LINE__)
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct err e;
-
-	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/jnlbyid.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/journal.db", f->dir);
-	OK(jnl_open(f->path, NULL, &f->j, NULL, &e));
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[256];
-
-	jnl_close(f->j);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
+#define OK(expr) ut_ok_at((expr), &e, #expr, __LINE__)
 
 static void put(struct jnl *j, const char *dir, const char *name, int type, const char *remote)
 {
@@ -89,7 +51,7 @@ static void places(struct jnl *j, const char *id, char *buf, size_t cap)
 
 static void test_by_id(void **state)
 {
-	struct fx *f = *state;
+	struct ut_jnl_fx *f = *state;
 	struct jnl_entry lst[2];
 	struct jnl_place *v = (struct jnl_place *)1;
 	char got[512];
@@ -173,7 +135,7 @@ static void test_by_id(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_by_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_by_id, ut_jnl_setup, ut_jnl_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,47 +15,9 @@
 #include <cmocka.h>
 
 #include "durafs/journal.h"
+#include "unit_util.h"
 
-struct fx {
-	char dir[128];
-	char path[192];
-	struct jnl *j;
-};
-
-static void ok_at(int rc, const struct err *e, const char *what, int line)
-{
-	if (rc != 0) {
-		print_message("line %d: %s failed (%d): %s\n", line, what, rc, e->msg);
-		fail();
-	}
-}
-#define OK(expr) ok_at((expr), &e, #expr, __LINE__)
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct err e;
-
-	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/jnldirinfo.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/journal.db", f->dir);
-	OK(jnl_open(f->path, NULL, &f->j, NULL, &e));
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[256];
-
-	jnl_close(f->j);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
+#define OK(expr) ut_ok_at((expr), &e, #expr, __LINE__)
 
 /* jnl_dir_info must agree with jnl_dir_get on dir. */
 static void check_agrees(struct jnl *j, const char *dir)
@@ -84,7 +46,7 @@ static void check_agrees(struct jnl *j, const char *dir)
 
 static void test_not_found(void **state)
 {
-	struct fx *f = *state;
+	struct ut_jnl_fx *f = *state;
 	size_t n = 7;
 	int64_t t = 7;
 	int c = 7;
@@ -103,7 +65,7 @@ static void test_not_found(void **state)
 
 static void test_invalid_dir(void **state)
 {
-	struct fx *f = *state;
+	struct ut_jnl_fx *f = *state;
 	size_t n;
 	int64_t t;
 	int c;
@@ -119,7 +81,7 @@ static void test_invalid_dir(void **state)
 
 static void test_follows_changes(void **state)
 {
-	struct fx *f = *state;
+	struct ut_jnl_fx *f = *state;
 	struct jnl_entry in[3], one;
 	size_t n;
 	int64_t t;
@@ -225,7 +187,7 @@ static double now_s(void)
  * nothing stored: ERR_NOTFOUND. */
 static void test_stale(void **state)
 {
-	struct fx *f = *state;
+	struct ut_jnl_fx *f = *state;
 	struct jnl_entry in[2];
 	size_t n;
 	int64_t t;
@@ -273,7 +235,7 @@ static void test_stale(void **state)
 
 static void test_big(void **state)
 {
-	struct fx *f = *state;
+	struct ut_jnl_fx *f = *state;
 	enum { N = 100000 };
 	struct jnl_entry *in = calloc(N, sizeof(*in));
 	char *names = malloc((size_t)N * 8);
@@ -318,11 +280,11 @@ static void test_big(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_invalid_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_follows_changes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stale, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_big, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_found, ut_jnl_setup, ut_jnl_teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_dir, ut_jnl_setup, ut_jnl_teardown),
+		cmocka_unit_test_setup_teardown(test_follows_changes, ut_jnl_setup, ut_jnl_teardown),
+		cmocka_unit_test_setup_teardown(test_stale, ut_jnl_setup, ut_jnl_teardown),
+		cmocka_unit_test_setup_teardown(test_big, ut_jnl_setup, ut_jnl_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "durafs/clock.h"
+#include "durafs/journal.h"
 #include "unit_util.h"
 
 const char ut_rsa_key_pem[] =
@@ -207,4 +208,38 @@ void ut_check_remote_mem(struct be *b, const char *path, const void *data, size_
 	if (n && memcmp(got.p, data, n) != 0)
 		fail_msg("%s: remote content differs", path);
 	free(got.p);
+}
+
+void ut_ok_at(int rc, const struct err *e, const char *what, int line)
+{
+	if (rc != 0) {
+		print_message("line %d: %s failed (%d): %s\n", line, what, rc, e->msg);
+		fail();
+	}
+}
+
+int ut_jnl_setup(void **state)
+{
+	struct ut_jnl_fx *f = calloc(1, sizeof(*f));
+	struct err e;
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/durafs-jnl.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/journal.db", f->dir);
+	ut_ok_at(jnl_open(f->path, NULL, &f->j, NULL, &e), &e, "jnl_open", __LINE__);
+	*state = f;
+	return 0;
+}
+
+int ut_jnl_teardown(void **state)
+{
+	struct ut_jnl_fx *f = *state;
+	char cmd[256];
+
+	jnl_close(f->j);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
 }

@@ -1,6 +1,7 @@
 /* Small helpers shared by the cmocka unit tests (not emulator-specific):
  * the UT_OK assertion, a test RSA key, clocks, temporary files with known
- * content, a growing read sink and the usual preconditions. Linked into
+ * content, a growing read sink, the usual preconditions and a fresh
+ * journal per test. Linked into
  * every unit test (Makefile UNIT_EXTRA); failures end the current test via
  * cmocka. */
 #ifndef DURAFS_UNIT_UTIL_H
@@ -12,6 +13,8 @@
 
 #include "durafs/backend.h"
 #include "durafs/err.h"
+
+struct jnl;
 
 /* A 1024-bit RSA private key in PEM (PKCS#8), generated for the tests
  * only: what a service account file's "private_key" holds. */
@@ -75,5 +78,23 @@ void ut_check_remote_fd(struct be *b, const char *path, const struct be_version 
 /* Read path (current version) whole through b and fail the test unless
  * it is exactly the n bytes of data. */
 void ut_check_remote_mem(struct be *b, const char *path, const void *data, size_t n);
+
+/* Fail the test (naming line and what) with e's message when rc != 0:
+ * the body of the journal tests' OK(expr) macro. */
+void ut_ok_at(int rc, const struct err *e, const char *what, int line);
+
+/* One test's journal: path (journal.db) in the temporary dir dir. */
+struct ut_jnl_fx {
+	char dir[128];
+	char path[192];
+	struct jnl *j;
+};
+
+/* cmocka setup: *state becomes a malloc'd struct ut_jnl_fx with a fresh
+ * temporary dir and the journal opened in it; fails the test on error. */
+int ut_jnl_setup(void **state);
+/* cmocka teardown for ut_jnl_setup: the journal closed, the dir removed,
+ * the fixture freed; fails the test when the dir cannot be removed. */
+int ut_jnl_teardown(void **state);
 
 #endif
