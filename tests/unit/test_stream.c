@@ -11,17 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "durafs/backend.h"
-#include "durafs/gcs.h"
 #include "durafs/http.h"
 #include "durafs/journal.h"
 #include "durafs/sched.h"
 #include "durafs/stream.h"
 #include "emu_harness.h"
+#include "sched_fixture.h"
 #include "unit_util.h"
 
 #define BUCKET "durafs-stream"
@@ -34,19 +33,11 @@ static struct emuh *emu;
 static struct http *http;
 static struct be *be;
 
-static struct {
-	char dir[64];
-	char files[96];
-	char db[96];
-	struct jnl *j;
-	struct sched *s;
-	struct sched_opts so;
-} fx;
+static struct sfx fx;
 
 static void fx_start(void)
 {
-	UT_OK(sch_new(fx.j, be, &fx.so, &fx.s, &e_));
-	UT_OK(sch_start(fx.s, &e_));
+	sfx_start(&fx, be);
 }
 
 static void fx_stop(void)
@@ -128,16 +119,7 @@ static int record_exists(uint64_t fid)
 
 static int remote_exists(const char *path)
 {
-	struct be_entry ent;
-	struct err e;
-	int rc;
-
-	memset(&ent, 0, sizeof(ent));
-	rc = be_stat(be, path, &ent, &e);
-	if (rc < 0 && e.code != ERR_NOTFOUND)
-		fail_msg("stat %s: %s", path, e.msg);
-	be_entry_release(&ent);
-	return rc == 0;
+	return sfx_remote_exists(be, path);
 }
 
 /* --- tests ------------------------------------------------------------------ */
@@ -466,85 +448,36 @@ static void test_backend_size_unknown(void **state)
 
 static int fx_setup(void **state)
 {
-	struct err e;
-
 	(void)state;
-	memset(&fx, 0, sizeof(fx));
-	snprintf(fx.dir, sizeof(fx.dir), "/tmp/durafs-stream-XXXXXX");
-	if (!mkdtemp(fx.dir))
+	if (sfx_setup(&fx, "test_stream", emu, BUCKET, http) < 0)
 		return -1;
-	snprintf(fx.files, sizeof(fx.files), "%s/files", fx.dir);
-	snprintf(fx.db, sizeof(fx.db), "%s/journal.db", fx.dir);
-	if (mkdir(fx.files, 0700) < 0)
-		return -1;
-	if (emuh_reset(emu, &e) < 0 || emuh_gcs_bucket(emu, BUCKET, 0, &e) < 0) {
-		fprintf(stderr, "test_stream: reset: %s\n", e.msg);
-		return -1;
-	}
-	if (jnl_open(fx.db, NULL, &fx.j, NULL, &e) < 0) {
-		fprintf(stderr, "test_stream: journal: %s\n", e.msg);
-		return -1;
-	}
 	fx.so.workers = 2;
 	fx.so.chunk_size = CHUNK;
 	fx.so.small_max = 8 * MIB;   /* the tail goes through the session */
-	fx.so.files_dir = fx.files;
-	fx.so.retry_initial_ms = 30;
-	fx.so.retry_max_ms = 300;
-	fx.so.housekeeping_ms = 100;
-	fx.so.http = http;
+	fx.so.renew_ms = 0;          /* 0: the scheduler's default (60 s) */
 	return 0;
 }
 
 static int fx_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	sch_free(fx.s);
-	fx.s = NULL;
-	jnl_close(fx.j);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return sfx_teardown(&fx, emu);
 }
 
 static int group_setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
-	struct gcs_opts go;
-	struct err e;
+	const struct sfx_group_opts go = {
+		.max_retries = 12, .backoff_max_ms = 40, .jitter_ms = 5, .chunk_size = 0,
+	};
 
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 12;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 40;
-	ho.backoff_jitter_ms = 5;
-	ho.connect_timeout_ms = 1000;
-	ho.low_speed_time_s = 5;
-	if (emuh_test_start("test_stream", &eo, &ho, &emu, &http) < 0)
-		return -1;
-	memset(&go, 0, sizeof(go));
-	go.bucket = BUCKET;
-	go.endpoint = emuh_url(emu);
-	go.http = http;
-	go.retry_base_ms = 2;
-	go.chunk_max_failures = 30;
-	if (gcs_new(&go, &be, &e) < 0) {
-		fprintf(stderr, "test_stream: gcs: %s\n", e.msg);
-		return -1;
-	}
-	return 0;
+	return sfx_group_start("test_stream", BUCKET, 0, &go, &emu, &http, &be);
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	be_free(be);
-	emuh_test_stop(emu, http);
+	sfx_group_stop(emu, http, be);
 	return 0;
 }
 
