@@ -1873,18 +1873,19 @@ static int check_pre(const struct be_pre *pre, const char *path, struct err *err
 		       (int)pre->kind, pre->ver.id);
 }
 
-/* The oldest live item named rname in folder parent: 1 found (*out), 0
- * none, -1 error. */
-static int find_by_name(struct drive *d, const char *parent, const char *rname,
-			struct drive_file *out, struct err *err)
+/* The live items of folder parent the server matches to "name = rname"
+ * (its match may be looser than ours: the callers compare): 0 with *v
+ * (malloc'd, *n items; the caller releases each and frees *v), or -1 with
+ * *err and nothing to free. */
+static int list_named(struct drive *d, const char *parent, const char *rname,
+		      struct drive_file **v, size_t *n, struct err *err)
 {
-	struct drive_file *v = NULL;
 	struct drive_sb b = { 0 };
 	char *qn = NULL, *cond = NULL, *q = NULL;
-	size_t n = 0, i, best = 0;
 	int rc = -1;
 
-	memset(out, 0, sizeof(*out));
+	*v = NULL;
+	*n = 0;
 	qn = drive_q_quote(rname);
 	if (!qn) {
 		err_set(err, ERR_NOMEM, "out of memory");
@@ -1896,7 +1897,27 @@ static int find_by_name(struct drive *d, const char *parent, const char *rname,
 	if (!cond)
 		goto out;
 	q = q_children(parent, "false", cond, err);
-	if (!q || list_collect(d, q, 100, &v, &n, err) < 0)
+	if (!q || list_collect(d, q, 100, v, n, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(qn);
+	free(cond);
+	free(q);
+	return rc;
+}
+
+/* The oldest live item named rname in folder parent: 1 found (*out), 0
+ * none, -1 error. */
+static int find_by_name(struct drive *d, const char *parent, const char *rname,
+			struct drive_file *out, struct err *err)
+{
+	struct drive_file *v = NULL;
+	size_t n = 0, i, best = 0;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (list_named(d, parent, rname, &v, &n, err) < 0)
 		goto out;
 	rc = 0;
 	for (i = 0; i < n; i++) {
@@ -1915,9 +1936,6 @@ out:
 	for (i = 0; i < n; i++)
 		drive_file_release(&v[i]);
 	free(v);
-	free(qn);
-	free(cond);
-	free(q);
 	return rc;
 }
 
@@ -3571,8 +3589,7 @@ static int shown_in_parent(struct drive *d, const struct drive_file *f, char **n
 {
 	struct drive_file *v = NULL;
 	struct drive_map *m = NULL;
-	struct drive_sb b = { 0 };
-	char *enc = NULL, *qn = NULL, *cond = NULL, *q = NULL;
+	char *enc = NULL;
 	size_t n = 0, i, k;
 	int oom = 0, others = 0, pass, rc = -1;
 
@@ -3584,18 +3601,7 @@ static int shown_in_parent(struct drive *d, const struct drive_file *f, char **n
 		return 0;               /* not showable: the listing skips it */
 	}
 	if (!strchr(enc, '.') && !memchr(f->name, '\0', f->name_len)) {
-		qn = drive_q_quote(f->name);
-		if (!qn) {
-			err_set(err, ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		drive_sb_add(&b, "name = ");
-		drive_sb_add(&b, qn);
-		cond = drive_sb_take(&b, NULL, err);
-		if (!cond)
-			goto out;
-		q = q_children(f->parent, "false", cond, err);
-		if (!q || list_collect(d, q, 100, &v, &n, err) < 0)
+		if (list_named(d, f->parent, f->name, &v, &n, err) < 0)
 			goto out;
 		for (i = 0; i < n; i++)
 			if (strcmp(v[i].id, f->id) != 0)
@@ -3632,9 +3638,6 @@ out:
 		drive_file_release(&v[i]);
 	free(v);
 	free(enc);
-	free(qn);
-	free(cond);
-	free(q);
 	return rc;
 }
 
