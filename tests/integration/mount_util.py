@@ -22,6 +22,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.parse
@@ -308,6 +309,17 @@ def remote_objects(gcs, bucket_name="bkt", prefix=""):
 def remote_md5_hex(item):
     import base64
     return base64.b64decode(item["md5Hash"]).hex()
+
+
+def journal_meta(m, key):
+    """A value of the (closed) journal's meta table, or None."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(m.cache_dir, "journal.db"),
+                         uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
 
 
 def counter(stats, name):

@@ -10,13 +10,12 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 
 import pytest
 
 from drive_util import FOLDER, Drive, mount_drive, requests_of
-from mount_util import TIMEOUT_SCALE, mounts, wait_until  # noqa: F401  (fixture)
+from mount_util import TIMEOUT_SCALE, journal_meta, mounts, wait_until  # noqa: F401  (fixture)
 
 POLL = "poll_interval=1s"
 LONG_TTL = "dir_cache_ttl=1h"     # only the poller can bring changes in
@@ -33,17 +32,6 @@ def listdir_or_none(path):
         return sorted(os.listdir(path))
     except OSError:
         return None
-
-
-def journal_meta(m, key):
-    """A value of the (closed) journal's meta table, or None."""
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(m.cache_dir, "journal.db"),
-                         uri=True)
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()
 
 
 def delete_for_good(emu, fid):

@@ -18,7 +18,6 @@ import errno
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -26,8 +25,8 @@ import pytest
 
 from drive_util import Drive, mount_drive
 from gcs_util import Gcs
-from mount_util import TIMEOUT_SCALE, blob, bucket, is_mounted, make_objects, mounts, \
-    requests_of, wait_until  # noqa: F401  (fixtures)
+from mount_util import TIMEOUT_SCALE, blob, bucket, is_mounted, journal_meta, make_objects, \
+    mounts, requests_of, wait_until  # noqa: F401  (fixtures)
 
 N = 20000
 TTL = "2s"
@@ -344,17 +343,6 @@ def drive_outage_rules():
     return [{"kind": "status", "status": 503, "path": "/drive/*"},
             {"kind": "status", "status": 503, "path": "/upload/*"},
             {"kind": "status", "status": 503, "path": "/batch/*"}]
-
-
-def journal_meta(m, key):
-    """A value of the (closed) journal's meta table, or None."""
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(m.cache_dir, "journal.db"),
-                         uri=True)
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()
 
 
 def offline_scenario(m, names_big, outage, heal, change_remote, remote_content, what):
