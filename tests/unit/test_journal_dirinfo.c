@@ -44,6 +44,22 @@ static void check_agrees(struct jnl *j, const char *dir)
 	jnl_entries_free(v, n);
 }
 
+/* in[0..2]: a file "a" (size 1, remote "g1.1:"), a folder "b" and a
+ * symlink "c" (size 3); the rest zeroed. */
+static void sample_entries(struct jnl_entry in[3])
+{
+	memset(in, 0, 3 * sizeof(in[0]));
+	in[0].name = "a";
+	in[0].type = JNL_FILE;
+	in[0].size = 1;
+	in[0].remote = "g1.1:";
+	in[1].name = "b";
+	in[1].type = JNL_DIR;
+	in[2].name = "c";
+	in[2].type = JNL_SYMLINK;
+	in[2].size = 3;
+}
+
 static void test_not_found(void **state)
 {
 	struct ut_jnl_fx *f = *state;
@@ -88,16 +104,7 @@ static void test_follows_changes(void **state)
 	int c;
 	struct err e;
 
-	memset(in, 0, sizeof(in));
-	in[0].name = "a";
-	in[0].type = JNL_FILE;
-	in[0].size = 1;
-	in[0].remote = "g1.1:";
-	in[1].name = "b";
-	in[1].type = JNL_DIR;
-	in[2].name = "c";
-	in[2].type = JNL_SYMLINK;
-	in[2].size = 3;
+	sample_entries(in);
 
 	/* An empty listing is a listing (complete, 0 entries). */
 	OK(jnl_dir_put(f->j, "d", in, 0, 500, &e));
@@ -188,19 +195,13 @@ static double now_s(void)
 static void test_stale(void **state)
 {
 	struct ut_jnl_fx *f = *state;
-	struct jnl_entry in[2];
+	struct jnl_entry in[3];
 	size_t n;
 	int64_t t;
 	int c;
 	struct err e;
 
-	memset(in, 0, sizeof(in));
-	in[0].name = "a";
-	in[0].type = JNL_FILE;
-	in[0].size = 1;
-	in[0].remote = "g1.1:";
-	in[1].name = "b";
-	in[1].type = JNL_DIR;
+	sample_entries(in);
 	err_clear(&e);
 	assert_int_equal(jnl_dir_stale(f->j, "s", &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
