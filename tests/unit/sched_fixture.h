@@ -1,8 +1,8 @@
 /* The scheduler tests' shared fixture: an emulator with a GCS backend for
- * the group (test_sched.c, test_sched_writers.c, test_stream.c), and per test a cache dir
- * with files/ and journal.db, a journal, a scheduler and the events it
- * emitted (test_sched.c). Linked into every unit test (Makefile
- * UNIT_EXTRA). */
+ * the group (test_sched.c, test_sched_writers.c, test_stream.c), and per
+ * test a cache dir with files/ and journal.db, a journal, a scheduler and
+ * the events it emitted (test_sched.c, test_stream.c). Linked into every
+ * unit test (Makefile UNIT_EXTRA). */
 #ifndef DURAFS_SCHED_FIXTURE_H
 #define DURAFS_SCHED_FIXTURE_H
 
