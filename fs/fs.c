@@ -1624,6 +1624,10 @@ int fs_new(const struct fs_config *cfg, struct fs **out, struct err *err)
 		goto out;
 	}
 	inited = 1;
+	if (fs_rc_new(&fs->rc) < 0) {
+		err_set(err, ERR_NOMEM, "fs: out of memory");
+		goto out;
+	}
 	fs->uid = cfg->mo->has_uid ? cfg->mo->uid : getuid();
 	fs->gid = cfg->mo->has_gid ? cfg->mo->gid : getgid();
 	fs->file_mode = cfg->mo->file_mode ? cfg->mo->file_mode : 0644;
@@ -1710,6 +1714,7 @@ void fs_free(struct fs *fs)
 	while (fs->dh_head)
 		dh_free(fs, fs->dh_head);
 	fs_dirs_free(fs);
+	fs_rc_free(fs->rc);
 	for (i = 0; i < fs->nren; i++) {
 		free(fs->ren[i].from);
 		free(fs->ren[i].to);

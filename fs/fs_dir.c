@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -768,16 +769,46 @@ static void info_from(struct fs_info *out, const struct view_ent *v)
 		snprintf(out->remote, sizeof(out->remote), "%s", v->remote);
 }
 
+/* 1 when directory state d, at epoch ep, answers now from its stored
+ * listing without a fetch or a wait (dir_ensure's first answer): nothing
+ * forgot, invalidated or marked it stale since, and it is within the TTL. */
+static int dir_answers(struct fs *fs, struct fs_dstate *d, uint64_t ep)
+{
+	int ok;
+
+	pthread_mutex_lock(&fs->dir_lock);
+	ok = d->epoch == ep && d->known && d->complete && !d->fetching &&
+	     fs_now_ms() - d->fetched_ms <= fs->ttl_ms;
+	pthread_mutex_unlock(&fs->dir_lock);
+	return ok;
+}
+
+/* dir's state (never freed before fs_free), or NULL out of memory. */
+static struct fs_dstate *dir_state(struct fs *fs, const char *dir)
+{
+	struct fs_dstate *d;
+
+	pthread_mutex_lock(&fs->dir_lock);
+	d = dstate(fs, dir);
+	pthread_mutex_unlock(&fs->dir_lock);
+	return d;
+}
+
+/* An answer of the resolve cache is what the journal reads below would
+ * give: it was read from the same journal rows (the generation is the
+ * same) and the same stored listing (its epoch is the same), and that
+ * listing answers without a fetch now, as it did then. */
 int fs_resolve(struct fs *fs, const char *path, struct fs_info *out)
 {
 	struct jnl_file jf;
 	struct jnl_entry le;
 	struct view_ent ve;
+	struct fs_dstate *cd = NULL;
 	char *dir = NULL, **rem = NULL;
 	const char *name;
 	size_t nrem = 0, i;
 	struct err e;
-	uint64_t fid, ep = 0;
+	uint64_t fid, ep = 0, gen = 0, cep = 0;
 	int rc, have_j, have_l, removed, tries = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -785,6 +816,15 @@ int fs_resolve(struct fs *fs, const char *path, struct fs_info *out)
 		out->type = JNL_DIR;
 		out->mtime_ns = fs->mount_ns;
 		return 0;
+	}
+	if (fs->rc) {
+		gen = jnl_gen(fs->jnl);
+		if (fs_rc_get(fs->rc, path, gen, out, &cd, &cep) && dir_answers(fs, cd, cep)) {
+			atomic_fetch_add(&fs->rc->hits, 1);
+			return 0;
+		}
+		atomic_fetch_add(&fs->rc->misses, 1);
+		memset(out, 0, sizeof(*out));
 	}
 	memset(&jf, 0, sizeof(jf));
 	memset(&le, 0, sizeof(le));
@@ -844,6 +884,8 @@ again:
 	 * while it is the placeholder of our own pending rename. */
 	if (have_l && (!le.remote || (!out->local && !strcmp(out->remote, le.remote))))
 		out->flags = le.flags;
+	if (fs->rc && (cd = dir_state(fs, dir)) != NULL)
+		fs_rc_put(fs->rc, path, gen, out, cd, ep);
 	rc = 0;
 out:
 	jnl_names_free(rem, nrem);

@@ -74,6 +74,15 @@ struct fs_dstate {
 	int64_t kc_ms;
 };
 
+/* The resolve cache (fs_rc.c): fs_resolve's answer per path. */
+struct fs_rc_ent;
+struct fs_rc {
+	pthread_mutex_t mu;
+	struct fs_rc_ent **b;       /* hash by path, protected by mu */
+	size_t n;                   /* protected by mu */
+	_Atomic uint64_t hits, misses;  /* fs_resolve's use of it */
+};
+
 struct fs_fixup {
 	struct fs_fixup *next;
 	char *name;
@@ -215,6 +224,10 @@ struct fs {
 	/* Open directory handles (struct fs_dh in fs.c). */
 	pthread_mutex_t dh_lock;
 	struct fs_dh *dh_head;               /* protected by dh_lock */
+
+	/* fs_resolve's answers (fs_rc.c); NULL: every resolve reads the
+	 * journal. */
+	struct fs_rc *rc;
 
 	/* Remote change polling (fs_poll.c), NULL when off. */
 	struct fs_poll *poll;
@@ -374,6 +387,23 @@ int fs_cache_drop_one(struct fs *fs, uint64_t fid, const char *name, uint64_t by
  * op "warm" | "status" | "drop" over "paths" (mount-relative). Routed by
  * fs_new (ctl_route_add) and unrouted by fs_free. */
 void fs_cache_ctl(void *ud, struct ctl_conn *c, const json_t *req);
+
+/* ---- fs_rc.c ------------------------------------------------------------- */
+/* An empty resolve cache: 0 and *out (free with fs_rc_free), or -ENOMEM. */
+int fs_rc_new(struct fs_rc **out);
+void fs_rc_free(struct fs_rc *rc);
+/* path's entry when it was stored under journal generation gen: 1 and the
+ * info, the directory state and the epoch it was stored with; else 0 (an
+ * entry of another generation is dropped). Whether that directory state
+ * still answers unchanged is the caller's check. Thread-safe. */
+int fs_rc_get(struct fs_rc *rc, const char *path, uint64_t gen, struct fs_info *info,
+	      struct fs_dstate **d, uint64_t *ep);
+/* Store what fs_resolve found for path after reading it under journal
+ * generation gen (taken before the reads) from directory state d at epoch
+ * ep. Beyond FS_RC_MAX entries the cache is emptied first; out of memory,
+ * nothing is stored. Thread-safe. */
+void fs_rc_put(struct fs_rc *rc, const char *path, uint64_t gen, const struct fs_info *info,
+	       struct fs_dstate *d, uint64_t ep);
 
 /* ---- fs_bg.c ------------------------------------------------------------- */
 int fs_bg_start(struct fs *fs);

@@ -621,6 +621,9 @@ struct jnl {
 	 * write transaction; a crash loses only these LRU hints). */
 	struct jnl_touch *touch;
 	size_t ntouch, captouch;
+	/* Rows written by touch_flush (access times, LRU hints only): not
+	 * counted by jnl_gen. */
+	uint64_t gen_skip;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -2310,6 +2313,20 @@ uint64_t jnl_last_seq(struct jnl *j)
 
 	lock(j);
 	v = j->last_seq;
+	unlock(j);
+	return v;
+}
+
+uint64_t jnl_gen(struct jnl *j)
+{
+	uint64_t v;
+
+	/* The journal holds the database exclusively (flock + EXCLUSIVE
+	 * locking mode) through this one connection, so its count of rows
+	 * inserted, updated or deleted (triggers included) sees every
+	 * change. */
+	lock(j);
+	v = (uint64_t)sqlite3_total_changes64(j->db) - j->gen_skip;
 	unlock(j);
 	return v;
 }
@@ -4226,9 +4243,11 @@ static void touch_flush(struct jnl *j)
 	sqlite3_stmt *s;
 	struct err e;
 	size_t i = 0;
+	uint64_t before;
 
 	if (!j->ntouch)
 		return;
+	before = (uint64_t)sqlite3_total_changes64(j->db);
 	if (tx_begin(j, &e))
 		goto out;
 	for (i = 0; i < j->ntouch; i++) {
@@ -4242,6 +4261,7 @@ static void touch_flush(struct jnl *j)
 	}
 	(void)tx_end(j, i == j->ntouch ? 0 : -1, &e);
 out:
+	j->gen_skip += (uint64_t)sqlite3_total_changes64(j->db) - before;
 	for (i = 0; i < j->ntouch; i++)
 		free(j->touch[i].name);
 	j->ntouch = 0;

@@ -284,6 +284,14 @@ int jnl_setattr(struct jnl *j, uint64_t fid, int64_t mtime_ns,
  * restarts: what fsync and `sync --flush` take as up_to_seq. */
 uint64_t jnl_last_seq(struct jnl *j);
 
+/* A number that changes whenever the journal's rows may have changed:
+ * the rows written so far by the journal's one connection (every
+ * mutation, also one rolled back), except the stored access times of
+ * cache files (LRU hints, batched by jnl_cache_missing). Equal values
+ * taken before and after reads of anything else mean the reads saw one
+ * unchanged state. Thread-safe. */
+uint64_t jnl_gen(struct jnl *j);
+
 /* ---------------------------------------------------------------------- */
 /* Workers: claim, report progress, complete */
 

@@ -1,0 +1,364 @@
+/* The resolve cache of the filesystem core (fs/fs_rc.c, used by
+ * fs_resolve in fs/fs_dir.c) against a real durafs-emulator: a path
+ * resolved again is answered from the cache, and a journal mutation, a
+ * bump of its directory's epoch (forget, invalidation, stale mark) or the
+ * directory passing its TTL each make the next resolve read the journal. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "durafs/gcs.h"
+#include "durafs/journal.h"
+#include "durafs/mopts.h"
+#include "durafs/sched.h"
+#include "emu_harness.h"
+#include "unit_util.h"
+#include "../../fs/fs_i.h"
+
+#define BKT "fsrc"
+
+static struct emuh *emu;
+static struct http *http;
+
+struct fx {
+	char dir[128];
+	char files[192];
+	struct be *be;
+	struct jnl *j;
+	struct sched *s;
+	struct mopts mo;
+	struct fs *fs;
+};
+
+static int group_setup(void **state)
+{
+	struct emuh_opts eo;
+	struct http_opts ho;
+	struct err e;
+
+	(void)state;
+	memset(&eo, 0, sizeof(eo));
+	eo.no_auth = 1;
+	memset(&ho, 0, sizeof(ho));
+	ho.max_retries = 2;
+	ho.backoff_initial_ms = 2;
+	ho.backoff_max_ms = 10;
+	if (emuh_test_start("test_fs_rc_emu", &eo, &ho, &emu, &http) < 0)
+		return -1;
+	if (emuh_gcs_bucket(emu, BKT, 0, &e) < 0) {
+		fprintf(stderr, "test_fs_rc_emu: setup: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	emuh_test_stop(emu, http);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct gcs_opts go;
+	struct sched_opts so;
+	struct fs_config cfg;
+	char jpath[256];
+
+	assert_non_null(f);
+	UT_OK(emuh_reset(emu, &e_));
+	UT_OK(emuh_gcs_bucket(emu, BKT, 0, &e_));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/fsrcemu.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->files, sizeof(f->files), "%s/files", f->dir);
+	assert_int_equal(mkdir(f->files, 0700), 0);
+	snprintf(jpath, sizeof(jpath), "%s/journal.db", f->dir);
+	memset(&go, 0, sizeof(go));
+	go.bucket = BKT;
+	go.endpoint = emuh_url(emu);
+	go.http = http;
+	UT_OK(gcs_new(&go, &f->be, &e_));
+	UT_OK(jnl_open(jpath, NULL, &f->j, NULL, &e_));
+	memset(&so, 0, sizeof(so));
+	so.files_dir = f->files;
+	so.http = http;
+	UT_OK(sch_new(f->j, f->be, &so, &f->s, &e_));
+	mopts_defaults(&f->mo);
+	f->mo.dir_cache_ttl_ms = 60000;
+	f->mo.poll_interval_ms = 0;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.be = f->be;
+	cfg.jnl = f->j;
+	cfg.sched = f->s;
+	cfg.mo = &f->mo;
+	cfg.files_dir = f->files;
+	UT_OK(fs_new(&cfg, &f->fs, &e_));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[256];
+
+	/* A background fetch held by a latency fault ends at once. */
+	http_cancel_all(http);
+	fs_free(f->fs);
+	sch_free(f->s);
+	http_uncancel(http);
+	jnl_close(f->j);
+	be_free(f->be);
+	mopts_release(&f->mo);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void put(const char *name, const char *data)
+{
+	UT_OK(emuh_gcs_put(emu, BKT, name, data, strlen(data), &e_));
+}
+
+static uint64_t hits(struct fx *f)
+{
+	return atomic_load(&f->fs->rc->hits);
+}
+
+static uint64_t misses(struct fx *f)
+{
+	return atomic_load(&f->fs->rc->misses);
+}
+
+/* Resolve path (it must exist): its size, and whether the cache answered. */
+static uint64_t resolve(struct fx *f, const char *path, int *hit)
+{
+	struct fs_info in;
+	uint64_t h = hits(f), m = misses(f);
+
+	assert_int_equal(fs_resolve(f->fs, path, &in), 0);
+	assert_int_equal(in.type, JNL_FILE);
+	assert_int_equal(hits(f) + misses(f), h + m + 1);
+	*hit = hits(f) == h + 1;
+	return in.size;
+}
+
+/* Resolve path until the cache answers: the resolve that fetched the
+ * listing stored it in the journal after taking the generation, so the
+ * next one reads the journal again and stores a current entry. */
+static void warm(struct fx *f, const char *path)
+{
+	int hit, i;
+
+	for (i = 0; i < 3; i++) {
+		resolve(f, path, &hit);
+		if (hit)
+			return;
+	}
+	fail_msg("%s: no cache hit after 3 resolves", path);
+}
+
+/* The in-memory state of dir (it must exist). */
+static struct fs_dstate *dstate_of(struct fx *f, const char *dir)
+{
+	struct fs_dstate *d, *found = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&f->fs->dir_lock);
+	for (i = 0; f->fs->dirs && i < f->fs->dir_cap; i++)
+		for (d = f->fs->dirs[i]; d; d = d->next)
+			if (!strcmp(d->path, dir))
+				found = d;
+	pthread_mutex_unlock(&f->fs->dir_lock);
+	assert_non_null(found);
+	return found;
+}
+
+/* A second resolve is a hit with the same answer; a missing path is not
+ * cached. */
+static void test_hit(void **state)
+{
+	struct fx *f = *state;
+	struct fs_info in;
+	int hit;
+
+	put("d/a", "abc");
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_false(hit);
+	/* The listing was fetched (stored) by that resolve: one more reads
+	 * the journal, then the cache answers. */
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_false(hit);
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_true(hit);
+	assert_int_equal(fs_resolve(f->fs, "d/none", &in), -ENOENT);
+	assert_int_equal(fs_resolve(f->fs, "d/none", &in), -ENOENT);
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_true(hit);
+}
+
+/* Any journal mutation, even of another path, makes the next resolve read
+ * the journal; a local change of the path itself is then seen. */
+static void test_journal_change_misses(void **state)
+{
+	struct fx *f = *state;
+	uint64_t fid = 0, seq = 0;
+	struct fs_info in;
+	int hit;
+
+	put("d/a", "abc");
+	warm(f, "d/a");
+	UT_OK(jnl_file_new(f->j, "d/other", JNL_FILE, "cn-other", NULL, 0, 1, &fid, &e_));
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_false(hit);
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_true(hit);
+	/* The path's own journal row changes: the new mtime shows. */
+	assert_int_equal(fs_resolve(f->fs, "d/other", &in), 0);
+	assert_int_equal(in.mtime_ns, 1);
+	UT_OK(jnl_setattr(f->j, fid, 7000000000LL, &seq, &e_));
+	assert_int_equal(fs_resolve(f->fs, "d/other", &in), 0);
+	assert_int_equal(in.mtime_ns, 7000000000LL);
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	assert_false(hit);
+}
+
+/* A bump of the directory's epoch alone makes the next resolve miss. */
+static void test_dir_epoch_misses(void **state)
+{
+	struct fx *f = *state;
+	struct fs_dstate *d;
+	int hit;
+
+	put("d/a", "abc");
+	warm(f, "d/a");
+	d = dstate_of(f, "d");
+	pthread_mutex_lock(&f->fs->dir_lock);
+	d->epoch++;
+	pthread_mutex_unlock(&f->fs->dir_lock);
+	resolve(f, "d/a", &hit);
+	assert_false(hit);
+	resolve(f, "d/a", &hit);
+	assert_true(hit);
+}
+
+/* The change poller's invalidation: the remote's new version is seen at
+ * once, not the cached one. */
+static void test_invalidate_shows_remote_change(void **state)
+{
+	struct fx *f = *state;
+	int hit;
+
+	put("d/a", "abc");
+	warm(f, "d/a");
+	put("d/a", "abcdefg");
+	/* Not yet known to the mount: the stored listing answers. */
+	assert_int_equal(resolve(f, "d/a", &hit), 3);
+	fs_dir_invalidate(f->fs, "d");
+	assert_int_equal(resolve(f, "d/a", &hit), 7);
+	assert_false(hit);
+	/* A forget (a committed rename or rmdir) too. */
+	warm(f, "d/a");
+	UT_OK(fs_dir_forget(f->fs, "d", &e_));
+	resolve(f, "d/a", &hit);
+	assert_false(hit);
+}
+
+/* A directory past its TTL is refetched by the next resolve (which sees
+ * the remote's change), never answered from the cache. */
+static void test_ttl_misses(void **state)
+{
+	struct fx *f = *state;
+	struct fs_dstate *d;
+	int hit;
+
+	put("d/a", "abc");
+	warm(f, "d/a");
+	put("d/a", "abcd");
+	d = dstate_of(f, "d");
+	pthread_mutex_lock(&f->fs->dir_lock);
+	d->fetched_ms = fs_now_ms() - f->fs->ttl_ms - 1;
+	pthread_mutex_unlock(&f->fs->dir_lock);
+	assert_int_equal(resolve(f, "d/a", &hit), 4);
+	assert_false(hit);
+	warm(f, "d/a");
+}
+
+/* jnl_gen: reads leave it, a mutation changes it. */
+static void test_gen(void **state)
+{
+	struct fx *f = *state;
+	uint64_t g, fid = 0;
+	struct err e;
+
+	g = jnl_gen(f->j);
+	assert_int_equal(jnl_file_lookup(f->j, "x", &fid, &e), -1);
+	assert_int_equal(jnl_gen(f->j), g);
+	UT_OK(jnl_file_new(f->j, "x", JNL_FILE, "cn-x", NULL, 0, 1, &fid, &e_));
+	assert_true(jnl_gen(f->j) != g);
+}
+
+/* The table alone: an entry of another generation is dropped; beyond its
+ * size the table starts over. */
+static void test_table(void **state)
+{
+	struct fs_rc *rc = NULL;
+	struct fs_info in, out;
+	struct fs_dstate *d = NULL, dd;
+	uint64_t ep = 0;
+	char path[32];
+	int i;
+
+	(void)state;
+	assert_int_equal(fs_rc_new(&rc), 0);
+	memset(&in, 0, sizeof(in));
+	memset(&dd, 0, sizeof(dd));
+	in.size = 5;
+	snprintf(in.remote, sizeof(in.remote), "g1.1:x");
+	fs_rc_put(rc, "a/b", 10, &in, &dd, 3);
+	assert_int_equal(fs_rc_get(rc, "a/b", 10, &out, &d, &ep), 1);
+	assert_int_equal(out.size, 5);
+	assert_string_equal(out.remote, "g1.1:x");
+	assert_ptr_equal(d, &dd);
+	assert_int_equal(ep, 3);
+	assert_int_equal(fs_rc_get(rc, "a/c", 10, &out, &d, &ep), 0);
+	assert_int_equal(fs_rc_get(rc, "a/b", 11, &out, &d, &ep), 0);
+	assert_int_equal(rc->n, 0);
+	assert_int_equal(fs_rc_get(rc, "a/b", 10, &out, &d, &ep), 0);
+	for (i = 0; i < 20000; i++) {
+		snprintf(path, sizeof(path), "f%d", i);
+		fs_rc_put(rc, path, 1, &in, &dd, 0);
+	}
+	assert_true(rc->n > 0 && rc->n <= 16384);
+	assert_int_equal(fs_rc_get(rc, "f19999", 1, &out, &d, &ep), 1);
+	fs_rc_free(rc);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test_setup_teardown(test_gen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_change_misses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_epoch_misses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidate_shows_remote_change, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_ttl_misses, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
