@@ -1714,6 +1714,9 @@ void fs_free(struct fs *fs)
 	while (fs->dh_head)
 		dh_free(fs, fs->dh_head);
 	fs_dirs_free(fs);
+	if (fs->rc)
+		log_debug(FS_TAG, "resolve cache: %" PRIu64 " hits, %" PRIu64 " misses",
+			  atomic_load(&fs->rc->hits), atomic_load(&fs->rc->misses));
 	fs_rc_free(fs->rc);
 	for (i = 0; i < fs->nren; i++) {
 		free(fs->ren[i].from);
