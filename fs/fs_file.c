@@ -825,18 +825,36 @@ again:
 	return 0;
 }
 
+/* The remote side of a clean open file of path shown as info: its size,
+ * flags and remote path (of->remote set). 0 or a negative errno. */
+static int of_remote_init(struct fs *fs, struct fs_ofile *of, const char *path,
+			  const struct fs_info *info)
+{
+	struct be_version ver;
+
+	if (be_version_parse(of->remote, &ver) < 0) {
+		log_error(FS_TAG, "\"%s\": bad remote version \"%s\"", path, of->remote);
+		return -EIO;
+	}
+	of->rsize = info->size;
+	of->flags = info->flags;
+	of->rpath = fs_remote_path(fs, path);
+	if (!of->rpath)
+		return -ENOMEM;
+	return 0;
+}
+
 /* Set up of (already in the table, state 0) for the file at path. */
 static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 {
 	struct fs_info info;
 	struct jnl_file jf;
-	struct be_version ver;
 	struct stat st;
-	char name[64], cpath[4096];
+	char name[64], wname[64], cpath[4096];
 	const char *cache_name;
-	uint64_t fid, moff = 0, mlen = 1;
+	uint64_t fid, moff = 0, mlen = 1, gen = 0;
 	struct err e;
-	int rc, locked = 0, created = 0, fresh;
+	int rc, locked = 0, created = 0, fresh = 0, noted = 0;
 
 	memset(&jf, 0, sizeof(jf));
 	name[0] = '\0';
@@ -850,6 +868,34 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 	if (info.type != JNL_FILE)
 		return -ELOOP;
 	fid = info.fid;
+	if (fid && fs->rc && !info.local && info.remote[0] && info.size > 0 &&
+	    !(info.flags & BE_EF_SIZE_UNKNOWN)) {
+		/* A clean file this mount found whole in its cache file, the
+		 * journal unchanged since (checked under cache_lock, which
+		 * eviction holds while it deletes): its row and the cache map
+		 * are not read again. */
+		pthread_mutex_lock(&fs->cache_lock);
+		locked = 1;
+		noted = fs_rc_whole(fs->rc, path, jnl_gen(fs->jnl), fid, info.remote, info.size,
+				    wname, sizeof(wname));
+		if (!noted) {
+			pthread_mutex_unlock(&fs->cache_lock);
+			locked = 0;
+		}
+	}
+	if (noted) {
+		cache_name = wname;
+		of->fid = fid;
+		snprintf(of->remote, sizeof(of->remote), "%s", info.remote);
+		rc = of_remote_init(fs, of, path, &info);
+		if (rc < 0)
+			goto out;
+		of->mtime_ns = info.mtime_ns;
+		jnl_cache_touch(fs->jnl, cache_name);
+		goto have_row;
+	}
+	if (fs->rc)
+		gen = jnl_gen(fs->jnl);
 	if (!fid) {
 		if (!info.remote[0]) {
 			log_error(FS_TAG, "\"%s\" has no remote version", path);
@@ -891,25 +937,19 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 		if (strcmp(of->remote, jf.base) &&
 		    jnl_file_set_base(fs->jnl, fid, of->remote, &e) < 0)
 			log_debug(FS_TAG, "re-base \"%s\": %s", path, e.msg);
-		if (be_version_parse(of->remote, &ver) < 0) {
-			log_error(FS_TAG, "\"%s\": bad remote version \"%s\"", path, of->remote);
-			rc = -EIO;
+		rc = of_remote_init(fs, of, path, &info);
+		if (rc < 0)
 			goto out;
-		}
-		of->rsize = info.size;
-		of->flags = info.flags;
-		of->rpath = fs_remote_path(fs, path);
-		if (!of->rpath) {
-			rc = -ENOMEM;
-			goto out;
-		}
 	}
 	of->mtime_ns = info.local ? jf.mtime_ns : info.mtime_ns;
+have_row:
 	rc = fs_cache_path(fs, cache_name, cpath, sizeof(cpath));
 	if (rc < 0)
 		goto out;
-	pthread_mutex_lock(&fs->cache_lock);
-	locked = 1;
+	if (!locked) {
+		pthread_mutex_lock(&fs->cache_lock);
+		locked = 1;
+	}
 	of->cache_name = strdup(cache_name);
 	if (!of->cache_name) {
 		rc = -ENOMEM;
@@ -943,6 +983,8 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 		of->whole = 1;
 	} else if (fresh) {
 		of->map_empty = 1;
+	} else if (noted && (uint64_t)st.st_size >= of->rsize) {
+		of->whole = 1;
 	} else {
 		if (jnl_cache_missing(fs->jnl, of->cache_name, of->remote, 0, of->rsize,
 				      &moff, &mlen, &e) < 0) {
@@ -951,6 +993,9 @@ static int of_init(struct fs *fs, struct fs_ofile *of, const char *path)
 		}
 		if (mlen == 0 && (uint64_t)st.st_size >= of->rsize) {
 			of->whole = 1;
+			if (fs->rc && !noted && !created)
+				fs_rc_note_whole(fs->rc, path, gen, fid, of->cache_name, of->remote,
+						 of->rsize);
 		} else if (mlen == 0) {
 			/* The map says present but the file is short (deleted
 			 * behind our back): forget the map. */

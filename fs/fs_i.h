@@ -81,6 +81,7 @@ struct fs_rc {
 	struct fs_rc_ent **b;       /* hash by path, protected by mu */
 	size_t n;                   /* protected by mu */
 	_Atomic uint64_t hits, misses;  /* fs_resolve's use of it */
+	_Atomic uint64_t whole_hits;    /* opens answered by fs_rc_whole */
 };
 
 struct fs_fixup {
@@ -404,6 +405,17 @@ int fs_rc_get(struct fs_rc *rc, const char *path, uint64_t gen, struct fs_info *
  * nothing is stored. Thread-safe. */
 void fs_rc_put(struct fs_rc *rc, const char *path, uint64_t gen, const struct fs_info *info,
 	       struct fs_dstate *d, uint64_t ep);
+/* Note on path's entry (if it still shows fid at remote version remote)
+ * that the clean file fid, version remote of size bytes, was found whole
+ * in cache file cache_name by reads under journal generation gen (taken
+ * before them). Thread-safe; out of memory nothing is noted. */
+void fs_rc_note_whole(struct fs_rc *rc, const char *path, uint64_t gen, uint64_t fid,
+		      const char *cache_name, const char *remote, uint64_t size);
+/* 1 and the cache file's name in name[len] when such a note for fid,
+ * remote and size was made under journal generation gen; else 0.
+ * Thread-safe. */
+int fs_rc_whole(struct fs_rc *rc, const char *path, uint64_t gen, uint64_t fid,
+		const char *remote, uint64_t size, char *name, size_t len);
 
 /* ---- fs_bg.c ------------------------------------------------------------- */
 int fs_bg_start(struct fs *fs);

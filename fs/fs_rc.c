@@ -2,6 +2,7 @@
  * path, kept with the journal generation and the directory epoch it was
  * read under, so an unchanged path is answered again without SQLite. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,11 @@ struct fs_rc_ent {
 	struct fs_dstate *d;
 	uint64_t ep;
 	struct fs_info info;
+	/* fs_rc_note_whole: the clean file fid, remote version info.remote
+	 * of wsize bytes, is whole in cache file wname (journal generation
+	 * wgen); wname NULL when nothing is noted. */
+	uint64_t wgen, wfid, wsize;
+	char *wname;
 };
 
 static uint64_t rc_hash(const char *s)
@@ -51,6 +57,7 @@ int fs_rc_new(struct fs_rc **out)
 
 static void ent_free(struct fs_rc_ent *e)
 {
+	free(e->wname);
 	free(e->path);
 	free(e);
 }
@@ -144,10 +151,54 @@ void fs_rc_put(struct fs_rc *rc, const char *path, uint64_t gen, const struct fs
 		*pe = e;
 		rc->n++;
 	}
+	if (e->wname && strcmp(e->info.remote, info->remote)) {
+		free(e->wname);
+		e->wname = NULL;
+	}
 	e->gen = gen;
 	e->d = d;
 	e->ep = ep;
 	e->info = *info;
 out:
 	pthread_mutex_unlock(&rc->mu);
+}
+
+void fs_rc_note_whole(struct fs_rc *rc, const char *path, uint64_t gen, uint64_t fid,
+		      const char *cache_name, const char *remote, uint64_t size)
+{
+	struct fs_rc_ent *e;
+	char *name;
+
+	pthread_mutex_lock(&rc->mu);
+	e = *find_locked(rc, path, rc_hash(path));
+	/* Only for the version the entry shows. */
+	if (e && e->info.fid == fid && !strcmp(e->info.remote, remote)) {
+		name = strdup(cache_name);
+		if (name) {
+			free(e->wname);
+			e->wname = name;
+			e->wgen = gen;
+			e->wfid = fid;
+			e->wsize = size;
+		}
+	}
+	pthread_mutex_unlock(&rc->mu);
+}
+
+int fs_rc_whole(struct fs_rc *rc, const char *path, uint64_t gen, uint64_t fid,
+		const char *remote, uint64_t size, char *name, size_t len)
+{
+	struct fs_rc_ent *e;
+	int found = 0;
+
+	pthread_mutex_lock(&rc->mu);
+	e = *find_locked(rc, path, rc_hash(path));
+	if (e && e->wname && e->wgen == gen && e->wfid == fid && e->wsize == size &&
+	    !strcmp(e->info.remote, remote) && strlen(e->wname) < len) {
+		memcpy(name, e->wname, strlen(e->wname) + 1);
+		found = 1;
+		atomic_fetch_add(&rc->whole_hits, 1);
+	}
+	pthread_mutex_unlock(&rc->mu);
+	return found;
 }

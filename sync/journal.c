@@ -4494,6 +4494,15 @@ out:
 	return rc;
 }
 
+void jnl_cache_touch(struct jnl *j, const char *name)
+{
+	if (!name || !*name)
+		return;
+	lock(j);
+	touch_note(j, name, now_ms(j));
+	unlock(j);
+}
+
 int jnl_cache_lru(struct jnl *j, size_t limit, struct jnl_cache_file **v,
 		  size_t *n, struct err *err)
 {

@@ -607,6 +607,11 @@ int jnl_cache_missing(struct jnl *j, const char *name, const char *remote,
 		      uint64_t off, uint64_t len, uint64_t *moff /* OUT */,
 		      uint64_t *mlen /* OUT */, struct err *err);
 
+/* Cache file name was read now: its access time (an LRU hint) is noted
+ * as jnl_cache_missing notes it for a range found present. Thread-safe;
+ * out of memory the hint is lost. */
+void jnl_cache_touch(struct jnl *j, const char *name);
+
 /* One cache file in LRU order. */
 struct jnl_cache_file {
 	char *name;

@@ -311,6 +311,78 @@ static void test_gen(void **state)
 	assert_true(jnl_gen(f->j) != g);
 }
 
+/* Open inode ino of path read-only and read it whole: its size; *whole
+ * says whether the open found the content whole in the cache. */
+static size_t open_read(struct fx *f, uint64_t ino, const char *path, int *whole)
+{
+	struct fs_ofile *of = NULL;
+	char buf[64], *mem = NULL;
+	ssize_t n;
+	size_t got = 0;
+
+	assert_int_equal(fs_of_get(f->fs, ino, path, 0, 0, &of), 0);
+	pthread_mutex_lock(&of->mu);
+	*whole = of->whole;
+	pthread_mutex_unlock(&of->mu);
+	for (;;) {
+		n = fs_of_read(f->fs, of, sizeof(buf), (off_t)got, &mem);
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		if (mem) {
+			memcpy(buf, mem, (size_t)n);
+			free(mem);
+			mem = NULL;
+		} else {
+			assert_int_equal(pread(of->fd, buf, (size_t)n, (off_t)got), n);
+		}
+		assert_memory_equal(buf, "abcdefgh" + got, (size_t)n);
+		got += (size_t)n;
+	}
+	fs_of_put(f->fs, of);
+	return got;
+}
+
+/* An open of a clean file found whole before, the journal unchanged since,
+ * skips its row and the cache map; dropping the cached copy (a journal
+ * change) makes the next open look again, and it fetches. */
+static void test_open_whole(void **state)
+{
+	struct fx *f = *state;
+	struct fs_info in;
+	uint64_t w;
+	int whole;
+
+	put("d/w", "abcdefgh");
+	warm(f, "d/w");
+	assert_int_equal(open_read(f, 100, "d/w", &whole), 8);
+	assert_false(whole);
+	/* The fetch changed the journal; the next open finds the content
+	 * whole in the map and notes it. */
+	warm(f, "d/w");
+	w = atomic_load(&f->fs->rc->whole_hits);
+	assert_int_equal(open_read(f, 100, "d/w", &whole), 8);
+	assert_true(whole);
+	assert_int_equal(atomic_load(&f->fs->rc->whole_hits), w);
+	assert_int_equal(open_read(f, 100, "d/w", &whole), 8);
+	assert_true(whole);
+	assert_int_equal(atomic_load(&f->fs->rc->whole_hits), w + 1);
+	/* Dropped from the cache: not whole, fetched again. */
+	assert_int_equal(fs_resolve(f->fs, "d/w", &in), 0);
+	assert_true(in.fid != 0);
+	{
+		struct jnl_file jf;
+
+		memset(&jf, 0, sizeof(jf));
+		UT_OK(jnl_file_get(f->j, in.fid, &jf, &e_));
+		assert_int_equal(fs_cache_drop_one(f->fs, in.fid, jf.cache_name, 8), 0);
+		jnl_file_release(&jf);
+	}
+	assert_int_equal(open_read(f, 100, "d/w", &whole), 8);
+	assert_false(whole);
+	assert_int_equal(atomic_load(&f->fs->rc->whole_hits), w + 1);
+}
+
 /* The table alone: an entry of another generation is dropped; beyond its
  * size the table starts over. */
 static void test_table(void **state)
@@ -358,6 +430,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalidate_shows_remote_change, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ttl_misses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_whole, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
