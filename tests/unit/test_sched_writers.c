@@ -602,11 +602,15 @@ static void test_sched_append_fallbacks(void **state)
 	fx_start();
 	fid = new_file("fb/f.bin", d, n0);
 	wait_fid(fid);
-	/* A change below the committed size: whole upload. */
+	/* A change below the committed size: whole upload. Both writes are
+	 * made with the workers stopped: a worker could otherwise upload the
+	 * first alone (whole) and then rightly send the second as an append. */
+	sch_stop(fx.s);
 	change(fid, "XYZ", 3, 100, 0);
 	memcpy(d + 100, "XYZ", 3);
 	change(fid, d + n, 10 * KIB, n, 0);
 	n += 10 * KIB;
+	UT_OK(sch_start(fx.s, &e_));
 	wait_fid(fid);
 	ut_check_remote_mem(be, "fb/f.bin", d, n);
 	assert_int_equal(appends(), 0);
