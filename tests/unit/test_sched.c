@@ -420,7 +420,11 @@ static void test_resume_after_stop(void **state)
 	assert_int_equal(emuh_must_counter(emu, "gcs.upload_sessions_started"), 1);
 	recv = emuh_must_counter(emu, "gcs.upload_bytes_received");
 	print_message("    64 MiB resumed: %" PRId64 " bytes received in all\n", recv);
-	assert_true(recv <= (int64_t)(n + 1 * MIB));
+	/* Sent twice at most: the chunk in flight at the stop, which a slow
+	 * server (here the latency fault) may take only after the new
+	 * scheduler asked it where to resume. Counted too: the session
+	 * start's JSON metadata (119 bytes; 1 KiB bounds it). */
+	assert_true(recv <= (int64_t)(n + 1 * MIB + 1 * KIB));
 	free(d);
 }
 
