@@ -65,7 +65,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 # Helpers linked into every unit test (e.g. starting the emulator).
-UNIT_EXTRA := $(wildcard tests/unit/emu_harness.c tests/unit/unit_util.c tests/unit/sched_fixture.c)
+UNIT_EXTRA := $(wildcard tests/unit/emu_harness.c tests/unit/unit_util.c tests/unit/sched_fixture.c tests/unit/fs_fixture.c)
 
 DURAFS := $(BUILD)/durafs
 EMULATOR := $(BUILD)/durafs-emulator

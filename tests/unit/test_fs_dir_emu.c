@@ -13,17 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include <jansson.h>
 
-#include "durafs/gcs.h"
 #include "durafs/journal.h"
 #include "durafs/mopts.h"
-#include "durafs/sched.h"
 #include "emu_harness.h"
+#include "fs_fixture.h"
 #include "unit_util.h"
 #include "../../fs/fs_i.h"
 
@@ -32,101 +30,28 @@
 static struct emuh *emu;
 static struct http *http;
 
-struct fx {
-	char dir[128];
-	char files[192];
-	struct be *be;
-	struct jnl *j;
-	struct sched *s;
-	struct mopts mo;
-	struct fs *fs;
-};
-
 static int group_setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
-	struct err e;
-
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 2;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 10;
-	if (emuh_test_start("test_fs_dir_emu", &eo, &ho, &emu, &http) < 0)
-		return -1;
-	if (emuh_gcs_bucket(emu, BKT, 0, &e) < 0) {
-		fprintf(stderr, "test_fs_dir_emu: setup: %s\n", e.msg);
-		return -1;
-	}
-	return 0;
+	return ffx_group_start("test_fs_dir_emu", BKT, &emu, &http);
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	emuh_test_stop(emu, http);
+	ffx_group_stop(emu, http);
 	return 0;
 }
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct gcs_opts go;
-	struct sched_opts so;
-	struct fs_config cfg;
-	char jpath[256];
-
-	assert_non_null(f);
-	UT_OK(emuh_reset(emu, &e_));
-	UT_OK(emuh_gcs_bucket(emu, BKT, 0, &e_));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fsdiremu.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->files, sizeof(f->files), "%s/files", f->dir);
-	assert_int_equal(mkdir(f->files, 0700), 0);
-	snprintf(jpath, sizeof(jpath), "%s/journal.db", f->dir);
-	memset(&go, 0, sizeof(go));
-	go.bucket = BKT;
-	go.endpoint = emuh_url(emu);
-	go.http = http;
-	UT_OK(gcs_new(&go, &f->be, &e_));
-	UT_OK(jnl_open(jpath, NULL, &f->j, NULL, &e_));
-	memset(&so, 0, sizeof(so));
-	so.files_dir = f->files;
-	so.http = http;
-	UT_OK(sch_new(f->j, f->be, &so, &f->s, &e_));
-	mopts_defaults(&f->mo);
-	f->mo.dir_cache_ttl_ms = 60000;
-	f->mo.poll_interval_ms = 0;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.be = f->be;
-	cfg.jnl = f->j;
-	cfg.sched = f->s;
-	cfg.mo = &f->mo;
-	cfg.files_dir = f->files;
-	UT_OK(fs_new(&cfg, &f->fs, &e_));
-	*state = f;
+	*state = ffx_new(emu, http, BKT, "/tmp/fsdiremu.XXXXXX");
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[256];
-
-	/* A background fetch held by a latency fault ends at once. */
-	http_cancel_all(http);
-	fs_free(f->fs);
-	sch_free(f->s);
-	http_uncancel(http);
-	jnl_close(f->j);
-	be_free(f->be);
-	mopts_release(&f->mo);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
+	ffx_free(*state, http);
 	return 0;
 }
 
@@ -136,7 +61,7 @@ static void put(const char *name)
 }
 
 /* The merged listing of dir as "a,b,c" (or "" when empty) into buf. */
-static int list_names(struct fx *f, const char *dir, char *buf, size_t len)
+static int list_names(struct fs_fx *f, const char *dir, char *buf, size_t len)
 {
 	struct fs_dsnap_ent *v = NULL;
 	char *names = NULL;
@@ -158,7 +83,7 @@ static int list_names(struct fx *f, const char *dir, char *buf, size_t len)
 
 /* Poll the listing of dir until it is want (at most about 20 s; the
  * stored listing meanwhile must be `before`). */
-static void wait_names(struct fx *f, const char *dir, const char *before, const char *want)
+static void wait_names(struct fs_fx *f, const char *dir, const char *before, const char *want)
 {
 	char buf[256];
 	int i;
@@ -212,7 +137,7 @@ static void *refresh_main(void *p)
  * forget. */
 static void test_forget_overtakes_fetch(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	struct refresh_arg a = { f->fs, "d", -1 };
 	pthread_t t;
 	char buf[256];
@@ -246,7 +171,7 @@ static void test_forget_overtakes_fetch(void **state)
  * the remote answers, a refetch shows the change. */
 static void test_stale_mark_answers_while_refetch_fails(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	char buf[256];
 	size_t n;
 	int64_t fetched;
@@ -278,7 +203,7 @@ static void test_stale_mark_answers_while_refetch_fails(void **state)
  * the background. */
 static void test_stale_answers_while_remote_slow(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	char buf[256];
 
 	f->fs->ttl_ms = 100;

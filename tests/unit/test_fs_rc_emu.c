@@ -13,15 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "durafs/gcs.h"
 #include "durafs/journal.h"
 #include "durafs/mopts.h"
-#include "durafs/sched.h"
 #include "emu_harness.h"
+#include "fs_fixture.h"
 #include "unit_util.h"
 #include "../../fs/fs_i.h"
 
@@ -30,101 +28,28 @@
 static struct emuh *emu;
 static struct http *http;
 
-struct fx {
-	char dir[128];
-	char files[192];
-	struct be *be;
-	struct jnl *j;
-	struct sched *s;
-	struct mopts mo;
-	struct fs *fs;
-};
-
 static int group_setup(void **state)
 {
-	struct emuh_opts eo;
-	struct http_opts ho;
-	struct err e;
-
 	(void)state;
-	memset(&eo, 0, sizeof(eo));
-	eo.no_auth = 1;
-	memset(&ho, 0, sizeof(ho));
-	ho.max_retries = 2;
-	ho.backoff_initial_ms = 2;
-	ho.backoff_max_ms = 10;
-	if (emuh_test_start("test_fs_rc_emu", &eo, &ho, &emu, &http) < 0)
-		return -1;
-	if (emuh_gcs_bucket(emu, BKT, 0, &e) < 0) {
-		fprintf(stderr, "test_fs_rc_emu: setup: %s\n", e.msg);
-		return -1;
-	}
-	return 0;
+	return ffx_group_start("test_fs_rc_emu", BKT, &emu, &http);
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	emuh_test_stop(emu, http);
+	ffx_group_stop(emu, http);
 	return 0;
 }
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct gcs_opts go;
-	struct sched_opts so;
-	struct fs_config cfg;
-	char jpath[256];
-
-	assert_non_null(f);
-	UT_OK(emuh_reset(emu, &e_));
-	UT_OK(emuh_gcs_bucket(emu, BKT, 0, &e_));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fsrcemu.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->files, sizeof(f->files), "%s/files", f->dir);
-	assert_int_equal(mkdir(f->files, 0700), 0);
-	snprintf(jpath, sizeof(jpath), "%s/journal.db", f->dir);
-	memset(&go, 0, sizeof(go));
-	go.bucket = BKT;
-	go.endpoint = emuh_url(emu);
-	go.http = http;
-	UT_OK(gcs_new(&go, &f->be, &e_));
-	UT_OK(jnl_open(jpath, NULL, &f->j, NULL, &e_));
-	memset(&so, 0, sizeof(so));
-	so.files_dir = f->files;
-	so.http = http;
-	UT_OK(sch_new(f->j, f->be, &so, &f->s, &e_));
-	mopts_defaults(&f->mo);
-	f->mo.dir_cache_ttl_ms = 60000;
-	f->mo.poll_interval_ms = 0;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.be = f->be;
-	cfg.jnl = f->j;
-	cfg.sched = f->s;
-	cfg.mo = &f->mo;
-	cfg.files_dir = f->files;
-	UT_OK(fs_new(&cfg, &f->fs, &e_));
-	*state = f;
+	*state = ffx_new(emu, http, BKT, "/tmp/fsrcemu.XXXXXX");
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[256];
-
-	/* A background fetch held by a latency fault ends at once. */
-	http_cancel_all(http);
-	fs_free(f->fs);
-	sch_free(f->s);
-	http_uncancel(http);
-	jnl_close(f->j);
-	be_free(f->be);
-	mopts_release(&f->mo);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
+	ffx_free(*state, http);
 	return 0;
 }
 
@@ -133,18 +58,18 @@ static void put(const char *name, const char *data)
 	UT_OK(emuh_gcs_put(emu, BKT, name, data, strlen(data), &e_));
 }
 
-static uint64_t hits(struct fx *f)
+static uint64_t hits(struct fs_fx *f)
 {
 	return atomic_load(&f->fs->rc->hits);
 }
 
-static uint64_t misses(struct fx *f)
+static uint64_t misses(struct fs_fx *f)
 {
 	return atomic_load(&f->fs->rc->misses);
 }
 
 /* Resolve path (it must exist): its size, and whether the cache answered. */
-static uint64_t resolve(struct fx *f, const char *path, int *hit)
+static uint64_t resolve(struct fs_fx *f, const char *path, int *hit)
 {
 	struct fs_info in;
 	uint64_t h = hits(f), m = misses(f);
@@ -159,7 +84,7 @@ static uint64_t resolve(struct fx *f, const char *path, int *hit)
 /* Resolve path until the cache answers: the resolve that fetched the
  * listing stored it in the journal after taking the generation, so the
  * next one reads the journal again and stores a current entry. */
-static void warm(struct fx *f, const char *path)
+static void warm(struct fs_fx *f, const char *path)
 {
 	int hit, i;
 
@@ -172,7 +97,7 @@ static void warm(struct fx *f, const char *path)
 }
 
 /* The in-memory state of dir (it must exist). */
-static struct fs_dstate *dstate_of(struct fx *f, const char *dir)
+static struct fs_dstate *dstate_of(struct fs_fx *f, const char *dir)
 {
 	struct fs_dstate *d, *found = NULL;
 	size_t i;
@@ -191,7 +116,7 @@ static struct fs_dstate *dstate_of(struct fx *f, const char *dir)
  * cached. */
 static void test_hit(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	struct fs_info in;
 	int hit;
 
@@ -214,7 +139,7 @@ static void test_hit(void **state)
  * the journal; a local change of the path itself is then seen. */
 static void test_journal_change_misses(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	uint64_t fid = 0, seq = 0;
 	struct fs_info in;
 	int hit;
@@ -239,7 +164,7 @@ static void test_journal_change_misses(void **state)
 /* A bump of the directory's epoch alone makes the next resolve miss. */
 static void test_dir_epoch_misses(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	struct fs_dstate *d;
 	int hit;
 
@@ -259,7 +184,7 @@ static void test_dir_epoch_misses(void **state)
  * once, not the cached one. */
 static void test_invalidate_shows_remote_change(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	int hit;
 
 	put("d/a", "abc");
@@ -281,7 +206,7 @@ static void test_invalidate_shows_remote_change(void **state)
  * the remote's change), never answered from the cache. */
 static void test_ttl_misses(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	struct fs_dstate *d;
 	int hit;
 
@@ -300,7 +225,7 @@ static void test_ttl_misses(void **state)
 /* jnl_gen: reads leave it, a mutation changes it. */
 static void test_gen(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	uint64_t g, fid = 0;
 	struct err e;
 
@@ -313,7 +238,7 @@ static void test_gen(void **state)
 
 /* Open inode ino of path read-only and read it whole: its size; *whole
  * says whether the open found the content whole in the cache. */
-static size_t open_read(struct fx *f, uint64_t ino, const char *path, int *whole)
+static size_t open_read(struct fs_fx *f, uint64_t ino, const char *path, int *whole)
 {
 	struct fs_ofile *of = NULL;
 	char buf[64], *mem = NULL;
@@ -348,7 +273,7 @@ static size_t open_read(struct fx *f, uint64_t ino, const char *path, int *whole
  * change) makes the next open look again, and it fetches. */
 static void test_open_whole(void **state)
 {
-	struct fx *f = *state;
+	struct fs_fx *f = *state;
 	struct fs_info in;
 	uint64_t w;
 	int whole;
