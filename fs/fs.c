@@ -79,14 +79,10 @@ int fs_errno(const struct err *e)
 
 uint64_t fs_content_tag(const char *remote, uint64_t fid)
 {
-	uint64_t h = 1469598103934665603ULL;
-	const char *p;
+	uint64_t h = fs_str_hash("");
 
 	if (remote && *remote) {
-		for (p = remote; *p; p++) {
-			h ^= (unsigned char)*p;
-			h *= 1099511628211ULL;
-		}
+		h = fs_str_hash(remote);
 	} else {
 		h ^= fid * 0x9e3779b97f4a7c15ULL;
 		h = (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ULL;

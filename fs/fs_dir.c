@@ -17,7 +17,7 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static uint64_t str_hash(const char *s)
+uint64_t fs_str_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
 
@@ -57,7 +57,7 @@ static struct fs_dstate *dstate(struct fs *fs, const char *dir)
 		if (!fs->dirs)
 			return NULL;
 	}
-	b = str_hash(dir) & (fs->dir_cap - 1);
+	b = fs_str_hash(dir) & (fs->dir_cap - 1);
 	for (d = fs->dirs[b]; d; d = d->next)
 		if (!strcmp(d->path, dir))
 			return d;
@@ -71,14 +71,14 @@ static struct fs_dstate *dstate(struct fs *fs, const char *dir)
 
 				for (n = fs->dirs[i]; n; n = next) {
 					next = n->next;
-					n->next = nv[str_hash(n->path) & (cap - 1)];
-					nv[str_hash(n->path) & (cap - 1)] = n;
+					n->next = nv[fs_str_hash(n->path) & (cap - 1)];
+					nv[fs_str_hash(n->path) & (cap - 1)] = n;
 				}
 			}
 			free(fs->dirs);
 			fs->dirs = nv;
 			fs->dir_cap = cap;
-			b = str_hash(dir) & (fs->dir_cap - 1);
+			b = fs_str_hash(dir) & (fs->dir_cap - 1);
 		}
 	}
 	d = calloc(1, sizeof(*d));

@@ -250,6 +250,9 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 /* Tag of the content the kernel may cache for a file (keep_cache): the
  * remote version when the content is the remote's, else the fid. */
 uint64_t fs_content_tag(const char *remote, uint64_t fid);
+/* FNV-1a of a string (the hash of the directory-state and resolve-cache
+ * tables). */
+uint64_t fs_str_hash(const char *s);
 
 /* ---- fs_dir.c ------------------------------------------------------------ */
 /* Resolve a mount path through the merged view: 0 and *out, -ENOENT, or

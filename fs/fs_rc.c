@@ -26,17 +26,6 @@ struct fs_rc_ent {
 	char *wname;
 };
 
-static uint64_t rc_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 int fs_rc_new(struct fs_rc **out)
 {
 	struct fs_rc *rc = NULL;
@@ -104,7 +93,7 @@ int fs_rc_get(struct fs_rc *rc, const char *path, uint64_t gen, struct fs_info *
 	      struct fs_dstate **d, uint64_t *ep)
 {
 	struct fs_rc_ent **pe, *e;
-	uint64_t h = rc_hash(path);
+	uint64_t h = fs_str_hash(path);
 	int found = 0;
 
 	pthread_mutex_lock(&rc->mu);
@@ -129,7 +118,7 @@ void fs_rc_put(struct fs_rc *rc, const char *path, uint64_t gen, const struct fs
 	       struct fs_dstate *d, uint64_t ep)
 {
 	struct fs_rc_ent **pe, *e;
-	uint64_t h = rc_hash(path);
+	uint64_t h = fs_str_hash(path);
 
 	pthread_mutex_lock(&rc->mu);
 	pe = find_locked(rc, path, h);
@@ -170,7 +159,7 @@ void fs_rc_note_whole(struct fs_rc *rc, const char *path, uint64_t gen, uint64_t
 	char *name;
 
 	pthread_mutex_lock(&rc->mu);
-	e = *find_locked(rc, path, rc_hash(path));
+	e = *find_locked(rc, path, fs_str_hash(path));
 	/* Only for the version the entry shows. */
 	if (e && e->info.fid == fid && !strcmp(e->info.remote, remote)) {
 		name = strdup(cache_name);
@@ -192,7 +181,7 @@ int fs_rc_whole(struct fs_rc *rc, const char *path, uint64_t gen, uint64_t fid,
 	int found = 0;
 
 	pthread_mutex_lock(&rc->mu);
-	e = *find_locked(rc, path, rc_hash(path));
+	e = *find_locked(rc, path, fs_str_hash(path));
 	if (e && e->wname && e->wgen == gen && e->wfid == fid && e->wsize == size &&
 	    !strcmp(e->info.remote, remote) && strlen(e->wname) < len) {
 		memcpy(name, e->wname, strlen(e->wname) + 1);
