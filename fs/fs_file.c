@@ -324,6 +324,21 @@ static int fetch_end(struct fetch_ctx *c, uint64_t start, uint64_t *got)
 	return c->err;
 }
 
+/* 1 when the remote has a file at path whose version is `remote`. */
+static int at_version(struct fs *fs, const char *path, const char *remote)
+{
+	struct be_entry be;
+	char ver[FS_REMOTE_MAX];
+	struct err e;
+	int hit;
+
+	memset(&be, 0, sizeof(be));
+	hit = be_stat(fs->be, path, &be, &e) == 0 && be.type == BE_FILE &&
+	      !be_version_format(&be.ver, ver, sizeof(ver)) && !strcmp(ver, remote);
+	be_entry_release(&be);
+	return hit;
+}
+
 /* After a remote read failed with NOTFOUND: if the file moved because of
  * one of our own renames (content unchanged), switch to where and what the
  * remote has now: the journal's new base after a rename of the file, or
@@ -351,6 +366,16 @@ static int of_rebase(struct fs *fs, struct fs_ofile *of)
 		goto out;
 	if (strcmp(jf.base, of->remote)) {
 		snprintf(remote, sizeof(remote), "%s", jf.base);
+		/* A directory rename above re-bases its children on the copies
+		 * before it is recorded as committed: while the mapping still
+		 * says the old place, the new version is at the local path. */
+		if (strcmp(rp, jf.path) && !at_version(fs, rp, remote) &&
+		    at_version(fs, jf.path, remote)) {
+			free(rp);
+			rp = strdup(jf.path);
+			if (!rp)
+				goto out;
+		}
 	} else {
 		/* Where our rename put it: the current mapping, or (a rename
 		 * of a directory above still running) the local path. */

@@ -261,6 +261,36 @@ def test_rename_directory_with_remote_children(mnt, gcs):
     assert read_file(mnt.path("new/f0")) == b"content 0"
 
 
+def test_read_open_file_while_directory_rename_commits(mnt, gcs, emulator_noauth):
+    """A file opened under a renamed directory before the remote rename,
+    first read after the copies were made and re-based but before the
+    rename is recorded as committed (the scheduler's closing stat of the
+    destination is held back): the read follows the copy, no EIO."""
+    for i in range(3):
+        gcs.put(BUCKET, "old/f%d" % i, b"content %d" % i)
+    time.sleep(1.2)
+    assert sorted(os.listdir(mnt.path("old"))) == ["f0", "f1", "f2"]
+    old_gen = str(gcs.meta(BUCKET, "old/f1").json()["generation"]).encode()
+    # the stat of "new/" (a one-item listing) that ends the rename waits
+    emulator_noauth.faults([{"kind": "latency", "ms": 5000, "method": "GET",
+                             "query": "prefix=new%2F&maxResults=1&"}])
+    os.rename(mnt.path("old"), mnt.path("new"))
+    fd = os.open(mnt.path("new/f1"), os.O_RDONLY)
+    try:
+        want = sorted(["new/f0", "new/f1", "new/f2"])
+        wait_until(lambda: remote_names(gcs) == want, what="remote directory rename")
+        new_gen = str(gcs.meta(BUCKET, "new/f1").json()["generation"]).encode()
+        wait_until(lambda: os.getxattr(mnt.path("new/f1"), "user.durafs.generation") == new_gen,
+                   what="the copy recorded as the file's remote version")
+        assert new_gen != old_gen
+        assert os.read(fd, 100) == b"content 1"
+    finally:
+        os.close(fd)
+        emulator_noauth.clear_faults()
+    mnt.flush()
+    assert read_file(mnt.path("new/f2")) == b"content 2"
+
+
 def test_mkdir_rmdir(mnt, gcs):
     os.mkdir(mnt.path("d"))
     with pytest.raises(FileExistsError):
