@@ -2,6 +2,7 @@
  * out on the backend (resumable uploads, names, directories, conflicts,
  * retries), a housekeeping thread, and the waits behind fsync and
  * `sync --flush`. Contract and policies: include/durafs/sched.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -37,6 +38,7 @@
 				    * abandons the upload; later ones finish
 				    * the snapshot they began (a file that
 				    * keeps growing still gets uploaded) */
+#define SNAP_PREFIX ".snapshot-"   /* tmp_file's names without O_TMPFILE */
 #define SCH_CONFLICT_TRIES 100     /* NAME.conflict-T, -2 ... -100 */
 #define SCH_FLUSH_TICK_MS 200      /* progress report period of sch_flush */
 #define SCH_GC_EVERY 2             /* gc every this many housekeeping rounds */
@@ -984,6 +986,39 @@ out:
 	return rc;
 }
 
+/* Remove what a crash left of tmp_file's fallback in dir: a snapshot copy
+ * is unlinked as soon as it is created, so a name with SNAP_PREFIX is never
+ * anyone's data. Failures are logged, never fatal. */
+static void sweep_snapshots(const char *dir)
+{
+	char path[4096 + 64];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	d = opendir(dir);
+	if (!d) {
+		if (errno != ENOENT)
+			log_warn(TAG, "cache dir %s: %s", dir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, SNAP_PREFIX, strlen(SNAP_PREFIX)))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+			continue;
+		if (unlink(path) == 0)
+			n++;
+		else if (errno != ENOENT)
+			log_warn(TAG, "removing the leftover snapshot copy %s: %s", path,
+				 strerror(errno));
+	}
+	closedir(d);
+	if (n)
+		log_info(TAG, "removed %d snapshot cop%s left by an earlier run in %s", n,
+			 n == 1 ? "y" : "ies", dir);
+}
+
 /* An unlinked temporary file in dir, open for reading and writing, or -1
  * with errno set. */
 static int tmp_file(const char *dir)
@@ -995,7 +1030,7 @@ static int tmp_file(const char *dir)
 	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
 		return fd;
 	/* A file system without O_TMPFILE: create and unlink at once. */
-	if (snprintf(path, sizeof(path), "%s/.snapshot-XXXXXX", dir) >= (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/" SNAP_PREFIX "XXXXXX", dir) >= (int)sizeof(path)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
@@ -2052,6 +2087,7 @@ int sch_new(struct jnl *j, struct be *b, const struct sched_opts *o,
 	s->b = b;
 	s->o = *o;
 	s->o.files_dir = s->dir;
+	sweep_snapshots(s->dir);
 	if (!s->o.workers)
 		s->o.workers = SCH_DEFAULT_WORKERS;
 	if (!s->o.small_max)

@@ -867,6 +867,30 @@ static void test_snapshot_copy_fallback(void **state)
 	free(d2);
 }
 
+/* Snapshot copies a crash left (the fallback without O_TMPFILE) are
+ * removed when a scheduler starts on the cache dir; cache files stay. */
+static void test_snapshot_leftovers_removed(void **state)
+{
+	char left[256], keep[256];
+	struct stat st;
+	int fd;
+
+	(void)state;
+	snprintf(left, sizeof(left), "%s/.snapshot-Ab12Cd", fx.files);
+	snprintf(keep, sizeof(keep), "%s/snapshot-not-ours", fx.files);
+	fd = open(left, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "stale", 5), 5);
+	close(fd);
+	fd = open(keep, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fx_start();
+	assert_int_equal(stat(left, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(stat(keep, &st), 0);
+}
+
 static void test_storage_quota_kept(void **state)
 {
 	unsigned char *d = ut_pattern(100 * KIB, 6);
@@ -1013,6 +1037,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_label, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_copy, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_copy_fallback, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_leftovers_removed, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_storage_quota_kept, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_rate_limit_retried, fx_setup, fx_teardown),
