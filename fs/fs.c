@@ -590,9 +590,36 @@ static int ns_begin(struct fs *fs, uint64_t parent, const char *name, char **pat
 	return rc;
 }
 
+/* The journal side of mkdir and rmdir, run by fs_dir_change. */
+struct dir_change {
+	struct fs *fs;
+	const char *path;
+	int64_t mtime_ns;
+	uint64_t fid;
+	uint64_t *out_fid;
+};
+
+static int mkdir_change(void *ud, struct err *err)
+{
+	struct dir_change *c = ud;
+
+	return jnl_mkdir(c->fs->jnl, c->path, c->mtime_ns, c->out_fid, NULL, err);
+}
+
+/* Drive: the folder goes with what it holds, in one call. */
+static int rmdir_change(void *ud, struct err *err)
+{
+	struct dir_change *c = ud;
+
+	if (be_caps(c->fs->be) & BE_CAP_RMDIR_TREE)
+		return jnl_rmdir_tree(c->fs->jnl, c->fid, NULL, err);
+	return jnl_rmdir(c->fs->jnl, c->fid, NULL, err);
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs *fs = get_fs(req);
+	struct dir_change mk = { 0 };
 	struct fs_info info;
 	char *path = NULL;
 	struct err e;
@@ -614,12 +641,15 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	info.type = JNL_DIR;
 	info.mtime_ns = fs_now_ns();
 	info.local = 1;
-	if (rc == 0 && jnl_mkdir(fs->jnl, path, info.mtime_ns, &fid, NULL, &e) < 0)
+	mk.fs = fs;
+	mk.path = path;
+	mk.mtime_ns = info.mtime_ns;
+	mk.out_fid = &fid;
+	if (rc == 0 && fs_dir_change(fs, path, mkdir_change, &mk, &e) < 0)
 		rc = fs_errno(&e);
 	if (rc == 0) {
 		info.fid = fid;
 		note_expected(fs, path, 0, JNL_DIR, 0, info.mtime_ns, 0);
-		fs_dir_drop(fs, path);
 		reply_entry(req, fs, parent, name, &info);
 	} else {
 		fuse_reply_err(req, -rc);
@@ -698,6 +728,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = get_fs(req);
+	struct dir_change rm = { 0 };
 	struct fs_dsnap_ent *v = NULL;
 	struct fs_info info;
 	char *path = NULL, *names = NULL;
@@ -720,15 +751,13 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -ENOTEMPTY;
 	if (rc == 0)
 		rc = track(fs, path, &info, &fid);
-	/* Drive: the folder goes with what it holds, in one call. */
-	if (rc == 0 && ((be_caps(fs->be) & BE_CAP_RMDIR_TREE) ?
-			jnl_rmdir_tree(fs->jnl, fid, NULL, &e) :
-			jnl_rmdir(fs->jnl, fid, NULL, &e)) < 0)
+	rm.fs = fs;
+	rm.fid = fid;
+	if (rc == 0 && fs_dir_change(fs, path, rmdir_change, &rm, &e) < 0)
 		rc = fs_errno(&e);
 	if (rc == 0) {
 		note_expected(fs, path, 1, 0, 0, 0, 0);
 		ino_detach(fs->ino, parent, name);
-		fs_dir_drop(fs, path);
 	}
 	pthread_mutex_unlock(&fs->ns_lock);
 	fuse_reply_err(req, -rc);

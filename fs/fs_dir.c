@@ -163,6 +163,18 @@ int fs_dir_forget(struct fs *fs, const char *dir, struct err *err)
 	return rc;
 }
 
+int fs_dir_change(struct fs *fs, const char *dir, fs_dir_change_fn change, void *ud,
+		  struct err *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&fs->dir_lock);
+	rc = change(ud, err);
+	drop_locked(fs, dir);
+	pthread_mutex_unlock(&fs->dir_lock);
+	return rc;
+}
+
 void fs_dir_invalidate(struct fs *fs, const char *dir)
 {
 	struct fs_dstate *d;

@@ -272,6 +272,13 @@ void fs_dir_drop(struct fs *fs, const char *dir);
  * access loads, a listing below dir in between. 0, or -1 and *err when the
  * journal failed (the in-memory state is dropped anyway). */
 int fs_dir_forget(struct fs *fs, const char *dir, struct err *err);
+/* A journal change that creates or removes a directory: 0, or -1 and *err. */
+typedef int (*fs_dir_change_fn)(void *ud, struct err *err);
+/* Run change and fs_dir_drop(dir) as one step (under dir_lock): a listing
+ * fetched before the change is never stored after it. The state is
+ * dropped whatever change returns; its result is returned. */
+int fs_dir_change(struct fs *fs, const char *dir, fs_dir_change_fn change, void *ud,
+		  struct err *err);
 /* Mark dir's stored listing stale (the remote changed it): the next access
  * refetches it like a listing past its TTL, and while that fails the
  * stored entries still answer. A fetch in flight is not stored. */
