@@ -42,6 +42,7 @@ void mopts_defaults(struct mopts *o)
 	o->docs = MOPTS_DOCS_EXPORT;
 	o->delete_mode = MOPTS_DELETE_TRASH;
 	o->layout = MOPTS_LAYOUT_PLAIN;
+	o->stream_uploads = MOPTS_STREAM_ON;
 	o->poll_interval_ms = 60 * MS_PER_S;
 	o->prefetch_workers = 16;
 	o->open_upload_interval_ms = 60 * MS_PER_S;
@@ -301,6 +302,8 @@ static const struct odef odefs[] = {
 	  "parallel downloads of `durafs cache warm`, 1-256 [16]" , NULL },
 	{ "open_upload_interval", O_DUR, OFF(open_upload_interval_ms),
 	  "snapshot-upload files kept open and dirty this often, 0 off [60s]" , NULL },
+	{ "stream_uploads", O_CHOICE, OFF(stream_uploads),
+	  "GCS: upload a file written sequentially while it is written [on]", "on|off" },
 };
 
 #define NODEFS (sizeof(odefs) / sizeof(odefs[0]))

@@ -561,6 +561,7 @@ int mnt_sched_start(struct mnt *m, struct err *err)
 	if (!strncmp(m->mo->source, "drive:", 6) && so.small_max > DRIVE_SMALL_MAX)
 		so.small_max = DRIVE_SMALL_MAX;
 	so.files_dir = m->files_dir;
+	so.no_stream = m->mo->stream_uploads == MOPTS_STREAM_OFF;
 	so.conflict_fail = m->mo->conflict == MOPTS_CONFLICT_FAIL;
 	so.retry_initial_ms = m->mo->retry_max_ms < 1000 ? m->mo->retry_max_ms : 1000;
 	so.retry_max_ms = m->mo->retry_max_ms;

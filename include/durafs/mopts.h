@@ -18,6 +18,7 @@ enum mopts_conflict {
 enum mopts_docs { MOPTS_DOCS_EXPORT = 0, MOPTS_DOCS_HIDE = 1 };
 enum mopts_delete { MOPTS_DELETE_TRASH = 0, MOPTS_DELETE_PERMANENT = 1 };
 enum mopts_layout { MOPTS_LAYOUT_PLAIN = 0, MOPTS_LAYOUT_COLAB = 1 };
+enum mopts_stream { MOPTS_STREAM_ON = 0, MOPTS_STREAM_OFF = 1 };
 
 struct mopts {
 	/* positional */
@@ -65,6 +66,9 @@ struct mopts {
 	int prefetch_workers;       /* prefetch_workers=N: cache warm downloads [16] */
 	int64_t open_upload_interval_ms; /* open_upload_interval=DUR: snapshot uploads
 				     * of files kept open and dirty, 0 off [60s] */
+	int stream_uploads;         /* stream_uploads=on|off (enum mopts_stream): GCS
+				     * uploads of sequential writes start while
+				     * they are written [on] */
 };
 
 /* Parse `SOURCE MOUNTPOINT [-o opt,...] [--cache-dir D] [--foreground]`

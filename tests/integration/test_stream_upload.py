@@ -124,3 +124,26 @@ def test_kill9_mid_stream_resumes_the_session(bucket, mounts, workdir):
     total = received(emu)
     assert total <= len(data) + CHUNK + 4 * KiB, (total, streamed, len(data))
     assert counter(emu.stats(), "gcs.upload_sessions_started") == 1
+
+
+def test_stream_uploads_off_waits_for_fsync(bucket, mounts):
+    """-o stream_uploads=off: nothing of a file written sequentially is
+    sent before fsync (where streaming sends chunks within a moment, see
+    the first test); fsync then uploads it whole."""
+    import time
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt", options=OPTIONS + ["stream_uploads=off"])
+    data = blob(6 * MiB + 99, 47)
+    fd = os.open(m.path("nostream.bin"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        off = 0
+        while off < len(data):
+            off += os.write(fd, data[off:off + 512 * KiB])
+        time.sleep(1.5)
+        assert received(emu) == 0
+        assert counter(emu.stats(), "gcs.upload_sessions_started") == 0
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert gcs.media("bkt", "nostream.bin").body == data
+    m.flush()

@@ -137,6 +137,7 @@ static void test_defaults(void **state)
 	assert_int_equal(o.file_mode, 0644);
 	assert_int_equal(o.dir_mode, 0755);
 	assert_int_equal(o.conflict, MOPTS_CONFLICT_KEEP_BOTH);
+	assert_int_equal(o.stream_uploads, MOPTS_STREAM_ON);
 	assert_int_equal(o.foreground, 0);
 	assert_int_equal(o.ro, 0);
 	assert_int_equal(o.has_uid, 0);
@@ -158,8 +159,9 @@ static void test_every_option(void **state)
 			       "ro,allow_other,uid=1000,gid=100,file_mode=0600,dir_mode=700,"
 			       "conflict=fail,fsync_timeout=30s,retry_max=2s,log_file=rel.log,debug,"
 			       "endpoint=http://127.0.0.1:9,token_file=/t/tok,credentials=c.json,"
-			       "no_auth",
+			       "no_auth,stream_uploads=off",
 			       "--cache-dir", "cachedir", "--foreground", END), 0);
+	assert_int_equal(o.stream_uploads, MOPTS_STREAM_OFF);
 	assert_int_equal(o.cache_size, 1ull << 30);
 	assert_int_equal(o.min_free_space, 100ull << 20);
 	assert_int_equal(o.upload_workers, 3);
@@ -261,6 +263,7 @@ static void test_bad_options(void **state)
 	expect_bad("conflict=overwrite", "keep-both or fail");
 	expect_bad("endpoint=ftp://x", "http://");
 	expect_bad("log_file=", "needs a value");
+	expect_bad("stream_uploads=maybe", "expected one of on|off");
 }
 
 static void test_bad_command_lines(void **state)
