@@ -164,6 +164,64 @@ static int name_ok(const char *name)
 	return 0;
 }
 
+/* Whether s is valid UTF-8 (no overlong forms, no surrogates, nothing past
+ * U+10FFFF): what GCS object names, Drive names and both backends' symlink
+ * targets must be. */
+static int utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	uint32_t c;
+	int n, i;
+
+	while (*p) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if (*p >= 0xc2 && *p <= 0xdf) {
+			n = 1;
+			c = *p & 0x1f;
+		} else if (*p >= 0xe0 && *p <= 0xef) {
+			n = 2;
+			c = *p & 0x0f;
+		} else if (*p >= 0xf0 && *p <= 0xf4) {
+			n = 3;
+			c = *p & 0x07;
+		} else {
+			return 0;
+		}
+		for (i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3f);
+		}
+		if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) || c > 0x10ffff ||
+		    (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
+/* Whether the remote can store a new entry `name` at `path` (a directory
+ * when dir), so that nothing is journaled that would fail to upload
+ * forever: 0, -EILSEQ (not valid UTF-8), -EINVAL (a character the backend
+ * refuses: CR or LF on GCS), -ENAMETOOLONG (the remote name would be
+ * longer than the backend allows: 1,024 bytes on GCS, prefix included). */
+static int new_name_ok(struct fs *fs, const char *name, const char *path, int dir)
+{
+	if (!utf8_ok(name))
+		return -EILSEQ;
+	switch (be_path_check(fs->be, path, dir)) {
+	case BE_PATH_OK:
+		return 0;
+	case BE_PATH_LONG:
+		return -ENAMETOOLONG;
+	default:
+		return -EINVAL;
+	}
+}
+
 /* ino_path / ino_child_path errors as seen by the user. */
 static int path_err(int rc)
 {
@@ -377,6 +435,7 @@ static int stat_ino(struct fs *fs, uint64_t ino, struct stat *st)
 		pthread_mutex_unlock(&of->mu);
 		fs_of_put(fs, of);
 		fs_fill_attr(fs, ino, &info, st);
+		st->st_nlink = 0;           /* no name left */
 		return 0;
 	}
 	if (rc < 0)
@@ -545,17 +604,6 @@ out:
 	jnl_file_release(&jf);
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	(void)rdev;
-	/* Regular files come through create; nothing else is stored. */
-	fuse_reply_err(req, get_fs(req)->ro ? EROFS : EPERM);
-}
-
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	(void)ino;
@@ -616,6 +664,89 @@ static int rmdir_change(void *ud, struct err *err)
 	return jnl_rmdir(c->fs->jnl, c->fid, NULL, err);
 }
 
+/* Create the cache file and the journal entry of a new, empty regular file
+ * `path` (ns_lock held, the name checked and free): on success *fid is its
+ * journal id, *fd its open cache file (the caller's; cname and cpath name
+ * it) and the view expects it. On failure a negative errno; *fd stays open
+ * when the cache file was made (the caller closes and unlinks it). */
+static int new_file(struct fs *fs, const char *path, int64_t now, char *cname, size_t ncname,
+		    char *cpath, size_t ncpath, uint64_t *fid, int *fd)
+{
+	struct err e;
+	int rc;
+
+	fs_cache_name_new(cname, ncname);
+	rc = fs_cache_path(fs, cname, cpath, ncpath);
+	if (rc < 0)
+		return rc;
+	*fd = open(cpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (*fd < 0) {
+		rc = -errno;
+		log_warn(FS_TAG, "creating a cache file for \"%s\": %s", path, strerror(-rc));
+		return rc;
+	}
+	if (jnl_file_new(fs->jnl, path, JNL_FILE, cname, NULL, 0, now, fid, &e) < 0) {
+		if (e.code != ERR_EXISTS)
+			return fs_errno(&e);
+		/* A journal file the view hides (removed remotely): it
+		 * becomes this new file. */
+		if (jnl_file_set_base(fs->jnl, *fid, NULL, &e) < 0 ||
+		    jnl_file_set_cache(fs->jnl, *fid, cname, &e) < 0 ||
+		    jnl_file_dirty(fs->jnl, *fid, NULL, &e) < 0)
+			return fs_errno(&e);
+	}
+	note_expected(fs, path, 0, JNL_FILE, 0, now, 0);
+	return 0;
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct fs *fs = get_fs(req);
+	struct fs_info info;
+	char *path = NULL, cname[64], cpath[4096];
+	uint64_t fid = 0, seq;
+	struct err e;
+	int64_t now = fs_now_ns();
+	int rc, fd = -1;
+
+	(void)rdev;
+	/* A regular file is made empty (as create does, without opening
+	 * it); nothing else is stored: EPERM for fifos, sockets, devices. */
+	rc = ns_begin(fs, parent, name, &path);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = fs_resolve(fs, path, &info);
+	if (rc == 0)
+		rc = -EEXIST;
+	else if (rc == -ENOENT)
+		rc = S_ISREG(mode) ? new_name_ok(fs, name, path, 0) : -EPERM;
+	if (rc == 0) {
+		rc = new_file(fs, path, now, cname, sizeof(cname), cpath, sizeof(cpath), &fid, &fd);
+		if (rc < 0 && fd >= 0)
+			unlink(cpath);
+	}
+	/* queued like a closed empty file */
+	if (rc == 0 && jnl_write(fs->jnl, fid, 0, now, fs->mo->writeback_delay_ms, &seq, &e) < 0)
+		rc = fs_errno(&e);
+	if (rc == 0) {
+		memset(&info, 0, sizeof(info));
+		info.type = JNL_FILE;
+		info.mtime_ns = now;
+		info.fid = fid;
+		info.local = 1;
+		reply_entry(req, fs, parent, name, &info);
+	} else {
+		fuse_reply_err(req, -rc);
+	}
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&fs->ns_lock);
+	free(path);
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs *fs = get_fs(req);
@@ -636,7 +767,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (rc == 0)
 		rc = -EEXIST;
 	else if (rc == -ENOENT)
-		rc = 0;
+		rc = new_name_ok(fs, name, path, 1);
 	memset(&info, 0, sizeof(info));
 	info.type = JNL_DIR;
 	info.mtime_ns = fs_now_ns();
@@ -676,7 +807,13 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	if (rc == 0)
 		rc = -EEXIST;
 	else if (rc == -ENOENT)
-		rc = *link ? 0 : -ENOENT;
+		rc = *link ? new_name_ok(fs, name, path, 0) : -ENOENT;
+	/* the target is stored as remote metadata: UTF-8, within the
+	 * backend's size limit (Drive: 105 bytes) */
+	if (rc == 0 && !utf8_ok(link))
+		rc = -EILSEQ;
+	if (rc == 0 && be_symlink_max(fs->be) && strlen(link) > be_symlink_max(fs->be))
+		rc = -ENAMETOOLONG;
 	memset(&info, 0, sizeof(info));
 	info.type = JNL_SYMLINK;
 	info.size = strlen(link);
@@ -809,6 +946,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc < 0)
 		goto out;
 	if (!strcmp(from, to))
+		goto out;
+	rc = new_name_ok(fs, newname, to, src.type == JNL_DIR);
+	if (rc < 0)
 		goto out;
 	if (src.type == JNL_DIR && view_path_within(to, from)) {
 		rc = -EINVAL;
@@ -960,7 +1100,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fs_ofile *of = NULL;
 	char *path = NULL, cname[64], cpath[4096];
 	uint64_t ino = 0, gen, fid = 0;
-	struct err e;
 	int rc, fd = -1, locked = 0, counted = 0;
 
 	(void)mode;
@@ -998,32 +1137,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	} else if (rc == -ENOENT) {
 		int64_t now = fs_now_ns();
 
-		fs_cache_name_new(cname, sizeof(cname));
-		rc = fs_cache_path(fs, cname, cpath, sizeof(cpath));
+		rc = new_name_ok(fs, name, path, 0);
+		if (rc == 0)
+			rc = new_file(fs, path, now, cname, sizeof(cname), cpath, sizeof(cpath),
+				      &fid, &fd);
 		if (rc < 0)
 			goto out;
-		fd = open(cpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			rc = -errno;
-			log_warn(FS_TAG, "creating a cache file for \"%s\": %s", path,
-				 strerror(errno));
-			goto out;
-		}
-		if (jnl_file_new(fs->jnl, path, JNL_FILE, cname, NULL, 0, now, &fid, &e) < 0) {
-			if (e.code != ERR_EXISTS) {
-				rc = fs_errno(&e);
-				goto out;
-			}
-			/* A journal file the view hides (removed remotely):
-			 * it becomes this new file. */
-			if (jnl_file_set_base(fs->jnl, fid, NULL, &e) < 0 ||
-			    jnl_file_set_cache(fs->jnl, fid, cname, &e) < 0 ||
-			    jnl_file_dirty(fs->jnl, fid, NULL, &e) < 0) {
-				rc = fs_errno(&e);
-				goto out;
-			}
-		}
-		note_expected(fs, path, 0, JNL_FILE, 0, now, 0);
 		rc = ino_get(fs->ino, parent, name, &ino, &gen);
 		if (rc < 0)
 			goto out;

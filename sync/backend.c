@@ -187,6 +187,11 @@ int be_ns_check(struct be *b, const char *path, const char *to)
 	return b->ops->ns_check ? b->ops->ns_check(b, path, to) : BE_NS_OK;
 }
 
+int be_path_check(struct be *b, const char *path, int dir)
+{
+	return b->ops->path_check ? b->ops->path_check(b, path, dir) : BE_PATH_OK;
+}
+
 int be_has_changes(const struct be *b)
 {
 	return b->ops->changes != NULL;

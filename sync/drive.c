@@ -3969,6 +3969,7 @@ out:
 static const struct be_ops drive_ops = {
 	.name = "drive",
 	.caps = BE_CAP_TRASH | BE_CAP_DIR_RENAME_ATOMIC | BE_CAP_SETATTR | BE_CAP_RMDIR_TREE,
+	.symlink_max = DRIVE_SYMLINK_MAX,
 	.check = drive_check,
 	.list = drive_list,
 	.stat = drive_stat,

@@ -2816,6 +2816,19 @@ static void gcs_free(struct be *b)
 	free(g);
 }
 
+/* GCS object names: at most 1,024 bytes (the prefix and a directory's
+ * marker '/' included), no carriage return or line feed. */
+static int gcs_path_check(struct be *b, const char *path, int dir)
+{
+	struct gcs *g = (struct gcs *)b;
+	size_t plen = strlen(g->prefix), n = strlen(path);
+
+	if (strpbrk(path, "\r\n"))
+		return BE_PATH_CHAR;
+	n += (plen && n ? plen + 1 : plen) + (dir ? 1 : 0);
+	return n > GCS_NAME_MAX ? BE_PATH_LONG : BE_PATH_OK;
+}
+
 static const struct be_ops gcs_ops = {
 	.name = "gcs",
 	.caps = BE_CAP_COMPOSE | BE_CAP_IDS_ARE_PATHS | BE_CAP_DIR_MARKERS | BE_CAP_VERSIONS |
@@ -2841,6 +2854,7 @@ static const struct be_ops gcs_ops = {
 	.setattr = gcs_setattr,
 	.append = gcs_append,
 	.free = gcs_free,
+	.path_check = gcs_path_check,
 };
 
 int gcs_new(const struct gcs_opts *o, struct be **out, struct err *err)

@@ -1090,6 +1090,7 @@ static void lay_free(struct be *b)
 static const struct be_ops layout_ops = {
 	.name = "drive",
 	.caps = BE_CAP_TRASH | BE_CAP_DIR_RENAME_ATOMIC | BE_CAP_SETATTR | BE_CAP_RMDIR_TREE,
+	.symlink_max = DRIVE_SYMLINK_MAX,
 	.check = lay_check,
 	.list = lay_list,
 	.stat = lay_stat,

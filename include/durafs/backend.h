@@ -409,6 +409,13 @@ struct be_ops {
 
 	/* Optional (NULL: everything allowed): see be_ns_check. */
 	int (*ns_check)(struct be *b, const char *path, const char *to);
+
+	/* Optional (NULL: any valid UTF-8 path): see be_path_check. */
+	int (*path_check)(struct be *b, const char *path, int dir);
+
+	/* Longest symlink target in bytes the backend stores (0: no limit of
+	 * its own; the kernel's PATH_MAX applies). */
+	size_t symlink_max;
 };
 
 /* The common head of every backend instance; each backend embeds it first
@@ -492,6 +499,17 @@ static inline int be_rmdir_tree(struct be *b, const char *path, struct err *err)
  * copy instead). Pure and fast (no request); thread-safe. */
 enum { BE_NS_OK = 0, BE_NS_FIXED = 1, BE_NS_XDEV = 2 };
 int be_ns_check(struct be *b, const char *path, const char *to);
+/* Whether the remote can store a new entry at `path` (a directory when
+ * dir), checked before anything is journaled so that a name the remote
+ * would refuse forever fails at once: BE_PATH_OK, BE_PATH_LONG (the remote
+ * name would be longer than the backend allows: ENAMETOOLONG),
+ * BE_PATH_CHAR (a character the backend refuses: EINVAL). Valid UTF-8 is
+ * the caller's check (no backend takes anything else). Pure and fast (no
+ * request); thread-safe. */
+enum { BE_PATH_OK = 0, BE_PATH_LONG = 1, BE_PATH_CHAR = 2 };
+int be_path_check(struct be *b, const char *path, int dir);
+/* The longest symlink target b stores, in bytes (0: no limit of its own). */
+static inline size_t be_symlink_max(const struct be *b) { return b->ops->symlink_max; }
 /* Free b (NULL is fine). */
 void be_free(struct be *b);
 

@@ -33,6 +33,10 @@
 /* appProperties key marking a symbolic link (its value is the target; the
  * content holds the target too, as on GCS). */
 #define DRIVE_PROP_SYMLINK "durafsSymlinkTarget"
+/* Drive takes at most 124 bytes per app property, key and value together
+ * (UTF-8): the longest symlink target it stores. */
+#define DRIVE_PROP_MAX 124
+#define DRIVE_SYMLINK_MAX (DRIVE_PROP_MAX - (sizeof(DRIVE_PROP_SYMLINK) - 1))
 
 /* --- the source: which folder is the mount's root -------------------------
  *

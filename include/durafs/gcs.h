@@ -17,6 +17,8 @@
 
 #define GCS_DEFAULT_ENDPOINT "https://storage.googleapis.com"
 #define GCS_DEFAULT_CHUNK (16u * 1024u * 1024u)
+/* Longest object name GCS takes, in bytes. */
+#define GCS_NAME_MAX 1024
 
 /* Custom metadata keys. mtime: seconds since the epoch as a decimal string
  * (gsutil's convention). A symlink is an object whose content is the target
