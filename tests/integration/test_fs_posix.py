@@ -360,6 +360,63 @@ def test_unsupported_node_types(mnt):
     assert sorted(os.listdir(mnt.mnt)) == ["f"]
 
 
+def test_mknod_regular_file(mnt, gcs):
+    os.mknod(mnt.path("made"), stat.S_IFREG | 0o644)
+    st = os.stat(mnt.path("made"))
+    assert stat.S_ISREG(st.st_mode) and st.st_size == 0
+    with pytest.raises(FileExistsError):
+        os.mknod(mnt.path("made"), stat.S_IFREG | 0o644)
+    with pytest.raises(PermissionError):
+        os.mknod(mnt.path("pipe"), stat.S_IFIFO | 0o644)
+    write_file(mnt.path("then"), b"t")                  # fsync: the queue ran
+    mnt.flush()
+    assert remote(gcs, "made") == b""
+    assert sorted(os.listdir(mnt.mnt)) == ["made", "then"]
+
+
+def test_names_the_remote_refuses_fail_at_once(mnt, gcs):
+    """A name GCS would never take fails the call instead of being journaled
+    and failing every upload: not UTF-8 (EILSEQ), CR/LF (EINVAL), an
+    object name past 1,024 bytes (ENAMETOOLONG); a symlink target that is
+    not UTF-8 (EILSEQ)."""
+    root = os.fsencode(mnt.mnt)
+    bad = os.path.join(root, b"bad\xff\xfe")
+    write_file(mnt.path("ok"), b"ok", fsync=False)
+    for fn in (lambda: os.open(bad, os.O_WRONLY | os.O_CREAT, 0o644),
+               lambda: os.mkdir(bad),
+               lambda: os.symlink(b"t", bad),
+               lambda: os.mknod(bad, stat.S_IFREG | 0o644),
+               lambda: os.rename(mnt.path("ok"), bad),
+               lambda: os.symlink(b"target\xff", mnt.path("ln"))):
+        with pytest.raises(OSError) as ei:
+            fn()
+        assert ei.value.errno == errno.EILSEQ
+    for name in ("line\nfeed", "carriage\rreturn"):
+        with pytest.raises(OSError) as ei:
+            os.open(mnt.path(name), os.O_WRONLY | os.O_CREAT, 0o644)
+        assert ei.value.errno == errno.EINVAL
+    # five levels of 200 bytes fit in an object name (1,005 bytes with
+    # the slashes), a sixth does not; a file there may have 19 bytes
+    deep = mnt.mnt
+    for _ in range(5):
+        deep = os.path.join(deep, "d" * 200)
+        os.mkdir(deep)
+    with pytest.raises(OSError) as ei:
+        os.mkdir(os.path.join(deep, "d" * 200))
+    assert ei.value.errno == errno.ENAMETOOLONG
+    write_file(os.path.join(deep, "f" * 19), b"1024 bytes", fsync=False)
+    with pytest.raises(OSError) as ei:
+        write_file(os.path.join(deep, "f" * 20), b"1025 bytes", fsync=False)
+    assert ei.value.errno == errno.ENAMETOOLONG
+    with pytest.raises(OSError) as ei:
+        os.rename(mnt.path("ok"), os.path.join(deep, "f" * 20))
+    assert ei.value.errno == errno.ENAMETOOLONG
+    assert sorted(os.listdir(mnt.mnt)) == ["d" * 200, "ok"]
+    mnt.flush()                                         # everything journaled commits
+    assert remote(gcs, "/".join(["d" * 200] * 5 + ["f" * 19])) == b"1024 bytes"
+    assert remote(gcs, "ok") == b"ok"
+
+
 def test_long_names(mnt):
     long = "n" * 256
     with pytest.raises(OSError) as ei:
@@ -559,6 +616,7 @@ def test_unlinked_file_stays_usable_while_open(mnt, gcs):
     os.lseek(fd, 0, os.SEEK_SET)
     assert os.read(fd, 100) == b"abcdef"
     assert os.fstat(fd).st_size == 6
+    assert os.fstat(fd).st_nlink == 0
     os.fsync(fd)
     os.close(fd)
     write_file(mnt.path("other"), b"o")                # the queue has run

@@ -159,6 +159,30 @@ def test_names_slash_and_duplicates(drive, mounts):
     assert a["id"]
 
 
+def test_names_and_symlink_targets_drive_stores(drive, mounts):
+    """Drive keeps a symlink's target in an app property (124 bytes with
+    its key): a target up to 105 bytes is stored, a longer one fails at
+    once (ENAMETOOLONG) instead of failing every upload; names must be
+    UTF-8 (EILSEQ), a line feed is fine on Drive."""
+    emu, dr = drive
+    m = mount_drive(mounts, emu, "drive:", ["writeback_delay=0"])
+    target = "t" * 105
+    os.symlink(target, m.path("fits"))
+    with pytest.raises(OSError) as ei:
+        os.symlink(target + "t", m.path("too-long"))
+    assert ei.value.errno == errno.ENAMETOOLONG
+    with pytest.raises(OSError) as ei:
+        os.mkdir(os.path.join(os.fsencode(m.path()), b"bad\xff"))
+    assert ei.value.errno == errno.EILSEQ
+    m.write("line\nfeed", b"lf", fsync=True)
+    m.flush()
+    assert sorted(os.listdir(m.path())) == ["fits", "line\nfeed"]
+    f = dr.get(dr.lookup("fits")["id"], fields="appProperties")
+    assert f["appProperties"]["durafsSymlinkTarget"] == target
+    assert dr.content(dr.lookup("line\nfeed")["id"]) == b"lf"
+    assert os.readlink(m.path("fits")) == target
+
+
 def test_shortcuts(drive, mounts):
     emu, dr = drive
     target = dr.file("target.txt", b"target bytes")

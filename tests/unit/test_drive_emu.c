@@ -198,6 +198,31 @@ static int clear_faults(void **state)
 	return 0;
 }
 
+/* The longest symlink target the backend reports is what Drive stores
+ * (its app property holds 124 bytes with the key), one byte more is
+ * refused; any name Drive takes passes the path check. */
+static void test_symlink_max(void **state)
+{
+	char tgt[DRIVE_SYMLINK_MAX + 2];
+	struct be_pre pre = ut_pre_absent();
+	struct be_entry ent;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(be_symlink_max(be), 105);
+	assert_int_equal(be_path_check(be, "line\nfeed", 0), BE_PATH_OK);
+	memset(tgt, 't', sizeof(tgt) - 2);
+	tgt[sizeof(tgt) - 2] = '\0';
+	UT_OK(be_symlink(be, "ln-max", tgt, NULL, &pre, &ent, &e_));
+	assert_string_equal(ent.symlink_target, tgt);
+	tgt[sizeof(tgt) - 2] = 't';
+	tgt[sizeof(tgt) - 1] = '\0';
+	assert_int_equal(be_symlink(be, "ln-over", tgt, NULL, &pre, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_INVAL);
+	UT_OK(be_remove(be, "ln-max", &ent.ver, NULL, &e_));
+	be_entry_release(&ent);
+}
+
 /* --- check and roots ---------------------------------------------------- */
 
 static void test_check(void **state)
@@ -1414,6 +1439,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_check, clear_faults),
+		cmocka_unit_test_teardown(test_symlink_max, clear_faults),
 		cmocka_unit_test_teardown(test_basic_ops, clear_faults),
 		cmocka_unit_test_teardown(test_upload_resumable, clear_faults),
 		cmocka_unit_test_teardown(test_everything_under_faults, clear_faults),

@@ -449,6 +449,20 @@ static void test_new_validates(void **state)
 		assert_int_equal(e.code, ERR_INVAL);
 		assert_int_equal(be_mkdir(b, "/abs", NULL, NULL), -1);
 	}
+	/* Object names: 1,024 bytes with the prefix "a/b/" and a directory's
+	 * '/', no CR or LF. */
+	{
+		char p[1021];
+
+		memset(p, 'n', sizeof(p) - 1);
+		p[sizeof(p) - 1] = '\0';
+		assert_int_equal(be_path_check(b, p, 0), BE_PATH_OK);
+		assert_int_equal(be_path_check(b, p, 1), BE_PATH_LONG);
+		assert_int_equal(be_path_check(b, p + 1, 1), BE_PATH_OK);
+		assert_int_equal(be_path_check(b, "x\ny", 0), BE_PATH_CHAR);
+		assert_int_equal(be_path_check(b, "d/x\r", 1), BE_PATH_CHAR);
+		assert_int_equal(be_symlink_max(b), 0);
+	}
 	be_free(b);
 	be_free(NULL);
 	http_free(h);
