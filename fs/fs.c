@@ -1245,6 +1245,22 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, (size_t)n);
 }
 
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = get_fs(req);
+	int rc;
+
+	(void)ino;
+	if (fs->ro)
+		rc = -EROFS;
+	else if (off < 0 || len <= 0)
+		rc = -EINVAL;
+	else
+		rc = fs_of_fallocate(fs, fh_of(fi), mode, (uint64_t)off, (uint64_t)len);
+	fuse_reply_err(req, -rc);
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
@@ -1725,6 +1741,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.listxattr = op_listxattr,
 	.removexattr = op_removexattr,
 	.create = op_create,
+	.fallocate = op_fallocate,
 };
 
 const struct fuse_lowlevel_ops *fs_lowlevel_ops(void)

@@ -1245,6 +1245,49 @@ int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size)
 	return 0;
 }
 
+int fs_of_fallocate(struct fs *fs, struct fs_ofile *of, int mode, uint64_t off, uint64_t len)
+{
+	const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+	int rc, changes = mode != FALLOC_FL_KEEP_SIZE;
+
+	if ((mode & ~known) || ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) ||
+	    ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE)))
+		return -EOPNOTSUPP;
+	if (len == 0 || off > INT64_MAX || len > (uint64_t)INT64_MAX - off)
+		return -EINVAL;
+	pthread_mutex_lock(&of->mu);
+	if (of->flags & BE_EF_READONLY)
+		rc = -EACCES;       /* a Docs export */
+	else if (!of->whole)
+		rc = of_make_whole(fs, of);
+	else
+		rc = 0;
+	pthread_mutex_unlock(&of->mu);
+	if (rc < 0)
+		return rc;
+	if (changes) {
+		rc = of_dirty(fs, of);
+		if (rc < 0)
+			return rc;
+		if (fs->sched)
+			sch_note_write(fs->sched, of->fid, off);  /* append tracking */
+	}
+	pthread_rwlock_rdlock(&of->wlock);
+	rc = fallocate(of->fd, mode, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	if (changes)
+		of_changed(of, off, off + len);
+	pthread_rwlock_unlock(&of->wlock);
+	if (changes && fs->sched)
+		sch_note_write_end(fs->sched, of->fid, off);
+	if (rc < 0 || !changes)
+		return rc;
+	pthread_mutex_lock(&of->mu);
+	of->modified = 1;
+	of->mtime_ns = fs_now_ns();
+	pthread_mutex_unlock(&of->mu);
+	return 0;
+}
+
 /* Copy [off, off+len) of src to the same offsets of dst: copy_file_range
  * (a reflink or an in-kernel copy where the file system can), else read
  * and write. 0 or a negative errno. When src ends before off+len: 0 with

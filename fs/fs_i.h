@@ -361,6 +361,13 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		    off_t off);
 /* Truncate to size. */
 int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size);
+/* fallocate(2) on the open file's content, done on its cache file: mode 0
+ * (allocate, extending the size with zeros), FALLOC_FL_KEEP_SIZE (allocate
+ * only: the content is unchanged), FALLOC_FL_PUNCH_HOLE|KEEP_SIZE and
+ * FALLOC_FL_ZERO_RANGE (the range reads as zeros: a change uploaded like a
+ * write). Anything else -EOPNOTSUPP. 0 or a negative errno (the cache
+ * file system's, e.g. ENOSPC). Thread-safe. */
+int fs_of_fallocate(struct fs *fs, struct fs_ofile *of, int mode, uint64_t off, uint64_t len);
 /* sched_freeze_fn: copy fid's content into dst as it is at one moment, the
  * writes of fid's open files held only while what changed during a first
  * unlocked pass is copied again (see sch_set_freeze_fn). 1 copied, 0

@@ -606,6 +606,63 @@ def test_fsyncdir_waits_for_its_entries(mount_factory, gcs):
     assert "d/" in remote_names(gcs)
 
 
+FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_COLLAPSE_RANGE, FALLOC_ZERO_RANGE = 1, 2, 8, 16
+
+
+def fallocate(fd, mode, off, length):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.fallocate
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    if fn(fd, mode, off, length) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def test_fallocate(mnt, gcs):
+    """fallocate: mode 0 extends with zeros, KEEP_SIZE changes nothing,
+    PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE read as zeros; all of it is
+    uploaded like a write. Other modes: EOPNOTSUPP."""
+    p = mnt.path("fa")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"A" * 10000)
+        fallocate(fd, 0, 5000, 10000)
+        assert os.fstat(fd).st_size == 15000
+        fallocate(fd, FALLOC_KEEP_SIZE, 0, 100000)
+        assert os.fstat(fd).st_size == 15000
+        fallocate(fd, FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE, 100, 4000)
+        fallocate(fd, FALLOC_ZERO_RANGE, 14000, 2000)
+        for mode in (FALLOC_COLLAPSE_RANGE, FALLOC_PUNCH_HOLE):
+            with pytest.raises(OSError) as ei:
+                fallocate(fd, mode, 0, 4096)
+            assert ei.value.errno in (errno.EOPNOTSUPP, errno.ENOTSUP)
+        want = b"A" * 100 + bytes(4000) + b"A" * 5900 + bytes(6000)
+        assert os.pread(fd, 20000, 0) == want
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert remote(gcs, "fa") == want
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as ei:
+            fallocate(fd, 0, 0, 10)
+        assert ei.value.errno == errno.EBADF
+    finally:
+        os.close(fd)
+    # a punched hole in a remote file nobody opened before
+    gcs.put(BUCKET, "rfa", b"B" * 300000)
+    time.sleep(1.2)
+    fd = os.open(mnt.path("rfa"), os.O_RDWR)
+    try:
+        fallocate(fd, FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE, 1000, 200000)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    want = b"B" * 1000 + bytes(200000) + b"B" * 99000
+    assert read_file(mnt.path("rfa")) == want
+    assert remote(gcs, "rfa") == want
+
+
 def test_unlinked_file_stays_usable_while_open(mnt, gcs):
     p = mnt.path("tmpfile")
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
