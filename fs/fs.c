@@ -107,6 +107,71 @@ static struct timespec ns_ts(int64_t ns)
 	return ts;
 }
 
+/* ---- directory times ---------------------------------------------------------- */
+
+struct fs_dmt {
+	uint64_t ino;               /* 0: a free slot */
+	int64_t ns;
+};
+
+static size_t dmt_slot(const struct fs_dmt *t, size_t cap, uint64_t ino)
+{
+	size_t i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & (cap - 1);
+
+	while (t[i].ino && t[i].ino != ino)
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+/* Directory ino's time is now ns (see struct fs dmt_*). Thread-safe; out
+ * of memory the remote's time goes on showing (logged). */
+static void dmt_set(struct fs *fs, uint64_t ino, int64_t ns)
+{
+	struct fs_dmt *t;
+	size_t i, cap;
+
+	pthread_mutex_lock(&fs->dmt_lock);
+	if ((fs->dmt_n + 1) * 2 > fs->dmt_cap) {
+		cap = fs->dmt_cap ? fs->dmt_cap * 2 : 64;
+		t = calloc(cap, sizeof(*t));
+		if (!t) {
+			pthread_mutex_unlock(&fs->dmt_lock);
+			log_debug(FS_TAG, "directory times: out of memory");
+			return;
+		}
+		for (i = 0; i < fs->dmt_cap; i++)
+			if (fs->dmt[i].ino)
+				t[dmt_slot(t, cap, fs->dmt[i].ino)] = fs->dmt[i];
+		free(fs->dmt);
+		fs->dmt = t;
+		fs->dmt_cap = cap;
+	}
+	i = dmt_slot(fs->dmt, fs->dmt_cap, ino);
+	if (!fs->dmt[i].ino)
+		fs->dmt_n++;
+	fs->dmt[i].ino = ino;
+	fs->dmt[i].ns = ns;
+	pthread_mutex_unlock(&fs->dmt_lock);
+}
+
+/* 1 and *ns when this mount set directory ino's time, else 0. */
+static int dmt_get(struct fs *fs, uint64_t ino, int64_t *ns)
+{
+	size_t i;
+	int found = 0;
+
+	pthread_mutex_lock(&fs->dmt_lock);
+	if (fs->dmt_cap) {
+		i = dmt_slot(fs->dmt, fs->dmt_cap, ino);
+		if (fs->dmt[i].ino) {
+			*ns = fs->dmt[i].ns;
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&fs->dmt_lock);
+	return found;
+}
+
 void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct stat *st)
 {
 	uint64_t size = in->size;
@@ -124,7 +189,7 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 			fs_of_put(fs, of);
 		}
 	}
-	if (in->type == JNL_DIR && mtime == 0)
+	if (in->type == JNL_DIR && !dmt_get(fs, ino, &mtime) && mtime == 0)
 		mtime = fs->mount_ns;       /* a prefix directory has no time */
 	st->st_ino = (ino_t)ino;
 	switch (in->type) {
@@ -496,7 +561,10 @@ static int set_mtime(struct fs *fs, uint64_t ino, struct fs_ofile *held, int64_t
 		if (rc == 0 && jnl_setattr(fs->jnl, fid, t, NULL, &e) < 0)
 			rc = fs_errno(&e);
 	}
-	/* Directories and symlinks: accepted, not stored remotely. */
+	/* Directories: kept by this mount (dmt), not stored remotely;
+	 * symlinks: accepted, not kept. */
+	if (rc == 0 && info.type == JNL_DIR)
+		dmt_set(fs, ino, t);
 	free(path);
 	return rc;
 }
@@ -737,6 +805,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		info.mtime_ns = now;
 		info.fid = fid;
 		info.local = 1;
+		dmt_set(fs, parent, now);
 		reply_entry(req, fs, parent, name, &info);
 	} else {
 		fuse_reply_err(req, -rc);
@@ -781,6 +850,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (rc == 0) {
 		info.fid = fid;
 		note_expected(fs, path, 0, JNL_DIR, 0, info.mtime_ns, 0);
+		dmt_set(fs, parent, info.mtime_ns);
 		reply_entry(req, fs, parent, name, &info);
 	} else {
 		fuse_reply_err(req, -rc);
@@ -824,6 +894,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 	if (rc == 0) {
 		info.fid = fid;
 		note_expected(fs, path, 0, JNL_SYMLINK, info.size, info.mtime_ns, 0);
+		dmt_set(fs, parent, info.mtime_ns);
 		reply_entry(req, fs, parent, name, &info);
 	} else {
 		fuse_reply_err(req, -rc);
@@ -856,6 +927,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0) {
 		note_expected(fs, path, 1, 0, 0, 0, 0);
 		ino_detach(fs->ino, parent, name);
+		dmt_set(fs, parent, fs_now_ns());
 	}
 	pthread_mutex_unlock(&fs->ns_lock);
 	fuse_reply_err(req, -rc);
@@ -895,6 +967,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0) {
 		note_expected(fs, path, 1, 0, 0, 0, 0);
 		ino_detach(fs->ino, parent, name);
+		dmt_set(fs, parent, fs_now_ns());
 	}
 	pthread_mutex_unlock(&fs->ns_lock);
 	fuse_reply_err(req, -rc);
@@ -1020,6 +1093,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		log_warn(FS_TAG, "rename \"%s\": inode table: %s", from, strerror(-rc));
 		rc = 0;
 	}
+	{
+		int64_t now = fs_now_ns();
+
+		dmt_set(fs, parent, now);
+		if (newparent != parent)
+			dmt_set(fs, newparent, now);
+	}
 out:
 	pthread_mutex_unlock(&fs->ns_lock);
 	fuse_reply_err(req, -rc);
@@ -1143,6 +1223,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 				      &fid, &fd);
 		if (rc < 0)
 			goto out;
+		dmt_set(fs, parent, now);
 		rc = ino_get(fs->ino, parent, name, &ino, &gen);
 		if (rc < 0)
 			goto out;
@@ -1780,7 +1861,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out, struct err *err)
 	    pthread_mutex_init(&fs->cache_lock, NULL) || pthread_mutex_init(&fs->dir_lock, NULL) ||
 	    pthread_cond_init(&fs->dir_cv, NULL) || pthread_mutex_init(&fs->ren_lock, NULL) ||
 	    pthread_mutex_init(&fs->bg_lock, NULL) || pthread_cond_init(&fs->bg_cv, NULL) ||
-	    pthread_mutex_init(&fs->dh_lock, NULL)) {
+	    pthread_mutex_init(&fs->dh_lock, NULL) || pthread_mutex_init(&fs->dmt_lock, NULL)) {
 		err_set(err, ERR_NOMEM, "fs: cannot initialise locks");
 		goto out;
 	}
@@ -1897,6 +1978,8 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->bg_lock);
 	pthread_cond_destroy(&fs->bg_cv);
 	pthread_mutex_destroy(&fs->dh_lock);
+	pthread_mutex_destroy(&fs->dmt_lock);
+	free(fs->dmt);
 	free(fs->files_dir);
 	free(fs->ctl_path);
 	free(fs);

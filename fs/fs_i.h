@@ -226,6 +226,14 @@ struct fs {
 	pthread_mutex_t dh_lock;
 	struct fs_dh *dh_head;               /* protected by dh_lock */
 
+	/* Directory times this mount set (an entry added, removed or renamed
+	 * in it; utimensat), by inode number: getattr shows them instead of
+	 * the remote's (a GCS prefix has none); kept in memory only. An open
+	 * addressing table (struct fs_dmt in fs.c). */
+	pthread_mutex_t dmt_lock;
+	struct fs_dmt *dmt;                  /* protected by dmt_lock */
+	size_t dmt_cap, dmt_n;
+
 	/* fs_resolve's answers (fs_rc.c); NULL: every resolve reads the
 	 * journal. */
 	struct fs_rc *rc;

@@ -430,6 +430,32 @@ def test_long_names(mnt):
     assert read_file(mnt.path(ok)) == b"255"
 
 
+def test_directory_times_follow_its_entries(mnt):
+    """A directory's mtime and ctime move when an entry is added, removed
+    or renamed in or out of it, and utimensat sets them (kept by the
+    mount: GCS has no directory times)."""
+    d = mnt.path("d")
+    os.mkdir(d)
+    write_file(mnt.path("outside"), b"o", fsync=False)
+    steps = (lambda: os.mkdir(os.path.join(d, "sub")),
+             lambda: os.rmdir(os.path.join(d, "sub")),
+             lambda: write_file(os.path.join(d, "f"), b"f", fsync=False),
+             lambda: os.symlink("f", os.path.join(d, "ln")),
+             lambda: os.unlink(os.path.join(d, "ln")),
+             lambda: os.mknod(os.path.join(d, "n"), stat.S_IFREG | 0o644),
+             lambda: os.rename(os.path.join(d, "n"), mnt.path("n")),
+             lambda: os.rename(mnt.path("outside"), os.path.join(d, "in")))
+    for i, step in enumerate(steps):
+        os.utime(d, (1000000000, 1000000000))
+        assert os.stat(d).st_mtime == 1000000000
+        step()
+        st = os.stat(d)
+        assert st.st_mtime > 1000000000 and st.st_ctime > 1000000000, i
+    os.utime(d, ns=(0, 1500000000123456789))
+    assert os.stat(d).st_mtime_ns == 1500000000123456789
+    assert os.stat(mnt.mnt).st_mtime > 1000000000   # the root moved too (rename out)
+
+
 def test_chmod_chown_accepted_and_ignored(mnt):
     write_file(mnt.path("f"), b"f", fsync=False)
     os.chmod(mnt.path("f"), 0o600)
