@@ -111,7 +111,8 @@ static struct timespec ns_ts(int64_t ns)
 
 struct fs_dmt {
 	uint64_t ino;               /* 0: a free slot */
-	int64_t ns;
+	int64_t mtime_ns;           /* a directory's mtime; 0: the remote's */
+	int64_t ctime_ns;           /* the last attribute or name change */
 };
 
 static size_t dmt_slot(const struct fs_dmt *t, size_t cap, uint64_t ino)
@@ -123,10 +124,13 @@ static size_t dmt_slot(const struct fs_dmt *t, size_t cap, uint64_t ino)
 	return i;
 }
 
-/* Directory ino's time is now ns (see struct fs dmt_*). Thread-safe; out
- * of memory the remote's time goes on showing (logged). */
-static void dmt_set(struct fs *fs, uint64_t ino, int64_t ns)
+/* Inode ino's attributes changed now (its ctime); a directory's mtime
+ * becomes mtime_ns unless 0 (see struct fs dmt_*). Thread-safe; out of
+ * memory the remote's times go on showing (logged). */
+static void dmt_put(struct fs *fs, uint64_t ino, int64_t mtime_ns)
 {
+	int64_t now = fs_now_ns();
+
 	struct fs_dmt *t;
 	size_t i, cap;
 
@@ -150,12 +154,28 @@ static void dmt_set(struct fs *fs, uint64_t ino, int64_t ns)
 	if (!fs->dmt[i].ino)
 		fs->dmt_n++;
 	fs->dmt[i].ino = ino;
-	fs->dmt[i].ns = ns;
+	if (mtime_ns)
+		fs->dmt[i].mtime_ns = mtime_ns;
+	fs->dmt[i].ctime_ns = now;
 	pthread_mutex_unlock(&fs->dmt_lock);
 }
 
-/* 1 and *ns when this mount set directory ino's time, else 0. */
-static int dmt_get(struct fs *fs, uint64_t ino, int64_t *ns)
+/* Directory ino's entries changed, or utimensat set its time: its mtime
+ * is ns, its ctime now. */
+static void dmt_set(struct fs *fs, uint64_t ino, int64_t ns)
+{
+	dmt_put(fs, ino, ns);
+}
+
+/* Inode ino was renamed or its attributes set: its ctime is now. */
+static void ctm_set(struct fs *fs, uint64_t ino)
+{
+	dmt_put(fs, ino, 0);
+}
+
+/* 1 with *mtime_ns (0: not set) and *ctime_ns when this mount changed
+ * inode ino's times, else 0. */
+static int dmt_get(struct fs *fs, uint64_t ino, int64_t *mtime_ns, int64_t *ctime_ns)
 {
 	size_t i;
 	int found = 0;
@@ -164,7 +184,8 @@ static int dmt_get(struct fs *fs, uint64_t ino, int64_t *ns)
 	if (fs->dmt_cap) {
 		i = dmt_slot(fs->dmt, fs->dmt_cap, ino);
 		if (fs->dmt[i].ino) {
-			*ns = fs->dmt[i].ns;
+			*mtime_ns = fs->dmt[i].mtime_ns;
+			*ctime_ns = fs->dmt[i].ctime_ns;
 			found = 1;
 		}
 	}
@@ -175,7 +196,7 @@ static int dmt_get(struct fs *fs, uint64_t ino, int64_t *ns)
 void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct stat *st)
 {
 	uint64_t size = in->size;
-	int64_t mtime = in->mtime_ns;
+	int64_t mtime = in->mtime_ns, dm = 0, dc = 0;
 	struct fs_ofile *of;
 
 	memset(st, 0, sizeof(*st));
@@ -189,7 +210,10 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 			fs_of_put(fs, of);
 		}
 	}
-	if (in->type == JNL_DIR && !dmt_get(fs, ino, &mtime) && mtime == 0)
+	dmt_get(fs, ino, &dm, &dc);
+	if (in->type == JNL_DIR && dm)
+		mtime = dm;
+	else if (in->type == JNL_DIR && mtime == 0)
 		mtime = fs->mount_ns;       /* a prefix directory has no time */
 	st->st_ino = (ino_t)ino;
 	switch (in->type) {
@@ -214,7 +238,7 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 	st->st_blksize = 65536;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	st->st_mtim = ns_ts(mtime);
-	st->st_ctim = st->st_mtim;
+	st->st_ctim = ns_ts(dc > mtime ? dc : mtime);
 	st->st_atim = st->st_mtim;
 }
 
@@ -609,8 +633,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 		rc = set_mtime(fs, ino, held, t);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		ctm_set(fs, ino);
 		rc = stat_ino(fs, ino, &st);
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -1095,10 +1121,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	{
 		int64_t now = fs_now_ns();
+		uint64_t moved;
 
 		dmt_set(fs, parent, now);
 		if (newparent != parent)
 			dmt_set(fs, newparent, now);
+		if (ino_find(fs->ino, newparent, newname, &moved) == 0)
+			ctm_set(fs, moved);
 	}
 out:
 	pthread_mutex_unlock(&fs->ns_lock);

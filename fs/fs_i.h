@@ -226,10 +226,12 @@ struct fs {
 	pthread_mutex_t dh_lock;
 	struct fs_dh *dh_head;               /* protected by dh_lock */
 
-	/* Directory times this mount set (an entry added, removed or renamed
-	 * in it; utimensat), by inode number: getattr shows them instead of
-	 * the remote's (a GCS prefix has none); kept in memory only. An open
-	 * addressing table (struct fs_dmt in fs.c). */
+	/* Times this mount set, by inode number, kept in memory only: a
+	 * directory's mtime (an entry added, removed or renamed in it;
+	 * utimensat), shown instead of the remote's (a GCS prefix has none),
+	 * and any inode's ctime (renamed, attributes set; st_ctime is the
+	 * later of it and the mtime). An open addressing table (struct
+	 * fs_dmt in fs.c). */
 	pthread_mutex_t dmt_lock;
 	struct fs_dmt *dmt;                  /* protected by dmt_lock */
 	size_t dmt_cap, dmt_n;

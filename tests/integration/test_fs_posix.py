@@ -456,6 +456,30 @@ def test_directory_times_follow_its_entries(mnt):
     assert os.stat(mnt.mnt).st_mtime > 1000000000   # the root moved too (rename out)
 
 
+def test_ctime_follows_renames_and_attribute_changes(mnt):
+    """A file's ctime moves when it is renamed or its attributes are set
+    (chmod, chown, utimensat, truncate), and never lags its mtime: a
+    utimensat into the past leaves the ctime at the time of the call."""
+    p, q = mnt.path("c"), mnt.path("c2")
+    write_file(p, b"c", fsync=False)
+    for i, (before, step, after) in enumerate(((p, lambda: os.rename(p, q), q),
+                                               (q, lambda: os.rename(q, p), p),
+                                               (p, lambda: os.chmod(p, 0o600), p),
+                                               (p, lambda: os.chown(p, -1, os.getgid()), p),
+                                               (p, lambda: os.truncate(p, 0), p))):
+        c0 = os.stat(before).st_ctime_ns
+        time.sleep(0.02)
+        step()
+        assert os.stat(after).st_ctime_ns > c0, i
+    c0 = os.stat(p).st_ctime_ns
+    os.utime(p, (1000000000, 1000000000))
+    st = os.stat(p)
+    assert st.st_mtime == 1000000000 and st.st_ctime_ns > c0
+    write_file(p, b"later", fsync=False, flags=os.O_WRONLY | os.O_APPEND)
+    st = os.stat(p)
+    assert st.st_ctime_ns >= st.st_mtime_ns > 1000000000 * 10**9
+
+
 def test_chmod_chown_accepted_and_ignored(mnt):
     write_file(mnt.path("f"), b"f", fsync=False)
     os.chmod(mnt.path("f"), 0o600)
