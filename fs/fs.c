@@ -560,6 +560,8 @@ static int set_mtime(struct fs *fs, uint64_t ino, struct fs_ofile *held, int64_t
 	uint64_t fid;
 	int rc = 0, local = 0, modified = 0;
 
+	memset(&info, 0, sizeof(info));
+
 	if (of) {
 		pthread_mutex_lock(&of->mu);
 		local = of->local;
@@ -969,7 +971,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path = NULL, *names = NULL;
 	size_t n = 0;
 	struct err e;
-	uint64_t fid;
+	uint64_t fid = 0;
 	int rc;
 
 	rc = ns_begin(fs, parent, name, &path);
