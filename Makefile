@@ -163,8 +163,10 @@ soak: all $(BUILD)/tests/test_journal_crash
 # make install [PREFIX=/usr/local] [DESTDIR=/staging/root]: the binary, the
 # mount(8) helper, the man page, the bash completion, the Colab helper module
 # (importable as durafs_colab) and the systemd template unit. @BINDIR@ in the
-# helper and the unit becomes $(BINDIR). make uninstall removes exactly these
-# files (same variables).
+# helper and the unit becomes $(BINDIR). mount.fuse.durafs, a symlink to
+# mount.durafs, is what mount(8) runs for `-t fuse.durafs` (the type
+# /proc/mounts shows). make uninstall removes exactly these files (same
+# variables).
 #   SBINDIR         mount.durafs; mount(8) looks for helpers only in /sbin
 #                   (and /sbin/fs.d, /sbin/fs), so the default is /sbin
 #                   whatever PREFIX is
@@ -186,6 +188,7 @@ INSTALL ?= install
 
 INSTALLED = $(DESTDIR)$(BINDIR)/durafs \
 	$(DESTDIR)$(SBINDIR)/mount.durafs \
+	$(DESTDIR)$(SBINDIR)/mount.fuse.durafs \
 	$(DESTDIR)$(MANDIR)/man1/durafs.1 \
 	$(DESTDIR)$(COMPLETIONSDIR)/durafs \
 	$(DESTDIR)$(PYTHONDIR)/durafs_colab.py \
@@ -198,6 +201,7 @@ install: $(DURAFS)
 	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' contrib/mount.durafs > $(DESTDIR)$(SBINDIR)/mount.durafs.tmp
 	$(Q)chmod 0755 $(DESTDIR)$(SBINDIR)/mount.durafs.tmp
 	$(Q)mv -f $(DESTDIR)$(SBINDIR)/mount.durafs.tmp $(DESTDIR)$(SBINDIR)/mount.durafs
+	$(Q)ln -sf mount.durafs $(DESTDIR)$(SBINDIR)/mount.fuse.durafs
 	$(Q)$(INSTALL) -m 0644 contrib/durafs.1 $(DESTDIR)$(MANDIR)/man1/durafs.1
 	$(Q)$(INSTALL) -m 0644 contrib/completions/durafs.bash $(DESTDIR)$(COMPLETIONSDIR)/durafs
 	$(Q)$(INSTALL) -m 0644 contrib/colab/durafs_colab.py $(DESTDIR)$(PYTHONDIR)/durafs_colab.py

@@ -1,5 +1,5 @@
 """`make install DESTDIR=... PREFIX=...` installs exactly the listed files
-(binary, mount helper, man page, bash completion, Colab helper module,
+(binary, mount helper and its mount.fuse.durafs alias, man page, bash completion, Colab helper module,
 systemd template unit) with the right modes and @BINDIR@ substituted, into
 directories the system actually searches (mount(8) for the helper,
 python3's sys.path for durafs_colab, systemd's unit path); `make
@@ -54,6 +54,7 @@ def expected_files(prefix, pythondir, sbindir="/sbin"):
     return {
         rel(prefix + "/bin/durafs"),
         rel(sbindir + "/mount.durafs"),
+        rel(sbindir + "/mount.fuse.durafs"),
         rel(prefix + "/share/man/man1/durafs.1"),
         rel(prefix + "/share/bash-completion/completions/durafs"),
         rel(pythondir + "/durafs_colab.py"),
@@ -94,6 +95,9 @@ def test_install_exactly_the_listed_files_then_uninstall(workdir, prefix, python
     with open(helper) as f:
         assert f.read() == substituted(os.path.join(ROOT, "contrib", "mount.durafs"),
                                        prefix + "/bin")
+    # mount(8) runs mount.fuse.durafs for -t fuse.durafs: the same helper
+    alias = root + "sbin/mount.fuse.durafs"
+    assert os.path.islink(alias) and os.readlink(alias) == "mount.durafs"
     unit = b + "/lib/systemd/system/durafs@.service"
     assert mode(unit) == 0o644
     with open(unit) as f:

@@ -1,7 +1,8 @@
 """The Linux conventions: the mount(8) helper contrib/mount.durafs, called
 directly with mount(8)'s helper arguments, through a real `mount -t durafs`
 and through an fstab line (`mount -T FSTAB`) when running as root (with
-/sbin/mount.durafs linked for the test and always removed after), and the
+/sbin/mount.durafs linked for the test and always removed after; the same
+for the type fuse.durafs and /sbin/mount.fuse.durafs), and the
 systemd template unit contrib/systemd/durafs@.service, whose commands are
 run as systemd would run them (same environment file, variable and
 specifier expansion): the mount stays in the foreground logging to stderr,
@@ -24,6 +25,7 @@ from mount_util import (TIMEOUT_SCALE, blob, bucket, is_mounted, mounts,  # noqa
 HELPER = os.path.join(ROOT, "contrib", "mount.durafs")
 UNIT = os.path.join(ROOT, "contrib", "systemd", "durafs@.service")
 SBIN_LINK = "/sbin/mount.durafs"
+SBIN_FUSE_LINK = "/sbin/mount.fuse.durafs"
 FSTAB_OPTS = "rw,_netdev,noauto,x-systemd.automount,nofail,comment=test,defaults,nodev,nosuid"
 
 
@@ -174,27 +176,39 @@ def test_helper_mount_failure_exit_32(bucket, workdir):
     assert res.returncode == 1 and "bogus_option" in res.stderr
 
 
-@pytest.fixture
-def sbin_helper():
-    """/sbin/mount.durafs -> contrib/mount.durafs for the test, removed after
-    whatever happens. Skips unless root and the name is free."""
+def linked_helper(link):
+    """link -> contrib/mount.durafs for the test, removed after whatever
+    happens. Skips unless root and the name is free."""
     if os.geteuid() != 0:
-        pytest.skip("not root: mount -t durafs needs /sbin/mount.durafs and root")
-    if os.path.lexists(SBIN_LINK):
-        pytest.skip("%s already exists (an installed durafs?): not touching it" % SBIN_LINK)
+        pytest.skip("not root: mount -t durafs needs %s and root" % link)
+    if os.path.lexists(link):
+        pytest.skip("%s already exists (an installed durafs?): not touching it" % link)
     try:
-        os.symlink(HELPER, SBIN_LINK)
+        os.symlink(HELPER, link)
     except OSError as e:
-        pytest.skip("cannot create %s: %s" % (SBIN_LINK, e))
+        pytest.skip("cannot create %s: %s" % (link, e))
     try:
-        yield SBIN_LINK
+        yield link
     finally:
         try:
-            if os.path.islink(SBIN_LINK) and os.readlink(SBIN_LINK) == HELPER:
-                os.unlink(SBIN_LINK)
+            if os.path.islink(link) and os.readlink(link) == HELPER:
+                os.unlink(link)
         except OSError:
             pass
-    assert not os.path.lexists(SBIN_LINK)
+    assert not os.path.lexists(link)
+
+
+@pytest.fixture
+def sbin_helper():
+    """/sbin/mount.durafs, as make install puts it."""
+    yield from linked_helper(SBIN_LINK)
+
+
+@pytest.fixture
+def sbin_fuse_helper():
+    """/sbin/mount.fuse.durafs, the alias make install adds: what mount(8)
+    runs for the type /proc/mounts shows, fuse.durafs."""
+    yield from linked_helper(SBIN_FUSE_LINK)
 
 
 def run_mount8(args, emu):
@@ -211,6 +225,28 @@ def test_mount_t_durafs(bucket, mounts, sbin_helper):
         line = [ln for ln in f if ln.split()[4] == os.path.realpath(m.mnt)][-1]
     assert " - fuse.durafs durafs:gs://bkt " in line
     write_flush_check(m, gcs, "via-mount8.bin", blob(300 * 1024, 3))
+    m.unmount()
+
+
+def test_mount_t_fuse_durafs_fstab_line(bucket, mounts, sbin_fuse_helper, workdir):
+    """A user copying the type from /proc/mounts (fuse.durafs) into fstab or
+    `mount -t`: mount(8) runs mount.fuse.durafs (without it, fuse3's
+    mount.fuse ran `durafs SOURCE DIR`: "unknown command")."""
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt/fz", mount=False)
+    fstab = os.path.join(workdir, "fstab")
+
+    def call(opts):
+        with open(fstab, "w") as f:
+            f.write("gs://bkt/fz  %s  fuse.durafs  %s  0 0\n" % (m.mnt, opts))
+        return run_mount8(["-T", fstab, m.mnt], emu)
+    helper_mount(m, emu, call)
+    write_flush_check(m, gcs, "f.txt", b"via fuse.durafs\n", remote_name="fz/f.txt")
+    m.unmount()
+    assert not is_mounted(m.mnt)
+    helper_mount(m, emu, lambda opts: run_mount8(["-t", "fuse.durafs", "gs://bkt/fz", m.mnt,
+                                                  "-o", opts], emu))
+    assert m.read("f.txt") == b"via fuse.durafs\n"
     m.unmount()
 
 
