@@ -4,6 +4,7 @@
  * socket, and on unmount or SIGTERM/SIGINT stops cleanly, leaving whatever
  * is not uploaded queued in the journal for the next mount. A remount while
  * the remote is unreachable goes on from the stored state, with a warning. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -35,6 +36,26 @@
 #define CHECK_DEADLINE_MS 10000
 #define OFFLINE_WARNING "remote unreachable: mounting from the stored state; changes are " \
 	"kept and uploaded when it is back"
+
+/* A warning on stderr when the mountpoint directory holds entries: the
+ * mount hides them until it is unmounted (FUSE 3 mounts over them without
+ * complaint). Nothing when empty or unreadable. */
+static void warn_not_empty(const char *mountpoint)
+{
+	DIR *dir = opendir(mountpoint);
+	struct dirent *de;
+	int n = 0;
+
+	if (!dir)
+		return;
+	while ((de = readdir(dir)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(dir);
+	if (n)
+		fprintf(stderr, "durafs mount: warning: %s is not empty: its %d entr%s hidden "
+			"while durafs is mounted there\n", mountpoint, n, n == 1 ? "y is" : "ies are");
+}
 
 static void mount_usage(FILE *out)
 {
@@ -422,6 +443,7 @@ int cmd_mount(int argc, char **argv)
 		mopts_release(&d.mo);
 		return CLI_FAIL;
 	}
+	warn_not_empty(d.mo.mountpoint);
 	log_set_level(d.mo.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	if (!d.mo.foreground) {

@@ -599,6 +599,31 @@ void ctl_server_free(struct ctl_server *s)
 
 /* ---- client ---------------------------------------------------------------------------- */
 
+/* mountpoint was not a durafs mount: ERR_NOTFOUND saying so, naming the
+ * durafs mount it lies inside when it does (a likely mistake: `durafs
+ * status ~/data/run-42`). Always returns -1. */
+static int not_a_mount(const char *mountpoint, struct err *err)
+{
+	char cur[PATH_MAX], buf[PATH_MAX + 1];
+	size_t len;
+
+	if (!realpath(mountpoint, cur))
+		return err_set(err, ERR_NOTFOUND, "%s is not a durafs mount", mountpoint);
+	for (;;) {
+		len = strlen(cur);
+		while (len > 1 && cur[len - 1] != '/')
+			len--;
+		if (len <= 1 || !strcmp(cur, "/"))
+			break;
+		cur[len - 1] = '\0';
+		if (getxattr(cur, CTL_XATTR, buf, sizeof(buf) - 1) > 0)
+			return err_set(err, ERR_NOTFOUND, "%s is not a durafs mount but a path "
+				       "inside the durafs mount %s: give its mount point",
+				       mountpoint, cur);
+	}
+	return err_set(err, ERR_NOTFOUND, "%s is not a durafs mount", mountpoint);
+}
+
 int ctl_find(const char *mountpoint, char **path, struct err *err)
 {
 	char buf[PATH_MAX + 1];
@@ -608,7 +633,7 @@ int ctl_find(const char *mountpoint, char **path, struct err *err)
 	n = getxattr(mountpoint, CTL_XATTR, buf, sizeof(buf) - 1);
 	if (n < 0) {
 		if (errno == ENODATA || errno == ENOTSUP)
-			return err_set(err, ERR_NOTFOUND, "%s is not a durafs mount", mountpoint);
+			return not_a_mount(mountpoint, err);
 		if (errno == ENOTCONN)
 			return err_sys(err, "%s: the durafs daemon of this mount is gone", mountpoint);
 		return err_sys(err, "%s", mountpoint);

@@ -540,6 +540,9 @@ static int resolve_mountpoint(const char *arg, char **out, struct err *err)
 		if (errno == ENOTCONN)
 			return err_set(err, ERR_INVAL, "mountpoint '%s': a mount whose daemon is gone "
 				       "is left there (run `durafs unmount %s`)", arg, arg);
+		if (errno == ENOENT)
+			return err_set(err, ERR_INVAL, "mountpoint '%s' does not exist (create "
+				       "the directory first: mkdir -p '%s')", arg, arg);
 		return err_sys(err, "mountpoint '%s'", arg);
 	}
 	if (!S_ISDIR(st.st_mode))

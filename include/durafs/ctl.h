@@ -89,7 +89,8 @@ void ctl_server_free(struct ctl_server *s);
 
 /* The control socket path of the durafs mount at mountpoint, read from the
  * root's CTL_XATTR: *path malloc'd. ERR_NOTFOUND "not a durafs mount" when
- * the attribute is absent; ERR_IO (sys_errno ENOTCONN) when the mount's
+ * the attribute is absent (naming the durafs mount mountpoint lies inside,
+ * if any); ERR_IO (sys_errno ENOTCONN) when the mount's
  * daemon is gone; other ERR_IO with errno. */
 int ctl_find(const char *mountpoint, char **path, struct err *err);
 

@@ -272,7 +272,8 @@ def test_bad_command_lines(bucket, mounts):
         (["mount", "gs://bkt"], "missing MOUNTPOINT"),
         (["mount", "gs://Bad_Bucket", m.mnt], "bad source"),
         (["mount", "ftp://x", m.mnt], "expected gs://"),
-        (["mount", "gs://bkt", m.mnt + "-nonexistent"], "No such file or directory"),
+        (["mount", "gs://bkt", m.mnt + "-nonexistent"], "does not exist (create the directory "
+         "first: mkdir -p"),
         (["mount", "gs://bkt", m.mnt, "--what"], "unknown option '--what'"),
     ]
     for args, msg in cases:
@@ -353,6 +354,39 @@ def test_cache_dir_in_use_and_other_source(bucket, mounts):
     assert "belongs to gs://bkt" in res.stderr, res.stderr
     for x in (m2, m3):
         x.allow_log(r"ERROR mount: cache dir")
+
+
+def test_hints_for_likely_mistakes(bucket, mounts):
+    """What a new user gets wrong: mounting over a directory that holds files
+    (mounted, with a warning that they are hidden), and giving a path inside
+    the mount instead of its mount point to status, sync and unmount (refused,
+    naming the mount point)."""
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt", mount=False)
+    for n in ("a.txt", "b.txt"):
+        with open(m.path(n), "w") as f:
+            f.write("mine\n")
+    res = m.mount()
+    assert res.stderr.splitlines() == [
+        "durafs mount: warning: %s is not empty: its 2 entries are hidden while durafs is "
+        "mounted there" % os.path.realpath(m.mnt)], res.stderr
+    os.mkdir(m.path("sub"))
+    inside = m.path("sub")
+    for args in (["status", inside], ["sync", "--flush", inside], ["unmount", inside]):
+        res = run_durafs(args, env=m.env, timeout=30)
+        assert res.returncode == 1, (args, res.stderr)
+        assert ("%s is not a durafs mount but a path inside the durafs mount %s: give its "
+                "mount point" % (inside, os.path.realpath(m.mnt))) in res.stderr, res.stderr
+    assert is_mounted(m.mnt)
+    m.unmount()
+    # the files were hidden, not touched
+    assert sorted(os.listdir(m.mnt)) == ["a.txt", "b.txt"]
+    # an empty mountpoint: no warning
+    for n in ("a.txt", "b.txt"):
+        os.unlink(m.path(n))
+    res = m.mount()
+    assert res.stderr == "", res.stderr
+    m.unmount()
 
 
 def test_cli_refusals(bucket, mounts, workdir):
