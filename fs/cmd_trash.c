@@ -562,7 +562,8 @@ static int purge_empty(const struct targs *a, struct be *b, const struct items *
 			char sz[32];
 
 			prog_fmt_bytes(first->bytes, sz, sizeof(sz));
-			printf("emptied the trash: %zu items, %s freed\n", first->n, sz);
+			printf("emptied the trash: %zu item%s, %s freed\n", first->n,
+			       first->n == 1 ? "" : "s", sz);
 		}
 	}
 	return rc;

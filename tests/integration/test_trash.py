@@ -204,6 +204,15 @@ def test_empty_trash_waits_until_empty(emulator_noauth):
     assert emu.stats()["requests"]["drive.files.emptyTrash"]
 
 
+def test_empty_trash_one_item_singular(emulator_noauth):
+    emu = emulator_noauth
+    mkfiles(emu, [{"name": "only", "parent": root_id(emu), "content": "ab", "trashed": True}])
+    r = run(emu.url, "purge", "drive:", "--empty", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "emptied the trash: 1 item, 2 B freed" in r.stdout, r.stdout
+    assert trashed(emu) == []
+
+
 def test_failures_listed_and_nonzero(emulator_noauth):
     emu = emulator_noauth
     d = folder(emu, "f")
