@@ -220,7 +220,13 @@ out:
 int mnt_check(struct mnt *m, struct err *err)
 {
 	if (be_check(m->be, err) < 0) {
-		if (err && err->code == ERR_AUTH)
+		if (err && err->code == ERR_AUTH && m->no_auth)
+			err_prefix(err, "the server wants credentials and none are sent (%s; give "
+				   "-o token_file=PATH or -o credentials=PATH)",
+				   m->mo->no_auth ? "-o no_auth" :
+				   !strncmp(m->mo->source, "drive:", 6) ?
+				   "$DURAFS_DRIVE_ENDPOINT is set" : "$STORAGE_EMULATOR_HOST is set");
+		else if (err && err->code == ERR_AUTH)
 			err_prefix(err, "credentials refused (see `durafs auth whoami`)");
 		else if (err && (err->code == ERR_NET || err->code == ERR_TIMEOUT))
 			err_prefix(err, "cannot reach %s", m->endpoint);

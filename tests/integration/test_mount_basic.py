@@ -334,6 +334,22 @@ def test_no_credentials(emulator, mounts, workdir):
     m.allow_log(r"ERROR mount: (no Google credentials|credentials refused)")
 
 
+def test_emulator_endpoint_wanting_credentials(emulator, mounts):
+    """$STORAGE_EMULATOR_HOST pointing at a server that enforces auth (an
+    emulator started without --no-auth): the 401 is explained by the
+    credentials durafs does not send, not as credentials refused."""
+    Gcs(emulator, token=_issue(emulator)).mkbucket("bkt")
+    m = mounts(emulator, "gs://bkt", mount=False)
+    res = m.mount(check=False)
+    assert res.returncode == 1
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert ("the server wants credentials and none are sent ($STORAGE_EMULATOR_HOST is set; "
+            "give -o token_file=PATH or -o credentials=PATH)") in lines[0], lines[0]
+    assert not is_mounted(m.mnt)
+    m.allow_log(r"ERROR mount: the server wants credentials")
+
+
 def _issue(emu):
     return emu.control("oauth/issue", {"lifetime": 3600})["access_token"]
 
