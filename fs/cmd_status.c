@@ -196,8 +196,15 @@ static int status_mount(const char *mountpoint, int json, int ack)
 
 	err_clear(&e);
 	if (mcli_connect(mountpoint, &c, &e) < 0) {
-		fprintf(stderr, STATUS_PROG ": %s%s\n", e.msg, e.sys_errno == ENOTCONN ?
-			" (use `durafs status --cache-dir DIR`)" : "");
+		char *dir = e.sys_errno == ENOTCONN ? mcli_dead_cache_dir(mountpoint) : NULL;
+
+		if (dir)
+			fprintf(stderr, STATUS_PROG ": %s (its journal: `durafs status --cache-dir "
+				"%s`)\n", e.msg, dir);
+		else
+			fprintf(stderr, STATUS_PROG ": %s%s\n", e.msg, e.sys_errno == ENOTCONN ?
+				" (use `durafs status --cache-dir DIR`)" : "");
+		free(dir);
 		goto out;
 	}
 	if (ack) {

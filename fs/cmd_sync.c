@@ -130,7 +130,13 @@ static int flush_mount(const struct sync_args *a)
 
 	err_clear(&e);
 	if (mcli_connect(a->mountpoint, &c, &e) < 0) {
-		if (e.sys_errno == ENOTCONN)
+		char *dir = e.sys_errno == ENOTCONN ? mcli_dead_cache_dir(a->mountpoint) : NULL;
+
+		if (dir)
+			fprintf(stderr, SYNC_PROG ": %s; its changes are in its cache dir's journal: "
+				"run `durafs sync --flush --cache-dir %s` or mount it again\n", e.msg,
+				dir);
+		else if (e.sys_errno == ENOTCONN)
 			fprintf(stderr, SYNC_PROG ": %s; its changes are in its cache dir's journal: "
 				"run `durafs sync --flush --cache-dir DIR` or mount it again\n", e.msg);
 		else

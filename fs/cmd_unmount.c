@@ -164,8 +164,13 @@ int cmd_unmount(int argc, char **argv)
 		json_decref(reply);
 		req = reply = NULL;
 	} else if (e.sys_errno == ENOTCONN) {
+		char *dir = mcli_dead_cache_dir(mnt);
+
 		fprintf(stderr, UNMOUNT_PROG ": the daemon of %s is gone; removing the dead mount "
-			"(its pending changes stay in its cache dir's journal)\n", mnt);
+			"(its pending changes stay in its cache dir's journal%s%s%s)\n", mnt,
+			dir ? ": `durafs sync --flush --cache-dir " : "", dir ? dir : "",
+			dir ? "` uploads them, or mount it again" : "");
+		free(dir);
 	} else {
 		fprintf(stderr, UNMOUNT_PROG ": %s\n", e.msg);
 		goto out;

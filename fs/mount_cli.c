@@ -3,9 +3,11 @@
  * a per-file report of whatever was not committed. */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "durafs/cli.h"
 #include "durafs/mopts.h"
@@ -24,6 +26,115 @@ int mcli_connect(const char *mountpoint, struct ctl_client *c, struct err *err)
 	rc = ctl_client_open(c, path, err);
 	free(path);
 	return rc;
+}
+
+/* Undo mountinfo's octal escapes (\040 for a space...) in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*w++ = *s++;
+		}
+	}
+	*w = '\0';
+}
+
+/* mountpoint made absolute with its parent resolved (a dead mount's own
+ * root cannot be stat'ed, so realpath fails on it), as `durafs mount`
+ * recorded it. malloc'd, or NULL. */
+static char *dead_mount_path(const char *mountpoint)
+{
+	char *copy = strdup(mountpoint), *slash, *r = NULL;
+	char parent[PATH_MAX];
+	const char *base;
+	size_t len;
+
+	if (!copy)
+		return NULL;
+	len = strlen(copy);
+	while (len > 1 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	slash = strrchr(copy, '/');
+	base = slash ? slash + 1 : copy;
+	if (!strcmp(base, ".") || !strcmp(base, "..") || !strcmp(copy, "/")) {
+		r = realpath(copy, NULL);
+		goto out;
+	}
+	if (slash && slash != copy)
+		*slash = '\0';  /* copy is now the parent; base still follows it */
+	if (!realpath(!slash ? "." : slash == copy ? "/" : copy, parent))
+		goto out;
+	if (asprintf(&r, "%s/%s", strcmp(parent, "/") ? parent : "", base) < 0)
+		r = NULL;
+out:
+	free(copy);
+	return r;
+}
+
+char *mcli_dead_cache_dir(const char *mountpoint)
+{
+	char *abs = dead_mount_path(mountpoint), *line = NULL, *dir = NULL, *jpath = NULL;
+	size_t cap = 0;
+	FILE *f = NULL;
+	struct stat st;
+
+	if (!abs)
+		goto out;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		goto out;
+	while (!dir && getline(&line, &cap, f) >= 0) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS */
+		char *save = NULL, *mp = NULL, *tok, *sep = strstr(line, " - ");
+		int i;
+
+		if (!sep)
+			continue;
+		*sep = '\0';
+		tok = strtok_r(line, " ", &save);
+		for (i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		mp = tok;
+		if (!mp)
+			continue;
+		unescape_octal(mp);
+		if (strcmp(mp, abs))
+			continue;
+		save = NULL;
+		tok = strtok_r(sep + 3, " ", &save);
+		if (!tok || strcmp(tok, "fuse.durafs"))
+			continue;
+		tok = strtok_r(NULL, " ", &save);
+		if (!tok || strncmp(tok, "durafs:", 7))
+			continue;
+		unescape_octal(tok);
+		dir = mopts_default_cache_dir(tok + 7, abs);
+	}
+	if (!dir)
+		goto out;
+	if (asprintf(&jpath, "%s/journal.db", dir) < 0) {
+		jpath = NULL;
+		free(dir);
+		dir = NULL;
+		goto out;
+	}
+	if (stat(jpath, &st) < 0) {
+		free(dir);
+		dir = NULL;
+	}
+out:
+	if (f)
+		fclose(f);
+	free(line);
+	free(jpath);
+	free(abs);
+	return dir;
 }
 
 int mcli_call(struct ctl_client *c, const json_t *req, int64_t timeout_ms, json_t **reply,

@@ -18,6 +18,13 @@
  * daemon is gone (the kernel mount is left over). */
 int mcli_connect(const char *mountpoint, struct ctl_client *c, struct err *err);
 
+/* The cache dir of the dead durafs mount at mountpoint (its daemon gone,
+ * the kernel mount left over), for a hint to the user: the default cache
+ * dir of the source /proc/self/mountinfo records for it, when that
+ * directory holds a journal. malloc'd, or NULL when not found (a mount
+ * made with --cache-dir, another mount namespace, no HOME, ENOMEM). */
+char *mcli_dead_cache_dir(const char *mountpoint);
+
 /* Send req and read until the final line (the one with "result"); lines
  * before it are ignored. *reply: new reference. ERR_IO/ERR_TIMEOUT, or the
  * daemon's error (ERR_HTTP-free: code ERR_INVAL with its message) when

@@ -6,10 +6,12 @@ same kill loop many times."""
 import hashlib
 import os
 import random
+import subprocess
 import time
 
 import pytest
 
+import conftest
 from mount_util import (blob, bucket, counter, is_mounted, mounts, pid_alive,  # noqa: F401
                         remote_md5_hex, remote_objects, run_durafs, wait_until)
 
@@ -116,6 +118,38 @@ def test_dead_mount_is_reported_and_removed(bucket, mounts):
     m.mount()
     m.flush()
     assert "orphan.txt" in remote_objects(gcs)
+
+
+def test_dead_mount_hint_names_its_cache_dir(bucket, mounts, workdir):
+    """A mount made without --cache-dir (as a user does), its daemon killed:
+    status, sync and unmount name the default cache dir holding its journal
+    (from the source /proc/self/mountinfo records), so the user can run the
+    command they suggest as is, also given the mountpoint as ./DIR/."""
+    emu, gcs = bucket
+    xdg = os.path.join(workdir, "xdg")
+    m = mounts(emu, "gs://bkt", mount=False, env={"XDG_CACHE_HOME": xdg})
+    res = run_durafs(["mount", "gs://bkt", m.mnt, "-o",
+                      "log_file=%s,writeback_delay=1h" % m.log_path], env=m.env)
+    assert res.returncode == 0, res.stderr
+    (cache,) = [os.path.join(xdg, "durafs", d) for d in os.listdir(os.path.join(xdg, "durafs"))]
+    m.pid = m.status()["mount"]["pid"]
+    assert m.status()["mount"]["cache_dir"] == cache
+    m.write("orphan.txt", b"left in the journal")
+    m.kill9(cleanup=False)
+    rel = "./" + os.path.basename(m.mnt) + "/"
+    res = subprocess.run([conftest.DURAFS, "status", rel], env=m.env, cwd=os.path.dirname(m.mnt),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "(its journal: `durafs status --cache-dir %s`)" % cache in res.stderr, res.stderr
+    res = m.cli("sync", "--flush", m.mnt)
+    assert res.returncode == 1
+    assert "run `durafs sync --flush --cache-dir %s`" % cache in res.stderr, res.stderr
+    res = m.cli("unmount", m.mnt)
+    assert res.returncode == 0, res.stderr
+    assert "`durafs sync --flush --cache-dir %s` uploads them" % cache in res.stderr, res.stderr
+    res = run_durafs(["sync", "--flush", "--cache-dir", cache], env=m.env)
+    assert res.returncode == 0, res.stderr
+    assert gcs.media("bkt", "orphan.txt").body == b"left in the journal"
 
 
 @pytest.mark.soak
