@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 import conftest
-from help_util import ROOT, bash_complete, durafs_help, mount_opt_placeholders, parse_cli
+from help_util import (OPTION_RE, ROOT, bash_complete, durafs_help, mount_opt_placeholders,
+                       parse_cli)
 from mount_util import bucket, mounts  # noqa: F401  (fixtures)
 
 MAN = os.path.join(ROOT, "contrib", "durafs.1")
@@ -254,3 +255,25 @@ def test_completion_of_positionals_follows_the_usage(bucket, mounts, workdir):
     if "trash" in commands and commands["trash"].subcommands:
         got = bash_complete("durafs trash %s " % commands["trash"].subcommands[0])
         assert set(got) == {"gs://", "drive:"}, got
+
+
+def test_command_list_shows_each_commands_usage_options(cli):
+    """`durafs --help`'s line for unmount, sync and status names every option
+    of the command's own usage lines (it had left out unmount --json, sync
+    --retry-failed, status --cache-dir and --ack-conflicts, which README's
+    command headers show)."""
+    commands, _, _ = cli
+    for name in ("unmount", "sync", "status"):
+        rc, text = durafs_help(name)
+        assert rc == 0
+        usage = []
+        for line in text.splitlines():
+            if not line.strip():
+                break
+            usage.append(line)
+        want = set(OPTION_RE.findall(" ".join(usage))) - {"-h", "--help"}
+        if name == "sync":
+            # the --cache-dir form's credentials are the command's own detail
+            want -= {"--token-file", "--credentials", "--debug"}
+        got = set(OPTION_RE.findall(commands[name].usage))
+        assert want <= got, "durafs --help, %s: missing %s" % (name, sorted(want - got))
