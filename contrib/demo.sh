@@ -79,3 +79,6 @@ grep -qs " $mnt " /proc/mounts && echo "still mounted?" || echo "unmounted; the 
 
 step "Emulator statistics"
 curl -sf "$URL/_emulator/stats"; echo
+
+step "Next"
+echo "Run these commands yourself against the emulator: README.md, section \"The emulator\"."
