@@ -141,6 +141,7 @@ static int flush_mount(const struct sync_args *a)
 				"run `durafs sync --flush --cache-dir DIR` or mount it again\n", e.msg);
 		else
 			fprintf(stderr, SYNC_PROG ": %s\n", e.msg);
+		free(dir);
 		ctl_client_close(&c);
 		return CLI_FAIL;
 	}
