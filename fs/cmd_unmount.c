@@ -94,8 +94,9 @@ static int do_unmount(const char *mnt, char *why, size_t whylen)
 		if (umount2(mnt, 0) == 0)
 			return 0;
 		if (errno == EBUSY)
-			snprintf(why, whylen, "%s is busy (a process is using it); it stays mounted",
-				 mnt);
+			snprintf(why, whylen, "%s is busy: a process has a file open there or its "
+				 "current directory inside (a shell cd'ed into it counts; `fuser -vm "
+				 "%s` lists them); it stays mounted", mnt, mnt);
 		else
 			snprintf(why, whylen, "umount %s: %s", mnt, strerror(errno));
 		return -1;

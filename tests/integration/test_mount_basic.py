@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -376,7 +377,8 @@ def test_hints_for_likely_mistakes(bucket, mounts):
     """What a new user gets wrong: mounting over a directory that holds files
     (mounted, with a warning that they are hidden), and giving a path inside
     the mount instead of its mount point to status, sync and unmount (refused,
-    naming the mount point)."""
+    naming the mount point), unmounting from a shell whose current directory
+    is inside (busy, saying what counts and how to find it)."""
     emu, gcs = bucket
     m = mounts(emu, "gs://bkt", mount=False)
     for n in ("a.txt", "b.txt"):
@@ -394,6 +396,18 @@ def test_hints_for_likely_mistakes(bucket, mounts):
         assert ("%s is not a durafs mount but a path inside the durafs mount %s: give its "
                 "mount point" % (inside, os.path.realpath(m.mnt))) in res.stderr, res.stderr
     assert is_mounted(m.mnt)
+    if os.geteuid() == 0:
+        # a process sitting in the mount (a shell cd'ed into it): busy, and why
+        sleeper = subprocess.Popen(["sleep", "60"], cwd=inside)
+        try:
+            res = run_durafs(["unmount", m.mnt], env=m.env, timeout=60)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        assert res.returncode == 1, res.stderr
+        assert "is busy: a process has a file open there or its current directory inside" \
+            in res.stderr and "fuser -vm" in res.stderr, res.stderr
+        assert is_mounted(m.mnt)
     m.unmount()
     # the files were hidden, not touched
     assert sorted(os.listdir(m.mnt)) == ["a.txt", "b.txt"]
