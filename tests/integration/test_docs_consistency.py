@@ -7,6 +7,7 @@ carries the binary's version."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -277,3 +278,49 @@ def test_command_list_shows_each_commands_usage_options(cli):
             want -= {"--token-file", "--credentials", "--debug"}
         got = set(OPTION_RE.findall(commands[name].usage))
         assert want <= got, "durafs --help, %s: missing %s" % (name, sorted(want - got))
+
+
+def test_readme_emulator_recipe_runs(workdir):
+    """README's recipe for trying durafs against the bundled emulator runs
+    as written (its /tmp paths moved into the test's directory, build/ being
+    the build under test): both mounts made, a file flushed, both unmounted,
+    the emulator stopped. It once used bucket 'b', which Google's naming
+    rules (and so durafs and the emulator) refuse."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index("To try every command of [Using durafs]")
+    block = text[start:].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "build/durafs mount gs://" in block and "build/durafs mount drive:" in block
+    script = block.replace("/tmp/", workdir + "/").replace("build/", conftest.BUILD + "/")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("STORAGE_EMULATOR_HOST", "DURAFS_DRIVE_ENDPOINT",
+                        "GOOGLE_APPLICATION_CREDENTIALS", "DURAFS_ACCESS_TOKEN")}
+    env["DURAFS_NO_METADATA"] = "1"
+    env["XDG_CACHE_HOME"] = os.path.join(workdir, "xdg")
+    # output to files: a pipe would stay open as long as the emulator runs
+    out_path, err_path = os.path.join(workdir, "out"), os.path.join(workdir, "err")
+    with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+        proc = subprocess.Popen(["bash", "-e", "-c", script], cwd=workdir, env=env,
+                                stdout=out_f, stderr=err_f, start_new_session=True)
+    try:
+        proc.wait(timeout=120)
+    finally:
+        # a failed step leaves the emulator (its background job) and mounts behind
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        with open("/proc/self/mounts") as f:
+            left = [ln.split()[1] for ln in f if workdir in ln.split()[1]]
+        for mnt in left:
+            subprocess.run(["fusermount3", "-u", "-z", mnt], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    with open(out_path) as f:
+        out = f.read()
+    with open(err_path) as f:
+        err = f.read()
+    assert proc.returncode == 0, "%s\n%s\n%s" % (script, out, err)
+    assert not conftest.SUSPICIOUS.search(err), err
+    assert '"name":"my-bucket"' in out, out
+    assert not left, left
