@@ -191,6 +191,12 @@ static void fmt(uint64_t n, char *buf, size_t len)
 	prog_fmt_bytes(n, buf, len);
 }
 
+/* "s" unless n is 1: "1 file", "2 files". */
+static const char *plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static void print_totals(const json_t *t)
 {
 	char a[32], b[32], c[32], d[32];
@@ -199,9 +205,10 @@ static void print_totals(const json_t *t)
 	fmt(jget(t, "dirty_bytes"), b, sizeof(b));
 	fmt(jget(t, "limit"), c, sizeof(c));
 	fmt(jget(t, "fs_free"), d, sizeof(d));
-	printf("cache: %s clean in %" PRIu64 " files (limit %s), %s dirty in %" PRIu64
-	       " files; %s free on the cache disk", a, jget(t, "clean_files"), c, b,
-	       jget(t, "dirty_files"), d);
+	printf("cache: %s clean in %" PRIu64 " file%s (limit %s), %s dirty in %" PRIu64
+	       " file%s; %s free on the cache disk", a, jget(t, "clean_files"),
+	       plural(jget(t, "clean_files")), c, b, jget(t, "dirty_files"),
+	       plural(jget(t, "dirty_files")), d);
 	fmt(jget(t, "min_free"), a, sizeof(a));
 	printf(" (kept above %s)\n", a);
 }
@@ -218,9 +225,9 @@ static int show_status(const struct cache_args *a, const json_t *reply, const ch
 	if (tree) {
 		fmt(jget(tree, "bytes_local"), x, sizeof(x));
 		fmt(jget(tree, "bytes"), y, sizeof(y));
-		printf("%s: %" PRIu64 " files, %s of %s local: %" PRIu64 " fully cached, %" PRIu64
+		printf("%s: %" PRIu64 " file%s, %s of %s local: %" PRIu64 " fully cached, %" PRIu64
 		       " partly, %" PRIu64 " not cached, %" PRIu64 " local changes\n", label,
-		       jget(tree, "files"), x, y, jget(tree, "full"), jget(tree, "partial"),
+		       jget(tree, "files"), plural(jget(tree, "files")), x, y, jget(tree, "full"), jget(tree, "partial"),
 		       jget(tree, "none"), jget(tree, "local"));
 	}
 	print_totals(json_object_get(reply, "cache"));
@@ -238,8 +245,8 @@ static int show_drop(const struct cache_args *a, const json_t *reply, const char
 		return CLI_OK;
 	}
 	fmt(jget(d, "dropped_bytes"), x, sizeof(x));
-	printf("%s: dropped %s of cached data of %" PRIu64 " files", label, x,
-	       jget(d, "dropped_files"));
+	printf("%s: dropped %s of cached data of %" PRIu64 " file%s", label, x,
+	       jget(d, "dropped_files"), plural(jget(d, "dropped_files")));
 	if (jget(d, "kept_dirty") || jget(d, "kept_open"))
 		printf("; kept %" PRIu64 " files with local changes (never dropped) and %" PRIu64
 		       " open files", jget(d, "kept_dirty"), jget(d, "kept_open"));
@@ -321,7 +328,8 @@ static int run_warm(const struct cache_args *a, struct ctl_client *c, const json
 		goto out;
 	}
 	fmt(jget(w, "fetched_bytes"), x, sizeof(x));
-	printf("%s: fetched %" PRIu64 " files (%s) in %.1f s", label, jget(w, "fetched_files"), x,
+	printf("%s: fetched %" PRIu64 " file%s (%s) in %.1f s", label, jget(w, "fetched_files"),
+	       plural(jget(w, "fetched_files")), x,
 	       (double)jget(w, "elapsed_ms") / 1000.0);
 	fmt(jget(w, "cached_bytes"), x, sizeof(x));
 	printf("; %" PRIu64 " already cached (%s)", jget(w, "cached_files"), x);

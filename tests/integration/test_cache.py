@@ -143,7 +143,10 @@ def test_cache_cli_errors(mounts, bucket, workdir):
     assert res.returncode == 0 and "warm" in res.stdout
     # a single file, and the mount root
     res = run_durafs(["cache", "warm", m.path("a.bin")], env=m.env, check=True)
-    assert "fetched 1 files" in res.stdout
+    assert "fetched 1 file (" in res.stdout, res.stdout
+    res = run_durafs(["cache", "status", m.path("a.bin")], env=m.env, check=True)
+    assert ": 1 file, " in res.stdout and " files" not in res.stdout.split("cache:")[0], \
+        res.stdout
     res = run_durafs(["cache", "warm", m.mnt], env=m.env, check=True)
     assert "1 already cached" in res.stdout
     # status without PATH: the mount holding the current directory
