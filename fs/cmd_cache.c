@@ -227,8 +227,8 @@ static int show_status(const struct cache_args *a, const json_t *reply, const ch
 		fmt(jget(tree, "bytes"), y, sizeof(y));
 		printf("%s: %" PRIu64 " file%s, %s of %s local: %" PRIu64 " fully cached, %" PRIu64
 		       " partly, %" PRIu64 " not cached, %" PRIu64 " local changes\n", label,
-		       jget(tree, "files"), plural(jget(tree, "files")), x, y, jget(tree, "full"), jget(tree, "partial"),
-		       jget(tree, "none"), jget(tree, "local"));
+		       jget(tree, "files"), plural(jget(tree, "files")), x, y, jget(tree, "full"),
+		       jget(tree, "partial"), jget(tree, "none"), jget(tree, "local"));
 	}
 	print_totals(json_object_get(reply, "cache"));
 	return CLI_OK;
