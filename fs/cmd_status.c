@@ -70,6 +70,8 @@ static void print_human(const json_t *st)
 	else
 		printf("%s (no daemon: from the journal)\n", s(mnt, "source"));
 	printf("  cache dir    %s\n", s(mnt, "cache_dir"));
+	if (json_is_string(json_object_get(mnt, "log")))
+		printf("  log          %s\n", s(mnt, "log"));
 	if (json_is_true(json_object_get(mnt, "started_offline")))
 		printf("  remote       unreachable at mount: serving the stored state, "
 		       "uploads wait until it answers\n");

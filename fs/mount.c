@@ -836,6 +836,18 @@ json_t *mnt_status(struct mnt *m)
 	json_object_set_new(o, "mountpoint", mo->mountpoint && m->fs ? json_string(mo->mountpoint)
 								     : json_null());
 	json_object_set_new(o, "cache_dir", json_string(mo->cache_dir));
+	if (!m->fs) {
+		json_object_set_new(o, "log", json_null());
+	} else if (mo->log_file || mo->foreground) {
+		json_object_set_new(o, "log", json_string(mo->log_file ? mo->log_file : "stderr"));
+	} else {
+		char *lp = NULL;
+
+		if (asprintf(&lp, "%s/durafs.log", mo->cache_dir) < 0)
+			lp = NULL;
+		json_object_set_new(o, "log", lp ? json_string(lp) : json_null());
+		free(lp);
+	}
 	json_object_set_new(o, "backend", json_string(m->be ? be_name(m->be) : ""));
 	json_object_set_new(o, "endpoint", json_string(m->endpoint));
 	json_object_set_new(o, "auth", json_string(m->auth_kind ? m->auth_kind : ""));

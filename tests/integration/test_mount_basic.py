@@ -103,6 +103,7 @@ def test_status_json(bucket, mounts):
     assert st["mount"]["source"] == "gs://bkt"
     assert st["mount"]["mountpoint"] == m.mnt
     assert st["mount"]["cache_dir"] == m.cache_dir
+    assert st["mount"]["log"] == m.log_path
     assert st["mount"]["backend"] == "gcs"
     assert st["mount"]["pid"] == m.pid and pid_alive(m.pid)
     assert st["mount"]["auth"] == "none"
@@ -129,6 +130,7 @@ def test_status_json(bucket, mounts):
     assert res.returncode == 0
     assert "gs://bkt on " + m.mnt in res.stdout
     assert "pending      0 operations" in res.stdout
+    assert "  log          %s\n" % m.log_path in res.stdout
 
 
 def test_state_xattr_dirty_to_committed(bucket, mounts):

@@ -128,12 +128,14 @@ def test_dead_mount_hint_names_its_cache_dir(bucket, mounts, workdir):
     emu, gcs = bucket
     xdg = os.path.join(workdir, "xdg")
     m = mounts(emu, "gs://bkt", mount=False, env={"XDG_CACHE_HOME": xdg})
-    res = run_durafs(["mount", "gs://bkt", m.mnt, "-o",
-                      "log_file=%s,writeback_delay=1h" % m.log_path], env=m.env)
+    res = run_durafs(["mount", "gs://bkt", m.mnt, "-o", "writeback_delay=1h"], env=m.env)
     assert res.returncode == 0, res.stderr
     (cache,) = [os.path.join(xdg, "durafs", d) for d in os.listdir(os.path.join(xdg, "durafs"))]
-    m.pid = m.status()["mount"]["pid"]
-    assert m.status()["mount"]["cache_dir"] == cache
+    m.log_path = os.path.join(cache, "durafs.log")  # the default, which status names
+    st = m.status()
+    m.pid = st["mount"]["pid"]
+    assert st["mount"]["cache_dir"] == cache and st["mount"]["log"] == m.log_path
+    assert "  log          %s\n" % m.log_path in m.cli("status", m.mnt).stdout
     m.write("orphan.txt", b"left in the journal")
     m.kill9(cleanup=False)
     rel = "./" + os.path.basename(m.mnt) + "/"
