@@ -14,6 +14,7 @@
 
 #include "durafs/cli.h"
 #include "durafs/ctl.h"
+#include "durafs/jsonh.h"
 #include "durafs/mopts.h"
 #include "durafs/mount_cli.h"
 #include "durafs/progress.h"
@@ -425,6 +426,13 @@ int cmd_cache(int argc, char **argv)
 			root = r2;
 		else
 			free(r2);
+		if (!jsonh_utf8_valid(l2)) {
+			/* the mount cannot create such a name either */
+			fprintf(stderr, CACHE_PROG ": %s: the path is not valid UTF-8 (durafs "
+				"names are UTF-8)\n", a.paths[i]);
+			free(l2);
+			goto out;
+		}
 		if (json_array_append_new(paths, json_string(l2)) < 0) {
 			free(l2);
 			goto nomem;

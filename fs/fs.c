@@ -16,6 +16,7 @@
 
 #include "fs_i.h"
 #include "durafs/fs_poll.h"
+#include "durafs/jsonh.h"
 #include "durafs/log.h"
 
 /* A file handle is the shared open file's address with bit 0 set when
@@ -253,45 +254,6 @@ static int name_ok(const char *name)
 	return 0;
 }
 
-/* Whether s is valid UTF-8 (no overlong forms, no surrogates, nothing past
- * U+10FFFF): what GCS object names, Drive names and both backends' symlink
- * targets must be. */
-static int utf8_ok(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	uint32_t c;
-	int n, i;
-
-	while (*p) {
-		if (*p < 0x80) {
-			p++;
-			continue;
-		}
-		if (*p >= 0xc2 && *p <= 0xdf) {
-			n = 1;
-			c = *p & 0x1f;
-		} else if (*p >= 0xe0 && *p <= 0xef) {
-			n = 2;
-			c = *p & 0x0f;
-		} else if (*p >= 0xf0 && *p <= 0xf4) {
-			n = 3;
-			c = *p & 0x07;
-		} else {
-			return 0;
-		}
-		for (i = 1; i <= n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return 0;
-			c = (c << 6) | (p[i] & 0x3f);
-		}
-		if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) || c > 0x10ffff ||
-		    (c >= 0xd800 && c <= 0xdfff))
-			return 0;
-		p += n + 1;
-	}
-	return 1;
-}
-
 /* Whether the remote can store a new entry `name` at `path` (a directory
  * when dir), so that nothing is journaled that would fail to upload
  * forever: 0, -EILSEQ (not valid UTF-8), -EINVAL (a character the backend
@@ -299,7 +261,7 @@ static int utf8_ok(const char *s)
  * longer than the backend allows: 1,024 bytes on GCS, prefix included). */
 static int new_name_ok(struct fs *fs, const char *name, const char *path, int dir)
 {
-	if (!utf8_ok(name))
+	if (!jsonh_utf8_valid(name))
 		return -EILSEQ;
 	switch (be_path_check(fs->be, path, dir)) {
 	case BE_PATH_OK:
@@ -908,7 +870,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 		rc = *link ? new_name_ok(fs, name, path, 0) : -ENOENT;
 	/* the target is stored as remote metadata: UTF-8, within the
 	 * backend's size limit (Drive: 105 bytes) */
-	if (rc == 0 && !utf8_ok(link))
+	if (rc == 0 && !jsonh_utf8_valid(link))
 		rc = -EILSEQ;
 	if (rc == 0 && be_symlink_max(fs->be) && strlen(link) > be_symlink_max(fs->be))
 		rc = -ENAMETOOLONG;

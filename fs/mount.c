@@ -15,6 +15,7 @@
 #include "durafs/auth.h"
 #include "durafs/auth_adc.h"
 #include "durafs/clock.h"
+#include "durafs/jsonh.h"
 #include "durafs/drive.h"
 #include "durafs/fs.h"
 #include "durafs/gcs.h"
@@ -616,19 +617,19 @@ static json_t *op_json(const struct jnl_op *op)
 		return NULL;
 	json_object_set_new(o, "seq", json_integer((json_int_t)op->seq));
 	json_object_set_new(o, "op", json_string(mnt_op_name(op->kind)));
-	json_object_set_new(o, "path", json_string(op->path ? op->path : ""));
+	json_object_set_new(o, "path", jsonh_string_lossy(op->path ? op->path : ""));
 	if (op->path2)
-		json_object_set_new(o, "path2", json_string(op->path2));
+		json_object_set_new(o, "path2", jsonh_string_lossy(op->path2));
 	json_object_set_new(o, "state", json_string(op->state == JNL_CONFLICT ? "conflict" :
 						    op->state == JNL_FAILED ? "failed" :
 						    op->state == JNL_IN_PROGRESS ? "uploading" :
 						    "pending"));
 	json_object_set_new(o, "error", json_string(op->err_code ? err_code_name(op->err_code) :
 						    ""));
-	json_object_set_new(o, "reason", json_string(op->err_msg ? op->err_msg : ""));
+	json_object_set_new(o, "reason", jsonh_string_lossy(op->err_msg ? op->err_msg : ""));
 	json_object_set_new(o, "attempts", json_integer((json_int_t)op->attempts));
 	if (op->conflict_name)
-		json_object_set_new(o, "copy", json_string(op->conflict_name));
+		json_object_set_new(o, "copy", jsonh_string_lossy(op->conflict_name));
 	return o;
 }
 
@@ -796,7 +797,7 @@ static json_t *status_ops(struct mnt *m, json_t *st)
 		goto out;
 	if (jnl_list_ops(m->jnl, JNL_MASK(JNL_FAILED) | JNL_MASK(JNL_CONFLICT) |
 			 JNL_MASK(JNL_PENDING), 0, &v, &n, &e) < 0) {
-		json_object_set_new(st, "journal_error", json_string(e.msg));
+		json_object_set_new(st, "journal_error", jsonh_string_lossy(e.msg));
 		n = 0;
 	}
 	for (i = 0; i < n; i++) {
@@ -832,20 +833,20 @@ json_t *mnt_status(struct mnt *m)
 		return NULL;
 	json_object_set_new(st, "version", json_string(DURAFS_VERSION));
 	o = json_object();
-	json_object_set_new(o, "source", json_string(mo->source ? mo->source : ""));
-	json_object_set_new(o, "mountpoint", mo->mountpoint && m->fs ? json_string(mo->mountpoint)
+	json_object_set_new(o, "source", jsonh_string_lossy(mo->source ? mo->source : ""));
+	json_object_set_new(o, "mountpoint", mo->mountpoint && m->fs ? jsonh_string_lossy(mo->mountpoint)
 								     : json_null());
-	json_object_set_new(o, "cache_dir", json_string(mo->cache_dir));
+	json_object_set_new(o, "cache_dir", jsonh_string_lossy(mo->cache_dir));
 	if (!m->fs) {
 		json_object_set_new(o, "log", json_null());
 	} else if (mo->log_file || mo->foreground) {
-		json_object_set_new(o, "log", json_string(mo->log_file ? mo->log_file : "stderr"));
+		json_object_set_new(o, "log", jsonh_string_lossy(mo->log_file ? mo->log_file : "stderr"));
 	} else {
 		char *lp = NULL;
 
 		if (asprintf(&lp, "%s/durafs.log", mo->cache_dir) < 0)
 			lp = NULL;
-		json_object_set_new(o, "log", lp ? json_string(lp) : json_null());
+		json_object_set_new(o, "log", lp ? jsonh_string_lossy(lp) : json_null());
 		free(lp);
 	}
 	json_object_set_new(o, "backend", json_string(m->be ? be_name(m->be) : ""));
@@ -863,7 +864,7 @@ json_t *mnt_status(struct mnt *m)
 
 	memset(&js, 0, sizeof(js));
 	if (jnl_stats(m->jnl, &js, &e) < 0)
-		json_object_set_new(st, "journal_error", json_string(e.msg));
+		json_object_set_new(st, "journal_error", jsonh_string_lossy(e.msg));
 	o = json_object();
 	set_u64(o, "ops", js.pending_ops + js.inflight_ops);
 	set_u64(o, "bytes", js.pending_bytes + (js.inflight_bytes - js.inflight_persisted));
@@ -877,7 +878,7 @@ json_t *mnt_status(struct mnt *m)
 		for (i = 0; i < nup; i++) {
 			json_t *u = json_object();
 
-			json_object_set_new(u, "path", json_string(up[i].path ? up[i].path : ""));
+			json_object_set_new(u, "path", jsonh_string_lossy(up[i].path ? up[i].path : ""));
 			set_u64(u, "seq", up[i].seq);
 			set_u64(u, "total", up[i].total);
 			set_u64(u, "persisted", up[i].persisted);
@@ -949,7 +950,7 @@ json_t *mnt_status(struct mnt *m)
 	}
 
 	o = json_object();
-	json_object_set_new(o, "path", json_string(m->journal_path ? m->journal_path : ""));
+	json_object_set_new(o, "path", jsonh_string_lossy(m->journal_path ? m->journal_path : ""));
 	set_u64(o, "last_seq", js.last_seq);
 	set_u64(o, "failed_ops", js.failed_ops);
 	set_u64(o, "conflict_ops", js.conflict_ops);

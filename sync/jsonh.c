@@ -479,6 +479,90 @@ int jsonh_elem_str(const json_t *arr, size_t i, const char *name,
 	return 0;
 }
 
+/* Length (2-4) of the valid UTF-8 sequence of a non-ASCII lead at p, or 0. */
+static int utf8_seq(const unsigned char *p)
+{
+	uint32_t c;
+	int n, i;
+
+	if (*p >= 0xc2 && *p <= 0xdf) {
+		n = 1;
+		c = *p & 0x1f;
+	} else if (*p >= 0xe0 && *p <= 0xef) {
+		n = 2;
+		c = *p & 0x0f;
+	} else if (*p >= 0xf0 && *p <= 0xf4) {
+		n = 3;
+		c = *p & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i <= n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return n + 1;
+}
+
+int jsonh_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	int n;
+
+	while (*p) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		n = utf8_seq(p);
+		if (!n)
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
+json_t *jsonh_string_lossy(const char *s)
+{
+	const unsigned char *p;
+	json_t *v = NULL;
+	char *buf = NULL, *q;
+	int n;
+
+	if (!s)
+		s = "";
+	if (jsonh_utf8_valid(s))
+		return json_string(s);
+	buf = malloc(strlen(s) * 3 + 1);    /* a bad byte becomes 3 */
+	if (!buf)
+		return NULL;
+	q = buf;
+	for (p = (const unsigned char *)s; *p;) {
+		if (*p < 0x80) {
+			*q++ = (char)*p++;
+			continue;
+		}
+		n = utf8_seq(p);
+		if (n) {
+			memcpy(q, p, (size_t)n);
+			q += n;
+			p += n;
+		} else {
+			memcpy(q, "\xef\xbf\xbd", 3);
+			q += 3;
+			p++;
+		}
+	}
+	*q = 0;
+	v = json_string(buf);
+	free(buf);
+	return v;
+}
+
 char *jsonh_dumps(const json_t *v, struct err *err)
 {
 	char *s;

@@ -115,6 +115,16 @@ int jsonh_elem_str(const json_t *arr, size_t i, const char *name,
  * *err set (ERR_NOMEM, or ERR_INVAL for v == NULL). Does not consume v. */
 char *jsonh_dumps(const json_t *v, struct err *err);
 
+/* 1 when the NUL-terminated s is valid UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF), else 0: what JSON strings, GCS
+ * object names and Drive names must be. */
+int jsonh_utf8_valid(const char *s);
+
+/* A new JSON string of s (NULL: ""), for output that must never fail on a
+ * local name: each byte of s that is not part of valid UTF-8 becomes
+ * U+FFFD. NULL only when out of memory. */
+json_t *jsonh_string_lossy(const char *s);
+
 /* Short name of a JSON value's type for messages: "object", "array",
  * "string", "integer", "real", "boolean", "null", or "nothing" for NULL. */
 const char *jsonh_type_name(const json_t *v);

@@ -276,6 +276,36 @@ static void test_secret_values_not_echoed(void **state)
 	json_decref(o);
 }
 
+static void test_utf8(void **state)
+{
+	json_t *v;
+
+	(void)state;
+	assert_int_equal(jsonh_utf8_valid(""), 1);
+	assert_int_equal(jsonh_utf8_valid("plain/ascii.txt"), 1);
+	assert_int_equal(jsonh_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), 1);
+	assert_int_equal(jsonh_utf8_valid("bad\xff"), 0);             /* never a lead */
+	assert_int_equal(jsonh_utf8_valid("cut\xc3"), 0);             /* truncated */
+	assert_int_equal(jsonh_utf8_valid("\xc0\xaf"), 0);           /* overlong '/' */
+	assert_int_equal(jsonh_utf8_valid("\xe0\x80\xaf"), 0);      /* overlong, 3 bytes */
+	assert_int_equal(jsonh_utf8_valid("\xed\xa0\x80"), 0);      /* surrogate */
+	assert_int_equal(jsonh_utf8_valid("\xf4\x90\x80\x80"), 0); /* past U+10FFFF */
+	/* valid text is kept as it is */
+	v = jsonh_string_lossy("caf\xc3\xa9");
+	assert_non_null(v);
+	assert_string_equal(json_string_value(v), "caf\xc3\xa9");
+	json_decref(v);
+	/* each bad byte becomes U+FFFD; the valid sequences around it stay */
+	v = jsonh_string_lossy("a\xff" "b\xc3\xa9\xc3");
+	assert_non_null(v);
+	assert_string_equal(json_string_value(v), "a\xef\xbf\xbd" "b\xc3\xa9\xef\xbf\xbd");
+	json_decref(v);
+	v = jsonh_string_lossy(NULL);
+	assert_non_null(v);
+	assert_string_equal(json_string_value(v), "");
+	json_decref(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_containers),
 		cmocka_unit_test(test_dumps),
 		cmocka_unit_test(test_secret_values_not_echoed),
+		cmocka_unit_test(test_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
