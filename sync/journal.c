@@ -67,7 +67,7 @@
 **   the FUSE write path; replaying 20 MB at the next open takes
 **   milliseconds. jnl_open and jnl_close fold the WAL in completely.
 **
-** 3. Schema (PRAGMA user_version = 2, application_id = 0x64726673 "drfs")
+** 3. Schema (PRAGMA user_version = 3, application_id = 0x64726673 "drfs")
 ** ----------------------------------------------------------------------
 **   files(fid INTEGER PRIMARY KEY AUTOINCREMENT,   -- stable identity
 **         path TEXT,            -- current path; NULL once unlinked
@@ -98,11 +98,20 @@
 **   entries(dir, name, type, size, mtime_ns, remote,
 **           flags)              -- BE_EF_* of the remote entry (version 2)
 **     PRIMARY KEY(dir,name)
+**     INDEX entries_id(substr(remote,instr(remote,':')+1))
+**       WHERE instr(remote,':')>0        -- version 3
 **   meta(key PRIMARY KEY, value)
 **   cache_files(name PRIMARY KEY, remote, bytes, atime_ms) INDEX(atime_ms)
 **   cache_blocks(name, start, end) PRIMARY KEY(name,start)
 ** AUTOINCREMENT makes seq and fid never reused, even after deletions and
 ** restarts; jnl_last_seq() is therefore a valid "everything up to now" mark.
+** entries_id indexes the remote id of a stored entry (the text after the
+** first ':' of `remote`, see be_version_format; only Drive entries have
+** one, so GCS listings add nothing to it): jnl_entries_by_ids looks each
+** id up there instead of scanning every entry (the Drive change feed
+** names a deleted or moved item by id only). Its statement must spell the
+** expression and the WHERE term as the index does (ENT_ID, ENT_HAS_ID),
+** or SQLite does not use it; a unit test checks the query plan.
 **
 ** 4. Files and versions
 ** ---------------------
@@ -237,7 +246,8 @@
 **   1. Check application_id and user_version: a newer schema is refused
 **      ("written by a newer durafs"), a foreign database too; an older one
 **      is upgraded in place, in the same transaction (version 1 -> 2: the
-**      column entries.flags, 0 for the stored rows).
+**      column entries.flags, 0 for the stored rows; 2 -> 3: the index
+**      entries_id, built over the stored rows).
 **   2. SQLite replays its WAL (committed transactions only).
 **   3. IN_PROGRESS ops go back to PENDING with their claim and lease
 **      cleared; attempts, error and upload session are kept, so an
@@ -276,9 +286,17 @@
 #include "durafs/clock.h"
 #include "durafs/journal.h"
 
-#define JNL_SCHEMA_VERSION 2
+#define JNL_SCHEMA_VERSION 3
 #define JNL_APP_ID 0x64726673 /* "drfs" */
 #define JNL_PATH_MAX 4096
+
+/* The remote id of an entry (the text after the first ':' of its remote
+ * version) and the condition for having one: the expression and WHERE term
+ * of the index entries_id; ENT_BY_IDS must use them verbatim. */
+#define ENT_ID "substr(remote,instr(remote,':')+1)"
+#define ENT_HAS_ID "instr(remote,':')>0"
+#define ENT_ID_INDEX "CREATE INDEX IF NOT EXISTS entries_id ON entries(" ENT_ID ") " \
+	"WHERE " ENT_HAS_ID
 
 /* Column lists shared by several statements. */
 #define OPCOLS \
@@ -456,9 +474,8 @@
 	  "WHERE dir=?1 ORDER BY name") \
 	X(ENT_DEL, "DELETE FROM entries WHERE dir=?1 AND name=?2") \
 	X(ENT_COUNT, "SELECT count(*) FROM entries WHERE dir=?1") \
-	X(ENT_BY_IDS, "SELECT dir,name,type FROM entries WHERE instr(remote,':')>0 " \
-	  "AND substr(remote,instr(remote,':')+1) IN (SELECT value FROM " \
-	  "json_each(?1)) ORDER BY dir,name") \
+	X(ENT_BY_IDS, "SELECT dir,name,type FROM entries WHERE " ENT_HAS_ID " AND " \
+	  ENT_ID " IN (SELECT value FROM json_each(?1)) ORDER BY dir,name") \
 	X(META_SET, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)") \
 	X(META_GET, "SELECT value FROM meta WHERE key=?1") \
 	X(META_DEL, "DELETE FROM meta WHERE key=?1") \
@@ -501,7 +518,7 @@ static const char *const st_sql[ST_COUNT] = {
 #undef X
 };
 
-/* The schema of version 1, created in one transaction. */
+/* The schema of version JNL_SCHEMA_VERSION, created in one transaction. */
 static const char schema_sql[] =
 	"CREATE TABLE files("
 	" fid INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -574,6 +591,7 @@ static const char schema_sql[] =
 	" remote TEXT,"
 	" flags INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY(dir,name)) WITHOUT ROWID;"
+	ENT_ID_INDEX ";"
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
 	"CREATE TABLE cache_files("
 	" name TEXT PRIMARY KEY,"
@@ -4105,6 +4123,65 @@ out:
 	return rc;
 }
 
+int jnl_entries_by_ids_plan(struct jnl *j, char **plan, struct err *err)
+{
+	static const char pre[] = "EXPLAIN QUERY PLAN ";
+	const unsigned char *detail;
+	sqlite3_stmt *s = NULL;
+	size_t len = 0, cap = 0, dl;
+	char *sql = NULL, *buf = NULL, *nb;
+	int rc = -1, r;
+
+	*plan = NULL;
+	dl = strlen(st_sql[ST_ENT_BY_IDS]);
+	sql = malloc(sizeof(pre) + dl);
+	if (!sql)
+		return oom(err);
+	memcpy(sql, pre, sizeof(pre) - 1);
+	memcpy(sql + sizeof(pre) - 1, st_sql[ST_ENT_BY_IDS], dl + 1);
+	lock(j);
+	r = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
+	if (r != SQLITE_OK) {
+		db_fail(j, r, "explain find by id", err);
+		goto out;
+	}
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		detail = sqlite3_column_text(s, 3);
+		dl = detail ? strlen((const char *)detail) : 0;
+		if (len + dl + 2 > cap) {
+			cap = (len + dl + 2) * 2;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				oom(err);
+				goto out;
+			}
+			buf = nb;
+		}
+		if (dl)
+			memcpy(buf + len, detail, dl);
+		len += dl;
+		buf[len++] = '\n';
+		buf[len] = '\0';
+	}
+	if (r != SQLITE_DONE) {
+		db_fail(j, r, "explain find by id", err);
+		goto out;
+	}
+	if (!buf && !(buf = strdup(""))) {
+		oom(err);
+		goto out;
+	}
+	*plan = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	unlock(j);
+	free(buf);
+	free(sql);
+	return rc;
+}
+
 int jnl_meta_set(struct jnl *j, const char *key, const char *value,
 		 struct err *err)
 {
@@ -4711,6 +4788,8 @@ static int schema_upgrade(struct jnl *j, int64_t from, struct err *err)
 	static const char *const steps[] = {
 		/* 1 -> 2: entry flags (BE_EF_*: read-only, size unknown) */
 		"ALTER TABLE entries ADD COLUMN flags INTEGER NOT NULL DEFAULT 0",
+		/* 2 -> 3: entries found by remote id through an index */
+		ENT_ID_INDEX,
 	};
 	char sql[64];
 	int64_t v;

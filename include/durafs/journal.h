@@ -562,20 +562,29 @@ int jnl_entry_del(struct jnl *j, const char *dir, const char *name,
  * (the part after ':' of an entry's remote, see be_version_format): each
  * place's path ("dir/name", "" dir: name) and enum jnl_type into *out
  * (malloc'd array of *n, in (dir, name) order; free with jnl_places_free; none:
- * NULL and 0). Scans every stored entry: meant for rare events such as an
- * item deleted for good whose folder the backend no longer knows. -1 with
- * *err (database failure, out of memory; outputs then NULL and 0). */
+ * NULL and 0). Each id is looked up in an index of the stored entries'
+ * ids (schema version 3), so the cost grows with the number of ids and
+ * places found, not with the number of stored entries: meant for events
+ * such as an item deleted for good whose folder the backend no longer
+ * knows. -1 with *err (database failure, out of memory; outputs then NULL
+ * and 0). */
 struct jnl_place {
 	char *path;
 	int type;
 };
 int jnl_entries_by_id(struct jnl *j, const char *id, struct jnl_place **out, size_t *n,
 		      struct err *err);
-/* The same for any of ids[0..nids) in one scan (the places of all of them,
- * in (dir, name) order). ERR_INVAL for an empty id or one that is not
+/* The same for any of ids[0..nids) in one query (the places of all of
+ * them, in (dir, name) order). ERR_INVAL for an empty id or one that is not
  * valid UTF-8. */
 int jnl_entries_by_ids(struct jnl *j, const char *const *ids, size_t nids,
 		       struct jnl_place **out, size_t *n, struct err *err);
+/* The query plan SQLite chooses for jnl_entries_by_ids (the detail column
+ * of EXPLAIN QUERY PLAN, one line each, e.g. "SEARCH entries USING INDEX
+ * entries_id (<expr>=?)"): for tests and diagnostics, to show the lookup
+ * is indexed. *plan is malloc'd (the caller frees it). Thread-safe like
+ * every call. -1 with *err (database failure, out of memory; *plan NULL). */
+int jnl_entries_by_ids_plan(struct jnl *j, char **plan, struct err *err);
 void jnl_places_free(struct jnl_place *v, size_t n);
 
 /* A small key/value store for the mount (Drive changes token, mount id,
