@@ -281,7 +281,7 @@ static void test_open_refuses_newer_and_foreign(void **state)
 	FAILS(jnl_open(f->path, NULL, &j2, NULL, &e), ERR_INVAL);
 	assert_non_null(strstr(e.msg, "newer durafs"));
 	assert_null(j2);
-	sql_on_file(f->path, "PRAGMA user_version=2");
+	sql_on_file(f->path, "PRAGMA user_version=3");
 	fx_open(f, NULL);
 	assert_int_equal(count_ops(f->j, JNL_MASK_ALL), 1);
 
@@ -1691,7 +1691,8 @@ static void test_entries(void **state)
 
 /* A journal of schema version 1 (entries without flags, as session 1
  * wrote them) is upgraded in place on open: its stored listings and ops
- * survive, their flags read 0, and new flags are stored. */
+ * survive, their flags read 0, new flags are stored, and (version 3) its
+ * entries are found by id. */
 static void test_schema_upgrade_v1(void **state)
 {
 	struct fx *f = *state;
@@ -1703,7 +1704,8 @@ static void test_schema_upgrade_v1(void **state)
 	jnl_close(f->j);
 	f->j = NULL;
 	/* Turn it into what version 1 had. */
-	sql_on_file(f->path, "ALTER TABLE entries DROP COLUMN flags;"
+	sql_on_file(f->path, "DROP INDEX entries_id;"
+		    "ALTER TABLE entries DROP COLUMN flags;"
 		    "PRAGMA user_version=1");
 	fx_open(f, NULL);
 	assert_int_equal(count_ops(f->j, JNL_MASK_ALL), 1);
@@ -1719,7 +1721,17 @@ static void test_schema_upgrade_v1(void **state)
 	assert_int_equal(one.flags, 3);
 	jnl_entry_release(&one);
 	OK(jnl_check(f->j, &e));
-	/* Reopening a version 2 journal upgrades nothing and keeps it. */
+	/* Upgraded through version 3: the entry is found by its id. */
+	{
+		struct jnl_place *pl = NULL;
+		size_t npl = 0;
+
+		OK(jnl_entries_by_id(f->j, "id1", &pl, &npl, &e));
+		assert_int_equal(npl, 1);
+		assert_string_equal(pl[0].path, "d/doc.docx");
+		jnl_places_free(pl, npl);
+	}
+	/* Reopening a version 3 journal upgrades nothing and keeps it. */
 	fx_reopen(f, NULL);
 	OK(jnl_entry_get(f->j, "d", "doc.docx", &one, &e));
 	assert_int_equal(one.flags, 3);
