@@ -455,7 +455,6 @@
 	  "o.path>?1 AND o.path<?2 AND instr(substr(o.path,?3),'/')=0 AND " \
 	  "o.state<=2 AND o.kind IN (3,4,5) AND NOT EXISTS(SELECT 1 FROM files " \
 	  "WHERE files.path=o.path) ORDER BY 1") \
-	X(DIR_CLEAR, "DELETE FROM entries WHERE dir=?1") \
 	X(DIR_SET, "INSERT OR REPLACE INTO dirs(path,complete,fetched_ms) " \
 	  "VALUES(?1,?2,?3)") \
 	X(DIR_GET, "SELECT complete,fetched_ms FROM dirs WHERE path=?1") \
@@ -466,8 +465,6 @@
 	  "dir<?3)") \
 	X(ENT_PUT, "INSERT OR REPLACE INTO entries(dir,name,type,size,mtime_ns," \
 	  "remote,flags) VALUES(?1,?2,?3,?4,?5,?6,?7)") \
-	X(ENT_INSERT, "INSERT INTO entries(dir,name,type,size,mtime_ns,remote," \
-	  "flags) VALUES(?1,?2,?3,?4,?5,?6,?7)") \
 	X(ENT_GET, "SELECT name,type,size,mtime_ns,remote,flags FROM entries " \
 	  "WHERE dir=?1 AND name=?2") \
 	X(ENT_LIST, "SELECT name,type,size,mtime_ns,remote,flags FROM entries " \
@@ -3708,9 +3705,126 @@ static int entry_from_row(sqlite3_stmt *s, struct jnl_entry *e)
 	return 0;
 }
 
+/* qsort order of entry pointers by name (strcmp: SQLite's BINARY order). */
+static int entry_ptr_cmp(const void *a, const void *b)
+{
+	const struct jnl_entry *x = *(const struct jnl_entry *const *)a;
+	const struct jnl_entry *y = *(const struct jnl_entry *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* 1 when the ENT_LIST row s stores exactly what bind_entry would store
+ * for e (name aside). */
+static int entry_row_same(sqlite3_stmt *s, const struct jnl_entry *e)
+{
+	const unsigned char *r;
+
+	if (sqlite3_column_int(s, 1) != e->type ||
+	    sqlite3_column_int64(s, 2) != (sqlite3_int64)(int64_t)e->size ||
+	    sqlite3_column_int64(s, 3) != (sqlite3_int64)e->mtime_ns ||
+	    sqlite3_column_int64(s, 5) != (sqlite3_int64)e->flags)
+		return 0;
+	if (sqlite3_column_type(s, 4) == SQLITE_NULL)
+		return e->remote == NULL;
+	r = sqlite3_column_text(s, 4);
+	return e->remote && r && !strcmp((const char *)r, e->remote);
+}
+
+static void names_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Inside the caller's transaction: compare the stored listing of dir with
+ * ord[0..n) (sorted by name, unique) and write only the difference --
+ * rows of names no longer listed deleted, new or changed entries stored,
+ * identical rows left alone (a refetched listing that did not change
+ * writes no page of entries or of its index). 0 or -1 with *err. */
+static int dir_put_diff(struct jnl *j, const char *dir, const struct jnl_entry *const *ord,
+			size_t n, struct err *err)
+{
+	const unsigned char *name;
+	char **gone = NULL, **ng;
+	size_t ngone = 0, capgone = 0, i = 0, k;
+	unsigned char *put = NULL;
+	sqlite3_stmt *s;
+	int rc = -1, r, c;
+
+	if (n && !(put = calloc(n, 1)))
+		return oom(err);
+	s = stmt(j, ST_ENT_LIST, err);
+	if (!s)
+		goto out;
+	bind_text(s, 1, dir);
+	while ((r = st_row(j, s, "read listing", err)) == 1) {
+		name = sqlite3_column_text(s, 0);
+		if (!name) {
+			st_reset(s);
+			oom(err);
+			goto out;
+		}
+		c = 1;
+		while (i < n && (c = strcmp(ord[i]->name, (const char *)name)) < 0)
+			put[i++] = 1;                   /* new */
+		if (i < n && c == 0) {
+			put[i] = !entry_row_same(s, ord[i]);
+			i++;
+			continue;
+		}
+		if (ngone == capgone) {                 /* no longer listed */
+			capgone = capgone ? capgone * 2 : 8;
+			ng = realloc(gone, capgone * sizeof(*gone));
+			if (!ng) {
+				st_reset(s);
+				oom(err);
+				goto out;
+			}
+			gone = ng;
+		}
+		if (!(gone[ngone] = strdup((const char *)name))) {
+			st_reset(s);
+			oom(err);
+			goto out;
+		}
+		ngone++;
+	}
+	if (r < 0)
+		goto out;
+	while (i < n)
+		put[i++] = 1;
+	for (k = 0; k < ngone; k++) {
+		if (!(s = stmt(j, ST_ENT_DEL, err)))
+			goto out;
+		bind_text(s, 1, dir);
+		bind_text(s, 2, gone[k]);
+		if (st_exec(j, s, "drop entry", err))
+			goto out;
+	}
+	for (k = 0; k < n; k++) {
+		if (!put[k])
+			continue;
+		if (!(s = stmt(j, ST_ENT_PUT, err)))
+			goto out;
+		bind_entry(s, dir, ord[k]);
+		if (st_exec(j, s, "store entry", err))
+			goto out;
+	}
+	rc = 0;
+out:
+	names_free(gone, ngone);
+	free(put);
+	return rc;
+}
+
 int jnl_dir_put(struct jnl *j, const char *dir, const struct jnl_entry *v,
 		size_t n, int64_t fetched_ms, struct err *err)
 {
+	const struct jnl_entry **ord = NULL;
 	int tries = 0;
 	sqlite3_stmt *s;
 	size_t i;
@@ -3722,24 +3836,24 @@ int jnl_dir_put(struct jnl *j, const char *dir, const struct jnl_entry *v,
 		if (!name_valid(v[i].name))
 			return err_set(err, ERR_INVAL, "journal: invalid entry "
 				       "name in listing of %s", *dir ? dir : "/");
+	if (n && !(ord = malloc(n * sizeof(*ord))))
+		return oom(err);
+	for (i = 0; i < n; i++)
+		ord[i] = &v[i];
+	if (n > 1)
+		qsort(ord, n, sizeof(*ord), entry_ptr_cmp);
+	for (i = 1; i < n; i++)
+		if (!strcmp(ord[i - 1]->name, ord[i]->name)) {
+			free(ord);
+			return err_set(err, ERR_INVAL, "journal: duplicate entry name in "
+				       "listing of %s", *dir ? dir : "/");
+		}
 	lock(j);
 again:
 	if (tx_begin(j, err))
 		goto out;
-	s = stmt(j, ST_DIR_CLEAR, err);
-	if (!s)
+	if (dir_put_diff(j, dir, ord, n, err))
 		goto done;
-	bind_text(s, 1, dir);
-	if (st_exec(j, s, "clear listing", err))
-		goto done;
-	s = stmt(j, ST_ENT_INSERT, err);
-	if (!s)
-		goto done;
-	for (i = 0; i < n; i++) {
-		bind_entry(s, dir, &v[i]);
-		if (st_exec(j, s, "store entry", err))
-			goto done;  /* a duplicate name: ERR_INVAL */
-	}
 	s = stmt(j, ST_DIR_SET, err);
 	if (!s)
 		goto done;
@@ -3754,6 +3868,7 @@ done:
 	}
 out:
 	unlock(j);
+	free(ord);
 	return rc;
 }
 

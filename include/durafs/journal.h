@@ -517,8 +517,10 @@ void jnl_entry_release(struct jnl_entry *e);
 void jnl_entries_free(struct jnl_entry *v, size_t n);
 
 /* Replace the stored listing of dir ("" = root) by v[0..n) in one
- * transaction and mark it complete, fetched at fetched_ms. Names must be
- * unique and valid path components (ERR_INVAL, nothing stored). */
+ * transaction and mark it complete, fetched at fetched_ms. Only the rows
+ * that differ are written (a listing refetched unchanged costs no entry
+ * writes). Names must be unique and valid path components (ERR_INVAL,
+ * nothing stored). */
 int jnl_dir_put(struct jnl *j, const char *dir, const struct jnl_entry *v,
 		size_t n, int64_t fetched_ms, struct err *err);
 
