@@ -250,7 +250,7 @@ oom:
 }
 
 /* Add to the plan, as places the items left, every place the stored
- * listings show them at (found by id in one scan) other than where they
+ * listings show them at (found by id in one indexed query) other than where they
  * are now: for items gone (deleted for good, trashed, moved out) or whose
  * earlier place the backend did not know. Drive reports a permanent
  * deletion by id only, its folder maps do not survive a remount, and a
