@@ -383,6 +383,30 @@ static int wait_fid(struct fs *fs, uint64_t fid, int64_t timeout_ms)
 
 /* ---- init / destroy ---------------------------------------------------------- */
 
+/* The largest write the kernel sends in one request: FS_MAX_WRITE, or
+ * just under it when that lets the request be spliced. libfuse splices a
+ * request from /dev/fuse into a pipe only when the pipe holds max_write
+ * plus a page of headers, and a process without CAP_SYS_RESOURCE cannot
+ * grow a pipe past /proc/sys/fs/pipe-max-size (1 MiB by default): then a
+ * 1 MiB pipe and FS_MAX_WRITE - 4 KiB (a 1 MiB write comes as 1020 KiB +
+ * 4 KiB, both spliced), else FS_MAX_WRITE read into memory. Found by
+ * trying on a pipe of this process, as libfuse will. */
+static unsigned splice_max_write(const struct fuse_conn_info *conn)
+{
+	enum { HDR = 4096 };
+	int p[2] = { -1, -1 };
+	unsigned mw = FS_MAX_WRITE;
+
+	if (!(conn->capable & FUSE_CAP_SPLICE_READ) || pipe2(p, O_CLOEXEC) < 0)
+		return mw;
+	if (fcntl(p[0], F_SETPIPE_SZ, FS_MAX_WRITE + HDR) < 0 &&
+	    fcntl(p[0], F_SETPIPE_SZ, FS_MAX_WRITE) == FS_MAX_WRITE)
+		mw = FS_MAX_WRITE - HDR;
+	close(p[0]);
+	close(p[1]);
+	return mw;
+}
+
 static void op_init(void *ud, struct fuse_conn_info *conn)
 {
 	struct fs *fs = ud;
@@ -403,7 +427,11 @@ static void op_init(void *ud, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
-	conn->max_write = 1024 * 1024;
+	/* Large writes arrive in a pipe (op_write_buf splices them on);
+	 * libfuse reads into memory when it cannot grow the pipe. */
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want |= FUSE_CAP_SPLICE_READ;
+	conn->max_write = splice_max_write(conn);
 	if (conn->max_background < 32)
 		conn->max_background = 32;
 	log_debug(FS_TAG, "FUSE protocol %u.%u, max_readahead %u, max_write %u, capable %#x, "
@@ -1299,20 +1327,56 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fs_of_readahead(fs, ino);
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-		     off_t off, struct fuse_file_info *fi)
+/* libfuse hands a write's bytes in memory, or (FUSE_CAP_SPLICE_READ, a
+ * request larger than a page, a pipe big enough for max_write) still in
+ * the pipe it spliced /dev/fuse into: those are spliced on into the cache
+ * file without a copy through user space. A pipe left undrained (error)
+ * is reset by libfuse (bufv->idx < bufv->count). */
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+			 struct fuse_file_info *fi)
 {
 	struct fs *fs = get_fs(req);
+	struct fuse_bufvec mem = FUSE_BUFVEC_INIT(0);
+	const struct fuse_buf *b;
+	size_t size = 0, i;
+	char *tmp = NULL;
 	ssize_t n;
 
 	(void)ino;
+	for (i = bufv->idx; i < bufv->count; i++)
+		size += bufv->buf[i].size - (i == bufv->idx ? bufv->off : 0);
 	/* Writes from the page cache (writepage) may come through any
 	 * handle; the kernel checked the open mode already. */
 	if (fs->ro) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	n = fs_of_write(fs, fh_of(fi), buf, size, off);
+	b = bufv->idx < bufv->count ? &bufv->buf[bufv->idx] : NULL;
+	if (b && bufv->count - bufv->idx == 1 && bufv->off == 0 &&
+	    (b->flags & FUSE_BUF_IS_FD) && !(b->flags & FUSE_BUF_FD_SEEK)) {
+		n = fs_of_write_pipe(fs, fh_of(fi), b->fd, size, off);
+		if (n >= 0) {
+			bufv->idx = bufv->count;  /* drained */
+			bufv->off = 0;
+		}
+	} else if (b && bufv->count - bufv->idx == 1 && !(b->flags & FUSE_BUF_IS_FD)) {
+		n = fs_of_write(fs, fh_of(fi), (const char *)b->mem + bufv->off, size, off);
+	} else {
+		/* Any other shape (libfuse 3.14 gives none): gathered in memory. */
+		tmp = malloc(size ? size : 1);
+		if (!tmp) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		mem.buf[0].mem = tmp;
+		mem.buf[0].size = size;
+		n = fuse_buf_copy(&mem, bufv, 0);
+		if (n >= 0 && (size_t)n != size)
+			n = -EIO;
+		if (n >= 0)
+			n = fs_of_write(fs, fh_of(fi), tmp, size, off);
+		free(tmp);
+	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -1800,7 +1864,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.link = op_link,
 	.open = op_open,
 	.read = op_read,
-	.write = op_write,
+	.write_buf = op_write_buf,
 	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
@@ -1949,6 +2013,8 @@ void fs_free(struct fs *fs)
 	while (fs->dh_head)
 		dh_free(fs, fs->dh_head);
 	fs_dirs_free(fs);
+	log_debug(FS_TAG, "writes: %" PRIu64 " spliced from a pipe, %" PRIu64 " from memory",
+		  atomic_load(&fs->wr_spliced), atomic_load(&fs->wr_copied));
 	if (fs->rc)
 		log_debug(FS_TAG, "resolve cache: %" PRIu64 " hits, %" PRIu64 " misses",
 			  atomic_load(&fs->rc->hits), atomic_load(&fs->rc->misses));

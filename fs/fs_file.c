@@ -1174,8 +1174,80 @@ static int of_dirty(struct fs *fs, struct fs_ofile *of)
 	return 0;
 }
 
-ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
-		    off_t off)
+/* Where a write's bytes come from: memory (mem), or a pipe (pipe >= 0,
+ * FUSE's splice read) that is drained as the bytes go into the cache file,
+ * done counting what went in already (a retry goes on from there: the pipe
+ * cannot give them again). own: mem when src_write had to read the pipe
+ * into memory (freed by the caller). */
+struct of_src {
+	const char *mem;
+	int pipe;
+	size_t done;
+	char *own;
+};
+
+/* Read the size - src->done bytes left in src's pipe into memory and make
+ * src a memory source of the write's remainder. 0 or a negative errno
+ * (-EIO: the pipe holds fewer bytes than the write). */
+static int src_to_mem(struct of_src *src, size_t size)
+{
+	size_t got = 0, want = size - src->done;
+	ssize_t n;
+
+	src->own = malloc(want ? want : 1);
+	if (!src->own)
+		return -ENOMEM;
+	while (got < want) {
+		n = read(src->pipe, src->own + got, want - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;  /* EAGAIN or EOF: fewer bytes than the write */
+		got += (size_t)n;
+	}
+	src->mem = src->own;
+	src->pipe = -1;
+	return 0;
+}
+
+/* Put [off, off+size) of src into fd: size or a negative errno. Memory is
+ * written whole each time (a retry rewrites it); a pipe is spliced from
+ * where the last attempt stopped (short splices and EINTR go on); where the
+ * cache file system cannot splice, what is left in the pipe is read into
+ * memory and written from there. */
+static ssize_t src_write(struct of_src *src, int fd, size_t size, off_t off)
+{
+	loff_t pos;
+	ssize_t n;
+	int rc;
+
+	while (src->pipe >= 0 && src->done < size) {
+		pos = (loff_t)off + (loff_t)src->done;
+		n = splice(src->pipe, NULL, fd, &pos, size - src->done, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
+			rc = src_to_mem(src, size);
+			if (rc < 0)
+				return rc;
+			break;
+		}
+		if (n < 0)
+			return errno == EAGAIN ? -EIO : -errno;
+		if (n == 0)
+			return -EIO;  /* the pipe ended before the write's size */
+		src->done += (size_t)n;
+	}
+	if (src->pipe >= 0)
+		return (ssize_t)size;
+	if (!src->mem)
+		return -EINVAL;
+	n = pwrite_full(fd, src->mem, size - src->done, off + (off_t)src->done);
+	return n < 0 ? n : (ssize_t)size;
+}
+
+static ssize_t of_write(struct fs *fs, struct fs_ofile *of, struct of_src *src, size_t size,
+			off_t off)
 {
 	ssize_t n;
 	int rc;
@@ -1188,7 +1260,7 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 	if (fs->sched)
 		sch_note_write(fs->sched, of->fid, (uint64_t)off);  /* append tracking */
 	pthread_rwlock_rdlock(&of->wlock);
-	n = pwrite_full(of->fd, buf, size, off);
+	n = src_write(src, of->fd, size, off);
 	of_changed(of, (uint64_t)off, (uint64_t)off + size);
 	pthread_rwlock_unlock(&of->wlock);
 	if (n == -ENOSPC || n == -EDQUOT) {
@@ -1196,7 +1268,7 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 		 * more; a full disk stays ENOSPC for the writer. */
 		if (fs_cache_evict(fs, size + fs->mo->min_free_space) > 0) {
 			pthread_rwlock_rdlock(&of->wlock);
-			n = pwrite_full(of->fd, buf, size, off);
+			n = src_write(src, of->fd, size, off);
 			of_changed(of, (uint64_t)off, (uint64_t)off + size);
 			pthread_rwlock_unlock(&of->wlock);
 		}
@@ -1207,6 +1279,26 @@ ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t 
 	of->modified = 1;
 	of->mtime_ns = fs_now_ns();
 	pthread_mutex_unlock(&of->mu);
+	return n;
+}
+
+ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
+		    off_t off)
+{
+	struct of_src src = { .mem = buf, .pipe = -1, .done = 0, .own = NULL };
+
+	atomic_fetch_add(&fs->wr_copied, 1);
+	return of_write(fs, of, &src, size, off);
+}
+
+ssize_t fs_of_write_pipe(struct fs *fs, struct fs_ofile *of, int pipe, size_t size, off_t off)
+{
+	struct of_src src = { .mem = NULL, .pipe = pipe, .done = 0, .own = NULL };
+	ssize_t n;
+
+	atomic_fetch_add(&fs->wr_spliced, 1);
+	n = of_write(fs, of, &src, size, off);
+	free(src.own);
 	return n;
 }
 

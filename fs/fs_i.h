@@ -20,6 +20,7 @@
 #define FS_NAME_MAX 255
 #define FS_REMOTE_MAX 256       /* be_version_format text: "g<gen>.<mg>:<id>" */
 #define FS_OF_BUCKETS 256
+#define FS_MAX_WRITE (1024 * 1024)  /* largest write request (max_write) */
 #define FS_BIG_DIR 1000         /* entries: more than one listing page */
 #define FS_BIG_NOTIFY 10000     /* refetches compare at most this many */
 #define FS_STALE_WAIT_MS 2000   /* a stale listing's refetch is waited for
@@ -247,6 +248,11 @@ struct fs {
 	_Atomic uint64_t cache_bytes;
 	_Atomic uint64_t evicted_bytes;
 	_Atomic uint64_t fetched_since_check;
+
+	/* Writes taken from memory and spliced from a pipe (logged at
+	 * debug level at unmount). */
+	_Atomic uint64_t wr_copied;
+	_Atomic uint64_t wr_spliced;
 };
 
 /* ---- fs.c ---------------------------------------------------------------- */
@@ -366,9 +372,16 @@ ssize_t fs_of_read(struct fs *fs, struct fs_ofile *of, size_t size, off_t off, c
  * window now (on this thread), so the reader finds it local. Failures are
  * left to the reader's own fetch. Thread-safe. */
 void fs_of_readahead(struct fs *fs, uint64_t ino);
-/* Write: bytes written or a negative errno. */
+/* Write size bytes of buf at off: bytes written (size) or a negative
+ * errno. Thread-safe. */
 ssize_t fs_of_write(struct fs *fs, struct fs_ofile *of, const char *buf, size_t size,
 		    off_t off);
+/* The same write with its size bytes in a pipe (FUSE's splice read):
+ * spliced into the cache file (read and written where the cache file
+ * system cannot splice). size, the pipe drained of exactly size bytes; or
+ * a negative errno, the pipe left holding an unknown part of them (the
+ * caller discards it). Thread-safe. */
+ssize_t fs_of_write_pipe(struct fs *fs, struct fs_ofile *of, int pipe, size_t size, off_t off);
 /* Truncate to size. */
 int fs_of_truncate(struct fs *fs, struct fs_ofile *of, uint64_t size);
 /* fallocate(2) on the open file's content, done on its cache file: mode 0
