@@ -411,7 +411,6 @@ static void op_init(void *ud, struct fuse_conn_info *conn)
 {
 	struct fs *fs = ud;
 
-	(void)fs;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -427,11 +426,18 @@ static void op_init(void *ud, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
-	/* Large writes arrive in a pipe (op_write_buf splices them on);
-	 * libfuse reads into memory when it cannot grow the pipe. */
-	if (conn->capable & FUSE_CAP_SPLICE_READ)
+	/* -o splice_writes: large writes arrive in a pipe (op_write_buf
+	 * splices them on; libfuse reads into memory when it cannot grow the
+	 * pipe). Off by default: libfuse then splices every request, and
+	 * each small one (getattr, open, a small write) costs a second
+	 * system call, which slows reading many small files. */
+	if (fs->mo->splice_writes && (conn->capable & FUSE_CAP_SPLICE_READ)) {
 		conn->want |= FUSE_CAP_SPLICE_READ;
-	conn->max_write = splice_max_write(conn);
+		conn->max_write = splice_max_write(conn);
+	} else {
+		conn->want &= ~FUSE_CAP_SPLICE_READ;
+		conn->max_write = FS_MAX_WRITE;
+	}
 	if (conn->max_background < 32)
 		conn->max_background = 32;
 	log_debug(FS_TAG, "FUSE protocol %u.%u, max_readahead %u, max_write %u, capable %#x, "

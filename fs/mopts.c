@@ -302,6 +302,8 @@ static const struct odef odefs[] = {
 	  "parallel downloads of `durafs cache warm`, 1-256 [16]" , NULL },
 	{ "open_upload_interval", O_DUR, OFF(open_upload_interval_ms),
 	  "snapshot-upload files kept open and dirty this often, 0 off [60s]" , NULL },
+	{ "splice_writes", O_FLAG, OFF(splice_writes),
+	  "large writes move into the cache without a copy; small requests cost more" , NULL },
 	{ "stream_uploads", O_CHOICE, OFF(stream_uploads),
 	  "GCS: upload a file written sequentially while it is written [on]", "on|off" },
 };

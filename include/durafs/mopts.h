@@ -66,6 +66,8 @@ struct mopts {
 	int prefetch_workers;       /* prefetch_workers=N: cache warm downloads [16] */
 	int64_t open_upload_interval_ms; /* open_upload_interval=DUR: snapshot uploads
 				     * of files kept open and dirty, 0 off [60s] */
+	int splice_writes;          /* splice_writes: large writes spliced from the
+				     * kernel into the cache file [off] */
 	int stream_uploads;         /* stream_uploads=on|off (enum mopts_stream): GCS
 				     * uploads of sequential writes start while
 				     * they are written [on] */

@@ -20,7 +20,7 @@ from mount_util import blob, bucket, is_mounted, mounts  # noqa: F401
 
 KiB = 1024
 MiB = 1024 * 1024
-OPTS = ["debug", "dir_cache_ttl=1s", "writeback_delay=100ms"]
+OPTS = ["debug", "dir_cache_ttl=1s", "writeback_delay=100ms", "splice_writes"]
 
 
 def remote(gcs, name):
@@ -225,3 +225,20 @@ def test_failed_write_leaves_no_bytes_behind(mounts, bucket, emulator_noauth, wo
         if is_mounted(os.path.join(workdir, "f-mnt")):
             subprocess.run(["fusermount3", "-u", "-z", os.path.join(workdir, "f-mnt")])
         subprocess.run(["umount", "-l", cache])
+
+
+def test_not_spliced_without_the_option(mounts, bucket, emulator_noauth):
+    """Without -o splice_writes every write comes in memory (libfuse reads
+    each request whole) and the bytes are the same."""
+    emu, gcs = bucket
+    m = mounts(emu, "gs://bkt", options=[o for o in OPTS if o != "splice_writes"])
+    big = blob(3 * MiB + 17, seed=9)
+    fd = os.open(m.path("plain"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        assert os.write(fd, big) == len(big)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert remote(gcs, "plain") == big
+    spliced, copied = write_counts(m)
+    assert spliced == 0 and copied >= 3, (spliced, copied)

@@ -138,6 +138,7 @@ static void test_defaults(void **state)
 	assert_int_equal(o.dir_mode, 0755);
 	assert_int_equal(o.conflict, MOPTS_CONFLICT_KEEP_BOTH);
 	assert_int_equal(o.stream_uploads, MOPTS_STREAM_ON);
+	assert_int_equal(o.splice_writes, 0);
 	assert_int_equal(o.foreground, 0);
 	assert_int_equal(o.ro, 0);
 	assert_int_equal(o.has_uid, 0);
@@ -159,9 +160,10 @@ static void test_every_option(void **state)
 			       "ro,allow_other,uid=1000,gid=100,file_mode=0600,dir_mode=700,"
 			       "conflict=fail,fsync_timeout=30s,retry_max=2s,log_file=rel.log,debug,"
 			       "endpoint=http://127.0.0.1:9,token_file=/t/tok,credentials=c.json,"
-			       "no_auth,stream_uploads=off",
+			       "no_auth,stream_uploads=off,splice_writes",
 			       "--cache-dir", "cachedir", "--foreground", END), 0);
 	assert_int_equal(o.stream_uploads, MOPTS_STREAM_OFF);
+	assert_int_equal(o.splice_writes, 1);
 	assert_int_equal(o.cache_size, 1ull << 30);
 	assert_int_equal(o.min_free_space, 100ull << 20);
 	assert_int_equal(o.upload_workers, 3);
