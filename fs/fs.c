@@ -108,90 +108,19 @@ static struct timespec ns_ts(int64_t ns)
 	return ts;
 }
 
-/* ---- directory times ---------------------------------------------------------- */
-
-struct fs_dmt {
-	uint64_t ino;               /* 0: a free slot */
-	int64_t mtime_ns;           /* a directory's mtime; 0: the remote's */
-	int64_t ctime_ns;           /* the last attribute or name change */
-};
-
-static size_t dmt_slot(const struct fs_dmt *t, size_t cap, uint64_t ino)
-{
-	size_t i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & (cap - 1);
-
-	while (t[i].ino && t[i].ino != ino)
-		i = (i + 1) & (cap - 1);
-	return i;
-}
-
-/* Inode ino's attributes changed now (its ctime); a directory's mtime
- * becomes mtime_ns unless 0 (see struct fs dmt_*). Thread-safe; out of
- * memory the remote's times go on showing (logged). */
-static void dmt_put(struct fs *fs, uint64_t ino, int64_t mtime_ns)
-{
-	int64_t now = fs_now_ns();
-
-	struct fs_dmt *t;
-	size_t i, cap;
-
-	pthread_mutex_lock(&fs->dmt_lock);
-	if ((fs->dmt_n + 1) * 2 > fs->dmt_cap) {
-		cap = fs->dmt_cap ? fs->dmt_cap * 2 : 64;
-		t = calloc(cap, sizeof(*t));
-		if (!t) {
-			pthread_mutex_unlock(&fs->dmt_lock);
-			log_debug(FS_TAG, "directory times: out of memory");
-			return;
-		}
-		for (i = 0; i < fs->dmt_cap; i++)
-			if (fs->dmt[i].ino)
-				t[dmt_slot(t, cap, fs->dmt[i].ino)] = fs->dmt[i];
-		free(fs->dmt);
-		fs->dmt = t;
-		fs->dmt_cap = cap;
-	}
-	i = dmt_slot(fs->dmt, fs->dmt_cap, ino);
-	if (!fs->dmt[i].ino)
-		fs->dmt_n++;
-	fs->dmt[i].ino = ino;
-	if (mtime_ns)
-		fs->dmt[i].mtime_ns = mtime_ns;
-	fs->dmt[i].ctime_ns = now;
-	pthread_mutex_unlock(&fs->dmt_lock);
-}
+/* ---- directory times and ctimes ---------------------------------------------- */
 
 /* Directory ino's entries changed, or utimensat set its time: its mtime
- * is ns, its ctime now. */
+ * is ns, its ctime now (kept on the inode, ino_set_times). */
 static void dmt_set(struct fs *fs, uint64_t ino, int64_t ns)
 {
-	dmt_put(fs, ino, ns);
+	ino_set_times(fs->ino, ino, ns, fs_now_ns());
 }
 
 /* Inode ino was renamed or its attributes set: its ctime is now. */
 static void ctm_set(struct fs *fs, uint64_t ino)
 {
-	dmt_put(fs, ino, 0);
-}
-
-/* 1 with *mtime_ns (0: not set) and *ctime_ns when this mount changed
- * inode ino's times, else 0. */
-static int dmt_get(struct fs *fs, uint64_t ino, int64_t *mtime_ns, int64_t *ctime_ns)
-{
-	size_t i;
-	int found = 0;
-
-	pthread_mutex_lock(&fs->dmt_lock);
-	if (fs->dmt_cap) {
-		i = dmt_slot(fs->dmt, fs->dmt_cap, ino);
-		if (fs->dmt[i].ino) {
-			*mtime_ns = fs->dmt[i].mtime_ns;
-			*ctime_ns = fs->dmt[i].ctime_ns;
-			found = 1;
-		}
-	}
-	pthread_mutex_unlock(&fs->dmt_lock);
-	return found;
+	ino_set_times(fs->ino, ino, 0, fs_now_ns());
 }
 
 void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct stat *st)
@@ -211,7 +140,7 @@ void fs_fill_attr(struct fs *fs, uint64_t ino, const struct fs_info *in, struct 
 			fs_of_put(fs, of);
 		}
 	}
-	dmt_get(fs, ino, &dm, &dc);
+	ino_get_times(fs->ino, ino, &dm, &dc);
 	if (in->type == JNL_DIR && dm)
 		mtime = dm;
 	else if (in->type == JNL_DIR && mtime == 0)
@@ -583,7 +512,7 @@ static int set_mtime(struct fs *fs, uint64_t ino, struct fs_ofile *held, int64_t
 		if (rc == 0 && jnl_setattr(fs->jnl, fid, t, NULL, &e) < 0)
 			rc = fs_errno(&e);
 	}
-	/* Directories: kept by this mount (dmt), not stored remotely;
+	/* Directories: kept on the inode (dmt_set), not stored remotely;
 	 * symlinks: accepted, not kept. */
 	if (rc == 0 && info.type == JNL_DIR)
 		dmt_set(fs, ino, t);
@@ -1924,7 +1853,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out, struct err *err)
 	    pthread_mutex_init(&fs->cache_lock, NULL) || pthread_mutex_init(&fs->dir_lock, NULL) ||
 	    pthread_cond_init(&fs->dir_cv, NULL) || pthread_mutex_init(&fs->ren_lock, NULL) ||
 	    pthread_mutex_init(&fs->bg_lock, NULL) || pthread_cond_init(&fs->bg_cv, NULL) ||
-	    pthread_mutex_init(&fs->dh_lock, NULL) || pthread_mutex_init(&fs->dmt_lock, NULL)) {
+	    pthread_mutex_init(&fs->dh_lock, NULL)) {
 		err_set(err, ERR_NOMEM, "fs: cannot initialise locks");
 		goto out;
 	}
@@ -2043,8 +1972,6 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->bg_lock);
 	pthread_cond_destroy(&fs->bg_cv);
 	pthread_mutex_destroy(&fs->dh_lock);
-	pthread_mutex_destroy(&fs->dmt_lock);
-	free(fs->dmt);
 	free(fs->files_dir);
 	free(fs->ctl_path);
 	free(fs);

@@ -143,36 +143,37 @@ static void drop_locked(struct fs *fs, const char *dir)
 	}
 }
 
-void fs_dir_drop(struct fs *fs, const char *dir)
-{
-	pthread_mutex_lock(&fs->dir_lock);
-	drop_locked(fs, dir);
-	pthread_mutex_unlock(&fs->dir_lock);
-}
-
-int fs_dir_forget(struct fs *fs, const char *dir, struct err *err)
+int fs_dir_change(struct fs *fs, const char *dir, fs_dir_change_fn change, void *ud,
+		  struct err *err)
 {
 	int rc;
 
 	/* Under dir_lock: a fetch stores (and an access loads) a listing
 	 * only under that lock after checking its epoch. */
 	pthread_mutex_lock(&fs->dir_lock);
-	drop_locked(fs, dir);
-	rc = jnl_dir_forget(fs->jnl, dir, err);
-	pthread_mutex_unlock(&fs->dir_lock);
-	return rc;
-}
-
-int fs_dir_change(struct fs *fs, const char *dir, fs_dir_change_fn change, void *ud,
-		  struct err *err)
-{
-	int rc;
-
-	pthread_mutex_lock(&fs->dir_lock);
 	rc = change(ud, err);
 	drop_locked(fs, dir);
 	pthread_mutex_unlock(&fs->dir_lock);
 	return rc;
+}
+
+struct forget_ctx {
+	struct fs *fs;
+	const char *dir;
+};
+
+static int forget_change(void *ud, struct err *err)
+{
+	struct forget_ctx *c = ud;
+
+	return jnl_dir_forget(c->fs->jnl, c->dir, err);
+}
+
+int fs_dir_forget(struct fs *fs, const char *dir, struct err *err)
+{
+	struct forget_ctx c = { fs, dir };
+
+	return fs_dir_change(fs, dir, forget_change, &c, err);
 }
 
 void fs_dir_invalidate(struct fs *fs, const char *dir)

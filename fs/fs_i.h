@@ -227,15 +227,6 @@ struct fs {
 	pthread_mutex_t dh_lock;
 	struct fs_dh *dh_head;               /* protected by dh_lock */
 
-	/* Times this mount set, by inode number, kept in memory only: a
-	 * directory's mtime (an entry added, removed or renamed in it;
-	 * utimensat), shown instead of the remote's (a GCS prefix has none),
-	 * and any inode's ctime (renamed, attributes set; st_ctime is the
-	 * later of it and the mtime). An open addressing table (struct
-	 * fs_dmt in fs.c). */
-	pthread_mutex_t dmt_lock;
-	struct fs_dmt *dmt;                  /* protected by dmt_lock */
-	size_t dmt_cap, dmt_n;
 
 	/* fs_resolve's answers (fs_rc.c); NULL: every resolve reads the
 	 * journal. */
@@ -281,20 +272,18 @@ int fs_dir_ensure(struct fs *fs, const char *dir);
 /* Refetch dir's listing now (background refresh); notifies the kernel of
  * entries that changed. */
 int fs_dir_refresh(struct fs *fs, const char *dir);
-/* Forget the in-memory state of dir and everything below it (fetches in
- * flight there are not stored). */
-void fs_dir_drop(struct fs *fs, const char *dir);
-/* fs_dir_drop and jnl_dir_forget as one step: no fetch stores, and no
- * access loads, a listing below dir in between. 0, or -1 and *err when the
- * journal failed (the in-memory state is dropped anyway). */
-int fs_dir_forget(struct fs *fs, const char *dir, struct err *err);
-/* A journal change that creates or removes a directory: 0, or -1 and *err. */
+/* A journal change below a directory: 0, or -1 and *err. */
 typedef int (*fs_dir_change_fn)(void *ud, struct err *err);
-/* Run change and fs_dir_drop(dir) as one step (under dir_lock): a listing
- * fetched before the change is never stored after it. The state is
- * dropped whatever change returns; its result is returned. */
+/* Run change and forget the in-memory state of dir and everything below
+ * it as one step (under dir_lock): a listing fetched before the change is
+ * never stored after it (fetches in flight there are not stored). The
+ * state is dropped whatever change returns; its result is returned. */
 int fs_dir_change(struct fs *fs, const char *dir, fs_dir_change_fn change, void *ud,
 		  struct err *err);
+/* fs_dir_change with jnl_dir_forget: no fetch stores, and no access
+ * loads, a listing below dir in between. 0, or -1 and *err when the
+ * journal failed (the in-memory state is dropped anyway). */
+int fs_dir_forget(struct fs *fs, const char *dir, struct err *err);
 /* Mark dir's stored listing stale (the remote changed it): the next access
  * refetches it like a listing past its TTL, and while that fails the
  * stored entries still answer. A fetch in flight is not stored. */

@@ -14,6 +14,8 @@ struct node {
 	uint64_t nlookup;
 	uint64_t gen;
 	uint64_t tag;
+	int64_t mtime_ns;       /* ino_set_times; 0: not set */
+	int64_t ctime_ns;
 	uint64_t children;      /* attached or detached nodes whose parent is us */
 	uint64_t hash;          /* name hash, valid while attached */
 	struct node *next_ino;
@@ -564,6 +566,34 @@ uint64_t ino_get_tag(struct ino_table *t, uint64_t ino)
 		tag = n->tag;
 	pthread_mutex_unlock(&t->lock);
 	return tag;
+}
+
+void ino_set_times(struct ino_table *t, uint64_t ino, int64_t mtime_ns, int64_t ctime_ns)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino(t, ino);
+	if (n) {
+		if (mtime_ns)
+			n->mtime_ns = mtime_ns;
+		n->ctime_ns = ctime_ns;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void ino_get_times(struct ino_table *t, uint64_t ino, int64_t *mtime_ns, int64_t *ctime_ns)
+{
+	struct node *n;
+
+	*mtime_ns = *ctime_ns = 0;
+	pthread_mutex_lock(&t->lock);
+	n = find_ino(t, ino);
+	if (n) {
+		*mtime_ns = n->mtime_ns;
+		*ctime_ns = n->ctime_ns;
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 size_t ino_count(struct ino_table *t)

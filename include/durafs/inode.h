@@ -96,6 +96,13 @@ int ino_nlookup(struct ino_table *t, uint64_t ino, uint64_t *n /* OUT */);
 void ino_set_tag(struct ino_table *t, uint64_t ino, uint64_t tag);
 uint64_t ino_get_tag(struct ino_table *t, uint64_t ino);
 
+/* Times the filesystem keeps per node while the kernel holds it (neither
+ * remote stores them): set sets ctime_ns, and mtime_ns unless it is 0;
+ * get gives both, 0 where never set (or for an unknown ino). Unknown ino:
+ * set is a no-op. */
+void ino_set_times(struct ino_table *t, uint64_t ino, int64_t mtime_ns, int64_t ctime_ns);
+void ino_get_times(struct ino_table *t, uint64_t ino, int64_t *mtime_ns, int64_t *ctime_ns);
+
 /* Number of nodes, the root included. */
 size_t ino_count(struct ino_table *t);
 

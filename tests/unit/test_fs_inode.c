@@ -194,6 +194,37 @@ static void test_tags(void **state)
 	ino_table_free(t);
 }
 
+/* Times kept on a node: ctime always set, mtime only when given; they go
+ * with the node when the kernel forgets it. */
+static void test_times(void **state)
+{
+	struct ino_table *t = NULL;
+	int64_t m, c;
+	uint64_t a, b;
+
+	(void)state;
+	assert_int_equal(ino_table_new(&t), 0);
+	assert_int_equal(ino_get(t, INO_ROOT, "a", &a, NULL), 0);
+	ino_get_times(t, a, &m, &c);
+	assert_true(m == 0 && c == 0);
+	ino_set_times(t, a, 500, 700);
+	ino_get_times(t, a, &m, &c);
+	assert_true(m == 500 && c == 700);
+	ino_set_times(t, a, 0, 900);       /* ctime only */
+	ino_get_times(t, a, &m, &c);
+	assert_true(m == 500 && c == 900);
+	ino_set_times(t, 9999, 1, 1);      /* unknown: no-op */
+	ino_get_times(t, 9999, &m, &c);
+	assert_true(m == 0 && c == 0);
+	ino_forget(t, a, 1);
+	assert_false(ino_exists(t, a));
+	assert_int_equal(ino_get(t, INO_ROOT, "a", &b, NULL), 0);
+	assert_true(b != a);
+	ino_get_times(t, b, &m, &c);
+	assert_true(m == 0 && c == 0);
+	ino_table_free(t);
+}
+
 static void test_many_nodes_grow(void **state)
 {
 	struct ino_table *t = NULL;
@@ -288,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_detach_keeps_open_inode),
 		cmocka_unit_test(test_rename_moves_subtree),
 		cmocka_unit_test(test_tags),
+		cmocka_unit_test(test_times),
 		cmocka_unit_test(test_many_nodes_grow),
 		cmocka_unit_test(test_concurrent),
 	};
